@@ -1,0 +1,44 @@
+"""Operations of the `health` tag: liveness and readiness probes (brief 001)."""
+
+from __future__ import annotations
+
+import time
+
+from handlers.responses import json_answer, now_timestamp
+from server.context import state
+from server.problems import PROBLEM_JSON, ProblemType, problem_body
+from services import health
+
+NOT_READY = ProblemType("/problems/not-ready", "Not ready", 503)
+
+
+def get_health() -> tuple:
+    """GET /api/v1/health — the process answers; no dependency is checked."""
+    return json_answer({"status": "healthy", "version": state()["service_info"].version, "timestamp": now_timestamp()})
+
+
+def get_liveness() -> tuple:
+    """GET /api/v1/health/live — alive, with seconds since start (monotonic clock)."""
+    app = state()
+    return json_answer(
+        {
+            "status": "alive",
+            "version": app["service_info"].version,
+            "timestamp": now_timestamp(),
+            "uptime_seconds": round(time.monotonic() - app["started_at"], 3),
+        }
+    )
+
+
+def get_readiness() -> tuple:
+    """GET /api/v1/health/ready — 200 when every dependency answers, else 503 naming it."""
+    app = state()
+    checks = health.check_dependencies(engine=app["engine"])
+    failed = sorted(name for name, result in checks.items() if result != "ok")
+    if failed:
+        body = problem_body(NOT_READY, f"Unavailable: {', '.join(failed)}.", instance="/api/v1/health/ready",
+                            checks=checks)
+        return body, 503, {"Content-Type": PROBLEM_JSON, "Retry-After": "5"}
+    return json_answer(
+        {"status": "ready", "version": app["service_info"].version, "timestamp": now_timestamp(), "checks": checks}
+    )

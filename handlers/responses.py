@@ -1,0 +1,34 @@
+"""Shaping answers: JSON bodies with an explicit content type, and resource representations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+JSON = {"Content-Type": "application/json"}
+
+
+def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> tuple:
+    """A (body, status, headers) answer with ``Content-Type: application/json``.
+
+    The content type must be explicit: operations declare both application/json and
+    application/problem+json, and connexion refuses to guess between them.
+    """
+    return body, status, {**JSON, **(headers or {})}
+
+
+def no_content() -> tuple:
+    """An empty 204 answer."""
+    return None, 204
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 UTC with a `Z`, microseconds included: ``2026-11-22T10:15:30.123456Z``."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_timestamp() -> str:
+    """The current time as `timestamp` writes it."""
+    return timestamp(datetime.now(UTC))  # type: ignore[return-value]

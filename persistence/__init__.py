@@ -1,0 +1,1 @@
+"""Engine and session setup, ORM models and repositories. All SQL of the service lives here."""

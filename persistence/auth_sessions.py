@@ -1,0 +1,83 @@
+"""Queries on login sessions and their refresh tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from persistence.models import AuthSession, RefreshToken, User
+
+
+class AuthSessionRepository:
+    """Reads and writes `auth_sessions` and `refresh_tokens` within the caller's unit of work."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+
+    def add(self, session: AuthSession, refresh_token: RefreshToken) -> None:
+        """Stage a new session with its first refresh token."""
+        self.db.add(session)
+        self.db.flush()
+        self.db.add(refresh_token)
+        self.db.flush()
+
+    def active_user(self, *, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> User | None:
+        """The session's user if the session belongs to `user_id`, is not revoked and has not
+        expired at `now`; else None. One indexed query: this runs on every authenticated request."""
+        statement = (
+            select(User)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > now,
+            )
+        )
+        return self.db.scalars(statement).one_or_none()
+
+    def find_refresh_token(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
+        """The refresh token with this hash and its session, or None."""
+        row = self.db.execute(
+            select(RefreshToken, AuthSession)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .where(RefreshToken.token_hash == token_hash)
+        ).one_or_none()
+        return (row[0], row[1]) if row else None
+
+    def mark_refresh_token_used(self, token_id: uuid.UUID, now: datetime) -> bool:
+        """Mark a refresh token used if nobody has yet; False when another request won the race.
+
+        The conditional UPDATE makes rotation safe under concurrency: of two requests presenting
+        the same token, exactly one sees True.
+        """
+        result = self.db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        return result.rowcount == 1
+
+    def add_refresh_token(self, refresh_token: RefreshToken) -> None:
+        """Stage the refresh token that replaces a rotated one."""
+        self.db.add(refresh_token)
+        self.db.flush()
+
+    def touch(self, session_id: uuid.UUID, *, now: datetime, expires_at: datetime) -> None:
+        """Record use of the session and push its expiry to `expires_at`."""
+        self.db.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id)
+            .values(last_used_at=now, expires_at=expires_at)
+        )
+
+    def revoke(self, session_id: uuid.UUID, *, now: datetime, reason: str) -> None:
+        """End a session: its access and refresh tokens stop working on the next request."""
+        self.db.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )

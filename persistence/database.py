@@ -1,0 +1,65 @@
+"""Engine and session factory for SQLite (default) and PostgreSQL (psycopg 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pool_timeout: float = 10.0,
+    pool_pre_ping: bool = True,
+    connect_timeout: int = 5,
+) -> Engine:
+    """Create the process's engine.
+
+    Args:
+        url: SQLAlchemy URL, ``sqlite:///relative/path.db`` or ``postgresql+psycopg://…``.
+        pool_size, max_overflow: connections kept and allowed beyond that, per process.
+        pool_timeout: seconds to wait for a pooled connection before failing.
+        pool_pre_ping: test a pooled connection before handing it out (survives DB restarts).
+        connect_timeout: seconds PostgreSQL may take to accept a connection.
+
+    On SQLite the file's folder is created, foreign keys are enforced and WAL journaling is
+    used so readers do not block the writer.
+    """
+    parsed = make_url(url)
+    kwargs: dict = {"pool_pre_ping": pool_pre_ping}
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
+    else:
+        kwargs["connect_args"] = {"connect_timeout": connect_timeout}
+        kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
+    engine = create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """A session factory whose sessions keep loaded objects usable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
+def ping(engine: Engine) -> None:
+    """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the DB does not answer."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

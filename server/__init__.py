@@ -1,0 +1,1 @@
+"""Wiring: the app factory, settings, middleware, security handlers, logging and the CLI."""

@@ -1,0 +1,67 @@
+"""What a handler needs from the request it serves: the unit of work's database session,
+the account configuration and the authenticated user. Handlers import these, never Flask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from connexion import context as connexion_context
+from sqlalchemy.orm import Session
+
+from persistence.models import User
+from persistence.unit_of_work import UnitOfWork
+from services import accounts
+from services.accounts import AuthConfig
+from services.errors import InvalidToken
+from services.tokens import AccessClaims
+
+EXTENSION = "charter"
+
+
+def state() -> dict[str, Any]:
+    """The app-wide objects built by `create_app` (settings, engine, auth config, …)."""
+    return flask.current_app.extensions[EXTENSION]
+
+
+def unit_of_work() -> UnitOfWork:
+    """The request's unit of work, created on first use."""
+    if "unit_of_work" not in flask.g:
+        flask.g.unit_of_work = UnitOfWork(state()["session_factory"])
+    return flask.g.unit_of_work
+
+
+def db() -> Session:
+    """The request's database session (one per request; committed by the app, never by handlers)."""
+    return unit_of_work().session
+
+
+def auth_config() -> AuthConfig:
+    """Token issuer, password hasher and lifetimes."""
+    return state()["auth"]
+
+
+def access_claims() -> AccessClaims | None:
+    """The verified claims of the request's access token, or None on a public operation."""
+    try:
+        token_info = connexion_context.context.get("token_info")
+    except RuntimeError:  # no operation matched (e.g. an unknown path on its way to a 404)
+        return None
+    return token_info.get("claims") if isinstance(token_info, dict) else None
+
+
+def principal() -> User:
+    """The authenticated user. Raises InvalidToken on a public operation (a wiring bug)."""
+    user = flask.g.get("principal")
+    if user is None:
+        raise InvalidToken("This operation needs an access token.")
+    return user
+
+
+def load_principal() -> None:
+    """Before each request: when an access token was verified, check its session is still open
+    and remember its user. A logged-out session's tokens fail here, on every process, because
+    the check reads the database."""
+    claims = access_claims()
+    if claims is not None:
+        flask.g.principal = accounts.current_user(db=db(), claims=claims)

@@ -1,0 +1,106 @@
+"""The contract: load the split OpenAPI document in `openapi/` and bundle it into one.
+
+Connexion, schemathesis and SDK generators all want one self-contained document. Path files
+refer to shared pieces as ``../components/<kind>.yaml#/<Name>``; bundling turns each into
+``#/components/<kind>/<Name>`` and inlines the path items, the way ``redocly bundle`` does,
+so generated clients get named models.
+
+Run ``python -m server.contract [--out FILE]`` to write the bundled document as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTRACT_DIR = Path(__file__).resolve().parent.parent / "openapi"
+ROOT_DOCUMENT = CONTRACT_DIR / "openapi.yaml"
+COMPONENT_KINDS = {"schemas", "parameters", "headers", "responses", "requestBodies", "examples", "links"}
+
+
+class ContractError(ValueError):
+    """The split document has a reference that cannot be bundled."""
+
+
+@cache
+def _load(path: Path) -> Any:
+    with path.open(encoding="utf-8") as stream:
+        return yaml.safe_load(stream)
+
+
+def _resolve_pointer(document: Any, pointer: str, where: str) -> Any:
+    node = document
+    for token in filter(None, pointer.split("/")):
+        token = token.replace("~1", "/").replace("~0", "~")
+        try:
+            node = node[int(token)] if isinstance(node, list) else node[token]
+        except (KeyError, IndexError, ValueError) as error:
+            raise ContractError(f"unresolvable $ref {where}") from error
+    return node
+
+
+def bundle(root: Path = ROOT_DOCUMENT) -> dict[str, Any]:
+    """The whole contract as one dict with only internal ``#/…`` references.
+
+    Args:
+        root: path of the root document; path and component files sit beside it.
+
+    Raises:
+        ContractError: a reference points at a missing file or member, or a component file
+            does not name a known component kind.
+    """
+    root = root.resolve()
+    components: dict[str, dict[str, Any]] = {}
+
+    def rewrite(node: Any, base: Path) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item, base) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return {key: rewrite(value, base) for key, value in node.items()}
+        file_part, _, pointer = ref.partition("#")
+        target = (base.parent / file_part).resolve() if file_part else base
+        if target == root:
+            return dict(node)
+        if target.parent.name == "components":
+            kind, name = target.stem, pointer.strip("/")
+            if kind not in COMPONENT_KINDS or not name or "/" in name:
+                raise ContractError(f"cannot bundle $ref {ref!r} in {base.name}")
+            section = components.setdefault(kind, {})
+            if name not in section:
+                section[name] = None  # placeholder: stops recursion on self-references
+                section[name] = rewrite(_resolve_pointer(_load(target), pointer, f"{ref!r} in {base.name}"), target)
+            return {"$ref": f"#/components/{kind}/{name}"}
+        return rewrite(_resolve_pointer(_load(target), pointer, f"{ref!r} in {base.name}"), target)
+
+    document = rewrite(_load(root), root)
+    merged = document.setdefault("components", {})
+    for kind, section in components.items():
+        merged.setdefault(kind, {}).update(dict(sorted(section.items())))
+    return document
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: write the bundled contract as JSON to --out (default: standard output)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="file to write; standard output when omitted")
+    args = parser.parse_args(argv)
+    text = json.dumps(bundle(), indent=2, ensure_ascii=False) + "\n"
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""RFC 9457 problem details for every error, whoever raises it: connexion's validation and
+security, the router, the services' domain errors, the database, and unexpected exceptions.
+
+Every problem carries `type` (a relative URI documented in the README), `title`, `status`,
+`detail`, `instance` (the request path) and `request_id`. Unexpected errors are logged with
+their traceback under the request id and answered with no internals (Zalando rule 177).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from connexion import FlaskApp
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+
+from server.request_context import current_request_id
+from services import errors
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """A documented kind of problem: its relative type URI, title and status."""
+
+    type: str
+    title: str
+    status: int
+
+
+VALIDATION = ProblemType("/problems/validation-error", "Request validation failed", 400)
+UNAUTHORIZED = ProblemType("/problems/unauthorized", "Unauthorized", 401)
+INVALID_CREDENTIALS = ProblemType("/problems/invalid-credentials", "Invalid credentials", 401)
+REFRESH_TOKEN_REUSED = ProblemType("/problems/refresh-token-reused", "Refresh token reused", 401)
+FORBIDDEN = ProblemType("/problems/forbidden", "Forbidden", 403)
+NOT_FOUND = ProblemType("/problems/not-found", "Not found", 404)
+METHOD_NOT_ALLOWED = ProblemType("/problems/method-not-allowed", "Method not allowed", 405)
+CONFLICT = ProblemType("/problems/conflict", "Conflict", 409)
+EMAIL_TAKEN = ProblemType("/problems/email-taken", "Email already registered", 409)
+UNSUPPORTED_MEDIA_TYPE = ProblemType("/problems/unsupported-media-type", "Unsupported media type", 415)
+INTERNAL = ProblemType("/problems/internal-error", "Internal server error", 500)
+SERVICE_UNAVAILABLE = ProblemType("/problems/service-unavailable", "Service unavailable", 503)
+
+_BY_STATUS = {p.status: p for p in (VALIDATION, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED,
+                                    CONFLICT, UNSUPPORTED_MEDIA_TYPE, INTERNAL, SERVICE_UNAVAILABLE)}
+
+_DOMAIN = [  # most specific first
+    (errors.RefreshTokenReused, REFRESH_TOKEN_REUSED),
+    (errors.InvalidToken, UNAUTHORIZED),
+    (errors.InvalidCredentials, INVALID_CREDENTIALS),
+    (errors.EmailTaken, EMAIL_TAKEN),
+    (errors.Conflict, CONFLICT),
+    (errors.NotFound, NOT_FOUND),
+    (errors.InvalidInput, VALIDATION),
+]
+
+
+class RequestValidationProblem(Exception):
+    """A request that breaks the contract, with one entry per invalid field or parameter.
+
+    Args:
+        detail: one sentence about the whole request.
+        errors: dicts with `message` and either `pointer` (body) or `parameter` and `in`.
+    """
+
+    def __init__(self, detail: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+def problem_response(
+    kind: ProblemType,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> ConnexionResponse:
+    """A problem+json response of `kind` with `detail` and extension members."""
+    body: dict[str, Any] = {"type": kind.type, "title": kind.title, "status": kind.status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body["request_id"] = current_request_id()
+    body.update({key: value for key, value in extensions.items() if value is not None})
+    return ConnexionResponse(
+        status_code=kind.status,
+        mimetype=PROBLEM_JSON,
+        content_type=PROBLEM_JSON,
+        body=json.dumps(body),
+        headers=headers or {},
+    )
+
+
+def problem_body(kind: ProblemType, detail: str, *, instance: str, **extensions: Any) -> dict[str, Any]:
+    """The body of a problem, for handlers that answer a problem themselves (e.g. readiness)."""
+    body = {"type": kind.type, "title": kind.title, "status": kind.status, "detail": detail,
+            "instance": instance, "request_id": current_request_id()}
+    body.update(extensions)
+    return body
+
+
+def _unauthorized_headers(status: int) -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="charter"'} if status == 401 else {}
+
+
+def _on_validation(request: ConnexionRequest, exc: RequestValidationProblem) -> ConnexionResponse:
+    return problem_response(VALIDATION, exc.detail, instance=request.url.path, errors=exc.errors)
+
+
+def _on_connexion_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    if exc.status >= 500:
+        log.error("connexion_problem", status=exc.status, detail=exc.detail, title=exc.title)
+        return problem_response(INTERNAL, "An unexpected error occurred. Quote the request id when reporting it.",
+                                instance=request.url.path)
+    kind = _BY_STATUS.get(exc.status, ProblemType("about:blank", exc.title or "Error", exc.status))
+    detail = exc.detail or kind.title
+    extra: dict[str, Any] = {}
+    if exc.status == 401:
+        detail = "The access token is missing, invalid or expired."
+    elif exc.status == 400:
+        extra["errors"] = [{"pointer": "", "message": detail}]
+    return problem_response(kind, detail, instance=request.url.path, headers=_unauthorized_headers(exc.status),
+                            **extra)
+
+
+def _on_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+    kind = _BY_STATUS.get(exc.status_code, ProblemType("about:blank", "Error", exc.status_code))
+    if exc.status_code >= 500:
+        return _on_unexpected(request, exc)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        detail = f"No operation matches {request.url.path}."
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    else:
+        detail = str(exc.detail) if exc.detail else kind.title
+    return problem_response(kind, detail, instance=request.url.path, headers=headers)
+
+
+def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> ConnexionResponse:
+    kind = next(k for cls, k in _DOMAIN if isinstance(exc, cls))
+    extra: dict[str, Any] = {}
+    if isinstance(exc, errors.InvalidInput):
+        entry = {"message": exc.detail}
+        if exc.parameter:
+            entry |= {"parameter": exc.parameter, "in": "query"}
+        else:
+            entry["pointer"] = exc.pointer or ""
+        extra["errors"] = [entry]
+    return problem_response(kind, exc.detail, instance=request.url.path,
+                            headers=_unauthorized_headers(kind.status), **extra)
+
+
+def _on_unicode_error(request: ConnexionRequest, exc: UnicodeError) -> ConnexionResponse:
+    # spec-first/connexion#1860: a body that is not UTF-8 must be a 400, not a 500.
+    return problem_response(VALIDATION, "The request body is not valid UTF-8 text.", instance=request.url.path,
+                            errors=[{"pointer": "", "message": "not valid UTF-8"}])
+
+
+def _on_database_unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.error("database_unavailable", error=type(exc).__name__)
+    return problem_response(SERVICE_UNAVAILABLE, "The database is unavailable. Retry later.",
+                            instance=request.url.path, headers={"Retry-After": "5"})
+
+
+def _on_integrity_error(request: ConnexionRequest, exc: IntegrityError) -> ConnexionResponse:
+    log.warning("integrity_conflict", error=type(exc.orig).__name__ if exc.orig else None)
+    return problem_response(CONFLICT, "The request conflicts with the current state of the resource.",
+                            instance=request.url.path)
+
+
+def _on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.error("unhandled_exception", exc_info=exc, path=request.url.path)
+    return problem_response(INTERNAL, "An unexpected error occurred. Quote the request id when reporting it.",
+                            instance=request.url.path)
+
+
+def install_problem_handlers(app: FlaskApp) -> None:
+    """Register the handlers that turn every error into problem+json on `app`."""
+    app.add_error_handler(RequestValidationProblem, _on_validation)
+    app.add_error_handler(ProblemException, _on_connexion_problem)
+    app.add_error_handler(HTTPException, _on_http_exception)
+    app.add_error_handler(errors.DomainError, _on_domain_error)
+    app.add_error_handler(UnicodeError, _on_unicode_error)
+    app.add_error_handler(IntegrityError, _on_integrity_error)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
+        app.add_error_handler(unavailable, _on_database_unavailable)
+    app.add_error_handler(Exception, _on_unexpected)

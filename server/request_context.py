@@ -1,0 +1,55 @@
+"""The request id: read from or made for every request, kept in a context variable for logs
+and problem bodies, and returned as the `X-Request-ID` header of every response."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served in this context, or None outside a request."""
+    return _request_id.get()
+
+
+class RequestIdMiddleware:
+    """ASGI middleware: accept a well-formed client `X-Request-ID` (1-128 of ``A-Za-z0-9._:-``,
+    so nothing can be injected into logs) or make a new one, and echo it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
+                request_id = value.decode("ascii")
+                break
+        request_id = request_id or uuid.uuid4().hex
+        token = _request_id.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        encoded = request_id.encode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                headers.append((REQUEST_ID_HEADER, encoded))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            _request_id.reset(token)

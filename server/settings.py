@@ -1,0 +1,87 @@
+"""Typed settings, read once at start-up from the environment and an optional `.env` file.
+
+Nothing else in the code base reads ``os.environ``: everything that can be configured is a
+field here, and the README's configuration table lists each one with its default.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = structlog.get_logger(__name__)
+
+MIN_SECRET_BYTES = 32
+"""HS256 keys must be at least as long as the hash output (RFC 7518 section 3.2): 256 bits."""
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot be used to start the service (e.g. production without a secret)."""
+
+
+class Settings(BaseSettings):
+    """Every configurable value of the service; field names are the upper-cased variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    env: Literal["development", "test", "production"] = Field(
+        "development", description="`production` refuses to start without JWT_SECRET."
+    )
+    database_url: str = Field(
+        "sqlite:///var/charter.db",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db.",
+    )
+    db_pool_size: int = Field(5, ge=1, le=100, description="Connections kept open per process.")
+    db_max_overflow: int = Field(10, ge=0, le=100, description="Extra connections under load.")
+    db_pool_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Wait for a pooled connection.")
+    db_pool_pre_ping: bool = Field(True, description="Test each pooled connection before use.")
+    db_connect_timeout_seconds: int = Field(5, ge=1, le=120, description="PostgreSQL connect timeout.")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 signing key, at least 32 bytes.")
+    jwt_issuer: str = Field("charter", min_length=1, description="`iss` of access tokens.")
+    jwt_audience: str = Field("charter-api", min_length=1, description="`aud` of access tokens.")
+    access_token_ttl_seconds: int = Field(900, ge=30, le=86400, description="Access token lifetime.")
+    refresh_token_ttl_seconds: int = Field(
+        30 * 86400, ge=60, le=366 * 86400, description="Refresh token lifetime (idle session lifetime)."
+    )
+    bcrypt_rounds: int = Field(12, ge=4, le=31, description="bcrypt cost factor (log2 of iterations).")
+    var_dir: Path = Field(Path("var"), description="Where local state lives (SQLite file, dev secret).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log threshold.")
+    log_format: Literal["console", "json"] = Field("console", description="Log line format.")
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)")
+        return self
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The HS256 key: JWT_SECRET, or in development a key generated once under VAR_DIR.
+
+        Raises:
+            ConfigurationError: in production when JWT_SECRET is not set.
+        """
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if self.env == "production":
+            raise ConfigurationError("JWT_SECRET must be set when ENV=production")
+        path = self.var_dir / "jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+            log.warning("jwt_secret_generated", path=str(path), hint="set JWT_SECRET outside development")
+        else:
+            log.warning("jwt_secret_from_file", path=str(path), hint="set JWT_SECRET outside development")
+        return path.read_text().strip()
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether DATABASE_URL names an SQLite database."""
+        return self.database_url.startswith("sqlite")

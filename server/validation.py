@@ -1,0 +1,167 @@
+"""Request validators for connexion that report every invalid field by name.
+
+Connexion's stock validators stop at the first error, describe it in one string, build a
+new jsonschema validator on every request, and answer 500 for a body that is not UTF-8
+(spec-first/connexion#1860). These subclasses keep connexion's validation rules and fix that:
+each error names its field (`pointer`, RFC 6901) or parameter, and validators are compiled
+once per operation. They are passed to ``add_api(validator_map=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+from connexion.datastructures import MediaTypeDict
+from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
+from connexion.lifecycle import ConnexionRequest
+from connexion.utils import is_null, is_nullable
+from connexion.validators import (
+    VALIDATOR_MAP,
+    JSONRequestBodyValidator,
+    JSONResponseBodyValidator,
+    ParameterValidator,
+)
+from jsonschema import Draft4Validator, FormatChecker, ValidationError
+from starlette.types import Scope
+
+from server.problems import RequestValidationProblem
+
+FORMAT_CHECKER = FormatChecker()
+"""Every format jsonschema knows (uuid, date-time with rfc3339-validator, email, …), not only
+the draft-4 ones connexion checks by default."""
+
+MAX_ERRORS = 100
+
+
+def json_pointer(path: t.Iterable[t.Any]) -> str:
+    """RFC 6901 pointer for a jsonschema error path, e.g. ``['tags', 0]`` -> ``/tags/0``."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def _body_errors(validator: Draft4Validator, body: t.Any) -> list[dict[str, str]]:
+    found = []
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
+        path = list(error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [name for name in error.validator_value if name not in error.instance]
+            path += missing[:1]
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = set(error.schema.get("properties", {}))
+            extra = sorted(name for name in error.instance if name not in allowed)
+            path += extra[:1]
+        found.append({"pointer": json_pointer(path), "message": error.message})
+        if len(found) == MAX_ERRORS:
+            break
+    return found
+
+
+class ProblemRequestBodyValidator(JSONRequestBodyValidator):
+    """JSON body validator: strict UTF-8, one compiled validator, every error with a pointer."""
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        super().__init__(**kwargs)
+        self._compiled = Draft4RequestValidator(self._schema, format_checker=FORMAT_CHECKER)
+
+    @property
+    def _validator(self) -> Draft4Validator:
+        return self._compiled
+
+    async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope: Scope) -> t.Any:
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw:
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RequestValidationProblem(
+                "The request body is not valid UTF-8 text.",
+                [{"pointer": "", "message": f"invalid UTF-8 at byte {error.start}"}],
+            ) from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise RequestValidationProblem(
+                "The request body is not valid JSON.",
+                [{"pointer": "", "message": f"{error.msg} at line {error.lineno} column {error.colno}"}],
+            ) from None
+
+    def _validate(self, body: t.Any) -> dict | None:
+        if body is None and not self._required:
+            return None  # an optional body that was left out (e.g. PATCH …/complete)
+        if body is None and not self._nullable:
+            raise RequestValidationProblem(
+                "The request body must not be empty.", [{"pointer": "", "message": "a JSON body is required"}]
+            )
+        found = _body_errors(self._compiled, body)
+        if found:
+            raise RequestValidationProblem("The request body does not match the schema.", found)
+        return None
+
+
+class ProblemParameterValidator(ParameterValidator):
+    """Query, path and header parameter validator that reports every invalid parameter."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        for location, params in self.parameters.items():  # path-level and operation-level may repeat
+            self.parameters[location] = list({p["name"]: p for p in params}.values())
+        self._compiled = {
+            (p["in"], p["name"]): Draft4Validator(p.get("schema", p), format_checker=FORMAT_CHECKER)
+            for params in self.parameters.values()
+            for p in params
+        }
+
+    def _check(self, param: dict, value: t.Any) -> str | None:
+        if is_nullable(param) and is_null(value):
+            return None
+        if value is None:
+            return f"the {param['in']} parameter '{param['name']}' is required" if param.get("required") else None
+        try:
+            self._compiled[(param["in"], param["name"])].validate(value)
+        except ValidationError as error:
+            return error.message
+        return None
+
+    def validate_request(self, request: ConnexionRequest) -> None:
+        found: list[dict[str, str]] = []
+        if self.strict_validation:
+            for name in sorted(self.validate_query_parameter_list(request, self.security_query_params)):
+                found.append({"parameter": name, "in": "query", "message": "unknown query parameter"})
+        sources = {
+            "query": request.query_params,
+            "path": request.path_params,
+            "header": request.headers,
+            "cookie": request.cookies,
+        }
+        for location, params in self.parameters.items():
+            values = sources.get(location, {})
+            for param in params:
+                key = param["name"].replace("-", "_") if location == "path" else param["name"]
+                message = self._check(param, values.get(key))
+                if message:
+                    found.append({"parameter": param["name"], "in": location, "message": message})
+        if found:
+            names = ", ".join(sorted({entry["parameter"] for entry in found}))
+            raise RequestValidationProblem(f"Invalid or unknown parameters: {names}.", found[:MAX_ERRORS])
+
+
+class CompiledResponseBodyValidator(JSONResponseBodyValidator):
+    """Connexion's JSON response validator, with its jsonschema validator built once."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._compiled = Draft4ResponseValidator(self._schema, format_checker=FORMAT_CHECKER)
+
+    @property
+    def validator(self) -> Draft4Validator:
+        return self._compiled
+
+
+VALIDATORS = {
+    **VALIDATOR_MAP,
+    "parameter": ProblemParameterValidator,
+    "body": MediaTypeDict({"*/*json": ProblemRequestBodyValidator}),
+    "response": MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": CompiledResponseBodyValidator}),
+}
+"""The `validator_map` for ``add_api``."""
