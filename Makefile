@@ -1,0 +1,48 @@
+# Charter: `make run` serves the API, `make test` proves it. Both set everything up first.
+PYTHON ?= python3
+PORT ?= 8000
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint migrate fuzz spec clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## run: set up, migrate the default SQLite database under var/, serve on http://127.0.0.1:$(PORT)
+run: $(BIN)/.installed migrate
+	$(BIN)/charter serve --host 127.0.0.1 --port $(PORT)
+
+## migrate: apply every Alembic migration to DATABASE_URL (default sqlite:///var/charter.db)
+migrate: $(BIN)/.installed
+	$(BIN)/charter migrate
+
+## spec: write the bundled contract to build/openapi.json
+spec: $(BIN)/.installed
+	$(BIN)/python -m server.contract --out build/openapi.json
+
+## lint: ruff on the code, Spectral (spectral:oas + OWASP) on the bundled contract
+lint: $(BIN)/.installed node_modules/.installed spec
+	$(BIN)/ruff check .
+	npx --no-install spectral lint build/openapi.json --fail-severity=warn
+
+## test: set up, lint, and run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it)
+test: lint
+	$(BIN)/pytest
+
+## fuzz: schemathesis CLI (all checks, 100 examples per operation) against a server it starts and stops
+fuzz: $(BIN)/.installed
+	$(BIN)/python scripts/fuzz.py --examples 100
+
+## clean: remove the environment, installed tools, local state and caches
+clean:
+	rm -rf $(VENV) node_modules var build .pytest_cache .ruff_cache .hypothesis .schemathesis test-artifacts *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,205 @@
+"""Shared fixtures: a freshly migrated database (SQLite, or PostgreSQL when DATABASE_URL names
+it), one app per test session, and a client that checks every answer against the contract
+with openapi-core, independently of connexion."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openapi_core import Config, OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.cli import migrate
+from server.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-that-is-at-least-32-bytes-long!"
+PASSWORD = "correct horse battery staple"
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith("postgresql") else None
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A new, empty, migrated database for this test session.
+
+    On PostgreSQL a database named ``charter_test_<random>`` is created on the server of
+    DATABASE_URL and dropped afterwards, so the suite never touches existing data.
+    """
+    server_url = _postgres_url()
+    if server_url is None:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'charter.db'}"
+        migrate(url)
+        yield url
+        return
+    name = f"charter_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
+                {"name": name},
+            )
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def make_settings(database_url: str, var_dir: Path, **overrides: Any) -> Settings:
+    """Settings for tests: no `.env`, a fixed secret, the cheapest bcrypt cost."""
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "jwt_secret": TEST_SECRET,
+        "bcrypt_rounds": 4,
+        "var_dir": var_dir,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return make_settings(database_url, tmp_path_factory.mktemp("var"))
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):
+    """One app for the whole session (connexion's start-up grows with the spec)."""
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+def openapi() -> OpenAPI:
+    """The contract as openapi-core reads it from the split source files."""
+    return OpenAPI.from_file_path(
+        str(ROOT / "openapi" / "openapi.yaml"),
+        config=Config(extra_media_type_deserializers={"application/problem+json": json.loads}),
+    )
+
+
+class ContractClient:
+    """A test client whose every answer is validated against the contract by openapi-core.
+
+    Pass ``validate=False`` only for a request that no operation covers (unknown path or
+    method), where the contract has nothing to say.
+    """
+
+    def __init__(self, client: TestClient, openapi: OpenAPI) -> None:
+        self.client = client
+        self.openapi = openapi
+
+    def request(self, method: str, path: str, *, validate: bool = True, **kwargs: Any):
+        response = self.client.request(method, path, **kwargs)
+        if validate:
+            self.check(method, path, response, kwargs.get("params"))
+        return response
+
+    def check(self, method: str, path: str, response: Any, params: Any = None) -> None:
+        request_path, _, query = path.partition("?")
+        args = dict(params or {})
+        if query:
+            args.update(dict(pair.split("=", 1) for pair in query.split("&") if "=" in pair))
+        mock_request = MockRequest("http://testserver", method.lower(), request_path, args=args)
+        content_type = response.headers.get("content-type", "application/json").split(";")[0]
+        mock_response = MockResponse(
+            data=response.content, status_code=response.status_code,
+            content_type=content_type, headers=dict(response.headers),
+        )
+        self.openapi.validate_response(mock_request, mock_response)
+
+    def get(self, path: str, **kwargs: Any):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any):
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any):
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any):
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any):
+        return self.request("DELETE", path, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def client(app, openapi: OpenAPI) -> Iterator[ContractClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield ContractClient(test_client, openapi)
+
+
+@dataclass
+class Account:
+    """A registered, logged-in user for a test."""
+
+    id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    @property
+    def tasks_path(self) -> str:
+        return f"/api/v1/users/{self.id}/tasks"
+
+
+def register_and_login(client: ContractClient, *, password: str = PASSWORD) -> Account:
+    """Register a new account with a unique email and log it in."""
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    registered = client.post(
+        "/api/v1/auth/register", json={"email": email, "password": password, "display_name": "Test User"}
+    )
+    assert registered.status_code == 201, registered.text
+    tokens = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    return Account(registered.json()["id"], email, password, body["access_token"], body["refresh_token"])
+
+
+@pytest.fixture
+def account(client: ContractClient) -> Account:
+    return register_and_login(client)
+
+
+@pytest.fixture
+def other_account(client: ContractClient) -> Account:
+    return register_and_login(client)
+
+
+def assert_problem(response: Any, status: int, type_: str | None = None) -> dict[str, Any]:
+    """Assert an RFC 9457 problem answer with this status (and type) and a request id."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    if type_ is not None:
+        assert body["type"] == type_
+    return body
