@@ -32,6 +32,7 @@ spec: $(BIN)/.installed
 ## lint: ruff on the code, Spectral (spectral:oas + OWASP) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 
 ## test: set up, lint, and run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it)

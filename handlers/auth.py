@@ -41,7 +41,10 @@ def _token_pair(tokens: accounts.IssuedTokens) -> tuple:
 def register_user(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/register — 201 with the new account; 409 when the email is taken."""
     user = accounts.register(
-        db=db(), auth=auth_config(), email=body["email"], password=body["password"],
+        db=db(),
+        auth=auth_config(),
+        email=body["email"],
+        password=body["password"],
         display_name=body["display_name"],
     )
     return json_answer(user_representation(user), 201)

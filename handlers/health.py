@@ -36,8 +36,9 @@ def get_readiness() -> tuple:
     checks = health.check_dependencies(engine=app["engine"])
     failed = sorted(name for name, result in checks.items() if result != "ok")
     if failed:
-        body = problem_body(NOT_READY, f"Unavailable: {', '.join(failed)}.", instance="/api/v1/health/ready",
-                            checks=checks)
+        body = problem_body(
+            NOT_READY, f"Unavailable: {', '.join(failed)}.", instance="/api/v1/health/ready", checks=checks
+        )
         return body, 503, {"Content-Type": PROBLEM_JSON, "Retry-After": "5"}
     return json_answer(
         {"status": "ready", "version": app["service_info"].version, "timestamp": now_timestamp(), "checks": checks}

@@ -26,7 +26,7 @@ def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 UTC with a `Z`, microseconds included: ``2026-11-22T10:15:30.123456Z``."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_timestamp() -> str:

@@ -52,7 +52,9 @@ def create_task(user_id: str, body: dict[str, Any]) -> tuple:
 
 def get_task(user_id: str, task_id: str) -> tuple:
     """GET /api/v1/users/{user_id}/tasks/{task_id}."""
-    return json_answer(task_representation(tasks.get_task(db=db(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id))))
+    return json_answer(
+        task_representation(tasks.get_task(db=db(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id)))
+    )
 
 
 def replace_task(user_id: str, task_id: str, body: dict[str, Any]) -> tuple:

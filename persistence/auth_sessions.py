@@ -55,9 +55,7 @@ class AuthSessionRepository:
         the same token, exactly one sees True.
         """
         result = self.db.execute(
-            update(RefreshToken)
-            .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
-            .values(used_at=now)
+            update(RefreshToken).where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None)).values(used_at=now)
         )
         return result.rowcount == 1
 
@@ -69,9 +67,7 @@ class AuthSessionRepository:
     def touch(self, session_id: uuid.UUID, *, now: datetime, expires_at: datetime) -> None:
         """Record use of the session and push its expiry to `expires_at`."""
         self.db.execute(
-            update(AuthSession)
-            .where(AuthSession.id == session_id)
-            .values(last_used_at=now, expires_at=expires_at)
+            update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=now, expires_at=expires_at)
         )
 
     def revoke(self, session_id: uuid.UUID, *, now: datetime, reason: str) -> None:

@@ -61,9 +61,7 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    session_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
-    )
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -75,9 +73,7 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (
-        CheckConstraint(
-            "priority IN ('low', 'medium', 'high', 'urgent')", name="priority_allowed"
-        ),
+        CheckConstraint("priority IN ('low', 'medium', 'high', 'urgent')", name="priority_allowed"),
         Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
         Index("ix_tasks_owner_completed_created", "owner_id", "completed", "created_at", "id"),
     )

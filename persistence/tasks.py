@@ -25,9 +25,7 @@ class TaskRepository:
 
     def get(self, *, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
         """The owner's task with this id, or None (also when it belongs to someone else)."""
-        return self.db.scalars(
-            select(Task).where(Task.id == task_id, Task.owner_id == owner_id)
-        ).one_or_none()
+        return self.db.scalars(select(Task).where(Task.id == task_id, Task.owner_id == owner_id)).one_or_none()
 
     def list_page(
         self,

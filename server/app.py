@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,8 @@ import connexion
 import flask
 import inflection
 import structlog
+from connexion import context as connexion_context
+from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
@@ -17,12 +20,13 @@ from connexion.resolver import Resolution, Resolver
 from persistence.database import make_engine, make_session_factory
 from server import context
 from server.contract import bundle
+from server.docs import ContractDocumentMiddleware
 from server.log_config import configure_logging
 from server.problems import install_problem_handlers
 from server.request_context import RequestIdMiddleware
 from server.security import security_map
 from server.settings import Settings
-from server.validation import VALIDATORS
+from server.validation import VALIDATORS, check_response_body
 from services.accounts import AuthConfig
 from services.errors import DomainError
 from services.passwords import PasswordHasher
@@ -52,8 +56,9 @@ class TagResolver(Resolver):
         tag = operation._operation["tags"][0]
         module = inflection.underscore(tag).replace("-", "_")
         function = inflection.underscore(operation.operation_id)
-        return Resolution(self.resolve_function_from_operation_id(f"handlers.{module}.{function}"),
-                          operation.operation_id)
+        return Resolution(
+            self.resolve_function_from_operation_id(f"handlers.{module}.{function}"), operation.operation_id
+        )
 
 
 def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
@@ -88,7 +93,11 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
         refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
     )
 
-    app = connexion.FlaskApp(__name__, specification_dir=str(settings.var_dir.resolve()))
+    app = connexion.FlaskApp(
+        __name__,
+        specification_dir=str(settings.var_dir.resolve()),
+        jsonifier=Jsonifier(json, separators=(",", ":"), ensure_ascii=False),
+    )
     app.add_api(
         spec,
         base_path="",
@@ -98,15 +107,20 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
         validator_map=VALIDATORS,
         security_map=security_map(tokens),
         swagger_ui_options=SwaggerUIOptions(
-            spec_path=f"{API_PREFIX}/openapi.json", swagger_ui_path=f"{API_PREFIX}/ui"
+            serve_spec=False, spec_path=f"{API_PREFIX}/openapi.json", swagger_ui_path=f"{API_PREFIX}/ui"
         ),
     )
     app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    install_problem_handlers(app)
+    app.add_middleware(
+        ContractDocumentMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        spec=spec,
+        json_path=f"{API_PREFIX}/openapi.json",
+        yaml_path=f"{API_PREFIX}/openapi.yaml",
+    )
+    install_problem_handlers(app, spec)
 
     flask_app = app.app
-    flask_app.json.sort_keys = False
-    flask_app.json.compact = True
     flask_app.extensions[context.EXTENSION] = {
         "settings": settings,
         "engine": engine,
@@ -128,13 +142,21 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
 
 
 def _commit_on_success(response: flask.Response) -> flask.Response:
-    """Commit once when the handler answered below 400; roll back otherwise."""
+    """Commit once when the handler answered below 400; roll back otherwise.
+
+    A write's answer is checked against the contract *before* the commit: connexion checks
+    it too, but only after this point, and a 500 for a broken answer must not leave its
+    write behind for the client's retry to trip over.
+    """
     unit = flask.g.get("unit_of_work")
-    if unit is not None:
-        if response.status_code < 400:
-            unit.commit()
-        else:
-            unit.rollback()
+    if unit is None:
+        return response
+    if response.status_code >= 400:
+        unit.rollback()
+        return response
+    if flask.request.method != "GET":
+        check_response_body(connexion_context.operation, response.status_code, response.mimetype, response.get_data())
+    unit.commit()
     return response
 
 

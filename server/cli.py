@@ -45,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "serve":
         import uvicorn
 
-        uvicorn.run("server.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                    log_config=None, proxy_headers=False)
+        uvicorn.run(
+            "server.asgi:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            proxy_headers=False,
+        )
     return 0
 
 

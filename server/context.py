@@ -13,7 +13,7 @@ from persistence.models import User
 from persistence.unit_of_work import UnitOfWork
 from services import accounts
 from services.accounts import AuthConfig
-from services.errors import InvalidToken
+from services.errors import InvalidToken, NotFound
 from services.tokens import AccessClaims
 
 EXTENSION = "charter"
@@ -61,7 +61,16 @@ def principal() -> User:
 def load_principal() -> None:
     """Before each request: when an access token was verified, check its session is still open
     and remember its user. A logged-out session's tokens fail here, on every process, because
-    the check reads the database."""
+    the check reads the database.
+
+    A request that connexion's router did not match never reaches a handler: Flask's router is
+    more lenient with odd percent-encoded paths, and connexion's handler wrapper would fail
+    without an operation, so such a request is a 404 here.
+    """
+    try:
+        connexion_context.operation.operation_id  # noqa: B018 - raises when no operation matched
+    except RuntimeError:
+        raise NotFound("No operation matches this path.") from None
     claims = access_claims()
     if claims is not None:
         flask.g.principal = accounts.current_user(db=db(), claims=claims)

@@ -9,6 +9,7 @@ their traceback under the request id and answered with no internals (Zalando rul
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +51,20 @@ UNSUPPORTED_MEDIA_TYPE = ProblemType("/problems/unsupported-media-type", "Unsupp
 INTERNAL = ProblemType("/problems/internal-error", "Internal server error", 500)
 SERVICE_UNAVAILABLE = ProblemType("/problems/service-unavailable", "Service unavailable", 503)
 
-_BY_STATUS = {p.status: p for p in (VALIDATION, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, METHOD_NOT_ALLOWED,
-                                    CONFLICT, UNSUPPORTED_MEDIA_TYPE, INTERNAL, SERVICE_UNAVAILABLE)}
+_BY_STATUS = {
+    p.status: p
+    for p in (
+        VALIDATION,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        CONFLICT,
+        UNSUPPORTED_MEDIA_TYPE,
+        INTERNAL,
+        SERVICE_UNAVAILABLE,
+    )
+}
 
 _DOMAIN = [  # most specific first
     (errors.RefreshTokenReused, REFRESH_TOKEN_REUSED),
@@ -103,8 +116,14 @@ def problem_response(
 
 def problem_body(kind: ProblemType, detail: str, *, instance: str, **extensions: Any) -> dict[str, Any]:
     """The body of a problem, for handlers that answer a problem themselves (e.g. readiness)."""
-    body = {"type": kind.type, "title": kind.title, "status": kind.status, "detail": detail,
-            "instance": instance, "request_id": current_request_id()}
+    body = {
+        "type": kind.type,
+        "title": kind.title,
+        "status": kind.status,
+        "detail": detail,
+        "instance": instance,
+        "request_id": current_request_id(),
+    }
     body.update(extensions)
     return body
 
@@ -120,8 +139,9 @@ def _on_validation(request: ConnexionRequest, exc: RequestValidationProblem) -> 
 def _on_connexion_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
     if exc.status >= 500:
         log.error("connexion_problem", status=exc.status, detail=exc.detail, title=exc.title)
-        return problem_response(INTERNAL, "An unexpected error occurred. Quote the request id when reporting it.",
-                                instance=request.url.path)
+        return problem_response(
+            INTERNAL, "An unexpected error occurred. Quote the request id when reporting it.", instance=request.url.path
+        )
     kind = _BY_STATUS.get(exc.status, ProblemType("about:blank", exc.title or "Error", exc.status))
     detail = exc.detail or kind.title
     extra: dict[str, Any] = {}
@@ -129,22 +149,44 @@ def _on_connexion_problem(request: ConnexionRequest, exc: ProblemException) -> C
         detail = "The access token is missing, invalid or expired."
     elif exc.status == 400:
         extra["errors"] = [{"pointer": "", "message": detail}]
-    return problem_response(kind, detail, instance=request.url.path, headers=_unauthorized_headers(exc.status),
-                            **extra)
+    return problem_response(kind, detail, instance=request.url.path, headers=_unauthorized_headers(exc.status), **extra)
 
 
-def _on_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
-    kind = _BY_STATUS.get(exc.status_code, ProblemType("about:blank", "Error", exc.status_code))
-    if exc.status_code >= 500:
-        return _on_unexpected(request, exc)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 404:
-        detail = f"No operation matches {request.url.path}."
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}."
-    else:
-        detail = str(exc.detail) if exc.detail else kind.title
-    return problem_response(kind, detail, instance=request.url.path, headers=headers)
+class AllowedMethods:
+    """The methods the contract declares for each path, for the `Allow` header of a 405
+    (RFC 9110 section 15.5.6). Connexion's router lists only the first matching route's."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        verbs = ("get", "put", "post", "delete", "patch", "head", "options")
+        self._paths = []
+        for template, item in spec.get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+            methods = [verb.upper() for verb in verbs if verb in item]
+            if "GET" in methods:
+                methods.append("HEAD")
+            self._paths.append((re.compile(f"^{pattern}$"), ", ".join(methods)))
+
+    def for_path(self, path: str) -> str | None:
+        """The `Allow` value for a request path, or None when no path of the contract matches."""
+        return next((methods for pattern, methods in self._paths if pattern.match(path)), None)
+
+
+def _http_exception_handler(allowed: AllowedMethods):
+    def _on_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+        kind = _BY_STATUS.get(exc.status_code, ProblemType("about:blank", "Error", exc.status_code))
+        if exc.status_code >= 500:
+            return _on_unexpected(request, exc)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            detail = f"No operation matches {request.url.path}."
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}."
+            headers["Allow"] = allowed.for_path(request.url.path) or headers.get("Allow", "")
+        else:
+            detail = str(exc.detail) if exc.detail else kind.title
+        return problem_response(kind, detail, instance=request.url.path, headers=headers)
+
+    return _on_http_exception
 
 
 def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> ConnexionResponse:
@@ -157,39 +199,54 @@ def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> Conn
         else:
             entry["pointer"] = exc.pointer or ""
         extra["errors"] = [entry]
-    return problem_response(kind, exc.detail, instance=request.url.path,
-                            headers=_unauthorized_headers(kind.status), **extra)
+    return problem_response(
+        kind, exc.detail, instance=request.url.path, headers=_unauthorized_headers(kind.status), **extra
+    )
 
 
 def _on_unicode_error(request: ConnexionRequest, exc: UnicodeError) -> ConnexionResponse:
     # spec-first/connexion#1860: a body that is not UTF-8 must be a 400, not a 500.
-    return problem_response(VALIDATION, "The request body is not valid UTF-8 text.", instance=request.url.path,
-                            errors=[{"pointer": "", "message": "not valid UTF-8"}])
+    return problem_response(
+        VALIDATION,
+        "The request body is not valid UTF-8 text.",
+        instance=request.url.path,
+        errors=[{"pointer": "", "message": "not valid UTF-8"}],
+    )
 
 
 def _on_database_unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     log.error("database_unavailable", error=type(exc).__name__)
-    return problem_response(SERVICE_UNAVAILABLE, "The database is unavailable. Retry later.",
-                            instance=request.url.path, headers={"Retry-After": "5"})
+    return problem_response(
+        SERVICE_UNAVAILABLE,
+        "The database is unavailable. Retry later.",
+        instance=request.url.path,
+        headers={"Retry-After": "5"},
+    )
 
 
 def _on_integrity_error(request: ConnexionRequest, exc: IntegrityError) -> ConnexionResponse:
     log.warning("integrity_conflict", error=type(exc.orig).__name__ if exc.orig else None)
-    return problem_response(CONFLICT, "The request conflicts with the current state of the resource.",
-                            instance=request.url.path)
+    return problem_response(
+        CONFLICT, "The request conflicts with the current state of the resource.", instance=request.url.path
+    )
 
 
 def _on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     log.error("unhandled_exception", exc_info=exc, path=request.url.path)
-    return problem_response(INTERNAL, "An unexpected error occurred. Quote the request id when reporting it.",
-                            instance=request.url.path)
+    return problem_response(
+        INTERNAL, "An unexpected error occurred. Quote the request id when reporting it.", instance=request.url.path
+    )
 
 
-def install_problem_handlers(app: FlaskApp) -> None:
-    """Register the handlers that turn every error into problem+json on `app`."""
+def install_problem_handlers(app: FlaskApp, spec: dict[str, Any]) -> None:
+    """Register the handlers that turn every error into problem+json on `app`.
+
+    Args:
+        spec: the bundled contract, for the `Allow` header of 405 answers.
+    """
     app.add_error_handler(RequestValidationProblem, _on_validation)
     app.add_error_handler(ProblemException, _on_connexion_problem)
-    app.add_error_handler(HTTPException, _on_http_exception)
+    app.add_error_handler(HTTPException, _http_exception_handler(AllowedMethods(spec)))
     app.add_error_handler(errors.DomainError, _on_domain_error)
     app.add_error_handler(UnicodeError, _on_unicode_error)
     app.add_error_handler(IntegrityError, _on_integrity_error)

@@ -13,6 +13,7 @@ import json
 import typing as t
 
 from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import NonConformingResponseBody
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
@@ -32,6 +33,16 @@ FORMAT_CHECKER = FormatChecker()
 the draft-4 ones connexion checks by default."""
 
 MAX_ERRORS = 100
+MAX_MESSAGE = 300
+"""jsonschema quotes the offending value in its messages; a long value is cut so the problem
+stays within the contract's limits (FieldError.message, maxLength 2000)."""
+
+_NO_BODY = object()
+"""What `_parse` returns for an empty body, told apart from a JSON `null` body."""
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 def json_pointer(path: t.Iterable[t.Any]) -> str:
@@ -50,7 +61,7 @@ def _body_errors(validator: Draft4Validator, body: t.Any) -> list[dict[str, str]
             allowed = set(error.schema.get("properties", {}))
             extra = sorted(name for name in error.instance if name not in allowed)
             path += extra[:1]
-        found.append({"pointer": json_pointer(path), "message": error.message})
+        found.append({"pointer": json_pointer(path), "message": _short(error.message)})
         if len(found) == MAX_ERRORS:
             break
     return found
@@ -70,7 +81,7 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope: Scope) -> t.Any:
         raw = b"".join([chunk async for chunk in stream])
         if not raw:
-            return None
+            return _NO_BODY
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -87,9 +98,9 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
             ) from None
 
     def _validate(self, body: t.Any) -> dict | None:
-        if body is None and not self._required:
-            return None  # an optional body that was left out (e.g. PATCH …/complete)
-        if body is None and not self._nullable:
+        if body is _NO_BODY:
+            if not self._required:
+                return None  # an optional body that was left out (e.g. PATCH …/complete)
             raise RequestValidationProblem(
                 "The request body must not be empty.", [{"pointer": "", "message": "a JSON body is required"}]
             )
@@ -97,6 +108,12 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
         if found:
             raise RequestValidationProblem("The request body does not match the schema.", found)
         return None
+
+
+def _printable(name: str, limit: int = 200) -> str:
+    """A client-chosen name made safe to echo: control characters replaced, length capped."""
+    cleaned = "".join("\ufffd" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in name)
+    return cleaned[:limit] or "\ufffd"
 
 
 class ProblemParameterValidator(ParameterValidator):
@@ -120,14 +137,14 @@ class ProblemParameterValidator(ParameterValidator):
         try:
             self._compiled[(param["in"], param["name"])].validate(value)
         except ValidationError as error:
-            return error.message
+            return _short(error.message)
         return None
 
     def validate_request(self, request: ConnexionRequest) -> None:
         found: list[dict[str, str]] = []
         if self.strict_validation:
             for name in sorted(self.validate_query_parameter_list(request, self.security_query_params)):
-                found.append({"parameter": name, "in": "query", "message": "unknown query parameter"})
+                found.append({"parameter": _printable(name), "in": "query", "message": "unknown query parameter"})
         sources = {
             "query": request.query_params,
             "path": request.path_params,
@@ -143,6 +160,8 @@ class ProblemParameterValidator(ParameterValidator):
                     found.append({"parameter": param["name"], "in": location, "message": message})
         if found:
             names = ", ".join(sorted({entry["parameter"] for entry in found}))
+            if len(names) > 500:
+                names = names[:500] + "…"
             raise RequestValidationProblem(f"Invalid or unknown parameters: {names}.", found[:MAX_ERRORS])
 
 
@@ -165,3 +184,30 @@ VALIDATORS = {
     "response": MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": CompiledResponseBodyValidator}),
 }
 """The `validator_map` for ``add_api``."""
+
+
+_response_validators: dict[tuple[str, int, str], Draft4Validator] = {}
+
+
+def check_response_body(operation: t.Any, status: int, mimetype: str, body: bytes) -> None:
+    """Validate a JSON answer against the operation's response schema.
+
+    Used before committing a write (see `server.app`); connexion's own response validation
+    runs later, after the commit would have happened.
+
+    Raises:
+        connexion.exceptions.NonConformingResponseBody: the body breaks the contract (a 500).
+    """
+    if not body or not mimetype.endswith("json"):
+        return
+    key = (operation.operation_id, status, mimetype)
+    validator = _response_validators.get(key)
+    if validator is None:
+        schema = operation.response_schema(str(status), mimetype)
+        if not schema:
+            return
+        validator = _response_validators[key] = Draft4ResponseValidator(schema, format_checker=FORMAT_CHECKER)
+    try:
+        validator.validate(json.loads(body))
+    except ValidationError as error:
+        raise NonConformingResponseBody(detail=f"response breaks the contract: {_short(error.message)}") from None

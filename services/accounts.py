@@ -108,9 +108,7 @@ def refresh(*, db: Session, auth: AuthConfig, refresh_token: str) -> IssuedToken
         raise InvalidToken("The refresh token is invalid or expired.")
     if stored.used_at is not None or not sessions.mark_refresh_token_used(stored.id, now):
         sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
-        raise RefreshTokenReused(
-            "This refresh token was already used; the session has been ended. Log in again."
-        )
+        raise RefreshTokenReused("This refresh token was already used; the session has been ended. Log in again.")
     new_token, new_hash = new_refresh_token()
     expires_at = expiry(now, auth.refresh_ttl_seconds)
     sessions.add_refresh_token(

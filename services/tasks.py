@@ -86,9 +86,7 @@ def delete_task(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID) -> None
     repository.delete(get_task(db=db, owner_id=owner_id, task_id=task_id))
 
 
-def list_tasks(
-    *, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None, completed: bool | None
-) -> TaskPage:
+def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None, completed: bool | None) -> TaskPage:
     """A page of the owner's tasks, newest first.
 
     Args:
@@ -100,9 +98,7 @@ def list_tasks(
         InvalidInput: the cursor was not made by this service.
     """
     before = decode_cursor(cursor) if cursor else None
-    rows = TaskRepository(db).list_page(
-        owner_id=owner_id, limit=limit + 1, before=before, completed=completed
-    )
+    rows = TaskRepository(db).list_page(owner_id=owner_id, limit=limit + 1, before=before, completed=completed)
     items, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
     return TaskPage(items=items, next_cursor=next_cursor)
@@ -119,11 +115,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position = json.loads(raw)
+        if (
+            not isinstance(position, dict)
+            or not isinstance(position.get("c"), str)
+            or not isinstance(position.get("i"), str)
+        ):
+            raise ValueError("malformed cursor")
         created_at = datetime.fromisoformat(position["c"])
         if created_at.tzinfo is None:
             raise ValueError("naive cursor timestamp")
         return created_at.astimezone(UTC), uuid.UUID(position["i"])
-    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError, OverflowError) as error:
+    except (binascii.Error, ValueError, OverflowError) as error:
         raise InvalidInput("The cursor is not valid; start again from the first page.", parameter="cursor") from error
 
 

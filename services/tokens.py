@@ -16,7 +16,7 @@ ALGORITHM = "HS256"
 """The only algorithm accepted: pinned, so `alg: none` or an RS/HS confusion cannot pass
 (RFC 8725 sections 2.1 and 3.1)."""
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 """Explicit typing (RFC 8725 section 3.11, RFC 9068): a JWT of another kind is refused."""
 
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "jti", "sid")

@@ -123,8 +123,10 @@ class ContractClient:
         mock_request = MockRequest("http://testserver", method.lower(), request_path, args=args)
         content_type = response.headers.get("content-type", "application/json").split(";")[0]
         mock_response = MockResponse(
-            data=response.content, status_code=response.status_code,
-            content_type=content_type, headers=dict(response.headers),
+            data=response.content,
+            status_code=response.status_code,
+            content_type=content_type,
+            headers=dict(response.headers),
         )
         self.openapi.validate_response(mock_request, mock_response)
 

@@ -39,8 +39,7 @@ def upgrade() -> None:
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
         sa.Column("revoked_reason", sa.String(40), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE",
-                                name="fk_auth_sessions_user_id_users"),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE", name="fk_auth_sessions_user_id_users"),
         sa.PrimaryKeyConstraint("id", name="pk_auth_sessions"),
     )
     op.create_index("ix_auth_sessions_user_id", "auth_sessions", ["user_id"])
@@ -52,8 +51,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("used_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["session_id"], ["auth_sessions.id"], ondelete="CASCADE",
-                                name="fk_refresh_tokens_session_id_auth_sessions"),
+        sa.ForeignKeyConstraint(
+            ["session_id"], ["auth_sessions.id"], ondelete="CASCADE", name="fk_refresh_tokens_session_id_auth_sessions"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_refresh_tokens"),
         sa.UniqueConstraint("token_hash", name="uq_refresh_tokens_token_hash"),
     )
@@ -70,10 +70,8 @@ def upgrade() -> None:
         sa.Column("due_at", UTCDateTime(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.CheckConstraint("priority IN ('low', 'medium', 'high', 'urgent')",
-                           name="ck_tasks_priority_allowed"),
-        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE",
-                                name="fk_tasks_owner_id_users"),
+        sa.CheckConstraint("priority IN ('low', 'medium', 'high', 'urgent')", name="ck_tasks_priority_allowed"),
+        sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE", name="fk_tasks_owner_id_users"),
         sa.PrimaryKeyConstraint("id", name="pk_tasks"),
     )
     op.create_index("ix_tasks_owner_created", "tasks", ["owner_id", "created_at", "id"])

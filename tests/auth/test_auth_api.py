@@ -141,7 +141,10 @@ class TestRefresh:
         body = response.json()
         assert body["refresh_token"] != account.refresh_token
         assert _claims(body["access_token"])["sid"] == _claims(account.access_token)["sid"]
-        assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}).status_code == 200
+        assert (
+            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}).status_code
+            == 200
+        )
         # The new refresh token works in turn.
         assert client.post("/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}).status_code == 200
 
@@ -151,17 +154,24 @@ class TestRefresh:
         assert_problem(replay, 401, "/problems/refresh-token-reused")
         # Everything of the session is dead: the newest refresh token and both access tokens.
         assert_problem(client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}), 401)
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {rotated['access_token']}"}), 401)
+        assert_problem(
+            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {rotated['access_token']}"}), 401
+        )
         assert_problem(client.get("/api/v1/auth/me", headers=account.headers), 401)
 
     def test_reuse_does_not_touch_other_sessions(self, client, account):
         other = client.post("/api/v1/auth/login", json={"email": account.email, "password": PASSWORD}).json()
         client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
         client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
-        assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}).status_code == 200
+        assert (
+            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}).status_code
+            == 200
+        )
 
     def test_unknown_token(self, client):
-        assert_problem(client.post("/api/v1/auth/refresh", json={"refresh_token": "A" * 43}), 401, "/problems/unauthorized")
+        assert_problem(
+            client.post("/api/v1/auth/refresh", json={"refresh_token": "A" * 43}), 401, "/problems/unauthorized"
+        )
 
 
 class TestLogout:
@@ -174,4 +184,7 @@ class TestLogout:
     def test_other_sessions_stay_open(self, client, account):
         other = client.post("/api/v1/auth/login", json={"email": account.email, "password": PASSWORD}).json()
         client.post("/api/v1/auth/logout", headers=account.headers)
-        assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}).status_code == 200
+        assert (
+            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}).status_code
+            == 200
+        )

@@ -1,0 +1,122 @@
+"""`make fuzz`: run the schemathesis CLI against a real server that this script starts and stops.
+
+It migrates a throw-away SQLite database, serves the API with uvicorn on a free loopback
+port, registers a fuzz account, and runs ``schemathesis run --checks all`` with N examples
+per operation (positive and negative data, every phase). The fuzz account logs in through
+the contract's own login operation (schemathesis dynamic auth, re-fetched after a 401 so a
+fuzzed logout does not end the run), and task paths use its own user id.
+Exit status: schemathesis's (0 when no failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited early with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the server did not answer {url} within {seconds} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100, help="examples per operation (default 100)")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="charter-fuzz-") as tmp:
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "ENV": "test",
+            "DATABASE_URL": f"sqlite:///{tmp}/fuzz.db",
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            "BCRYPT_ROUNDS": "4",  # the cost does not change behaviour; it keeps 100s of logins fast
+            "VAR_DIR": tmp,
+            "LOG_LEVEL": "WARNING",
+        }
+        subprocess.run([str(BIN / "charter"), "migrate"], env=env, check=True, cwd=ROOT)
+        server = subprocess.Popen([str(BIN / "charter"), "serve", "--port", str(port)], env=env, cwd=ROOT)
+        try:
+            _wait_until_up(f"{base}/api/v1/health", server)
+            email, password = f"fuzz-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(16)
+            user = _post(f"{base}/api/v1/auth/register", {"email": email, "password": password, "display_name": "Fuzz"})
+            config = Path(tmp) / "schemathesis.toml"
+            config.write_text(
+                (ROOT / "schemathesis.toml").read_text()
+                + f"""
+[auth.dynamic.openapi.bearerAuth]
+path = "/api/v1/auth/login"
+payload = {{ email = "{email}", password = "{password}" }}
+extract_selector = "/access_token"
+retry_on = [401]
+
+[parameters]
+"path.user_id" = "{user["id"]}"
+"""
+            )
+            command = [
+                str(BIN / "schemathesis"),
+                "--config-file",
+                str(config),
+                "run",
+                f"{base}/api/v1/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(args.examples),
+                "--seed",
+                str(args.seed),
+                "--generation-database",
+                "none",
+                "--workers",
+                "1",
+            ]
+            print("+", " ".join(command), flush=True)
+            return subprocess.run(command, cwd=tmp, check=False).returncode
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
