@@ -35,9 +35,10 @@ lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff format --check .
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 
-## test: set up, lint, and run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it)
+## test: set up, lint, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
 test: lint
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory fuzz
 
 ## fuzz: schemathesis CLI (all checks, 100 examples per operation) against a server it starts and stops
 fuzz: $(BIN)/.installed
