@@ -6,6 +6,7 @@ field here, and the README's configuration table lists each one with its default
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -74,8 +75,9 @@ class Settings(BaseSettings):
         path = self.var_dir / "jwt_secret"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never world-readable
+            with os.fdopen(descriptor, "w") as stream:
+                stream.write(secrets.token_urlsafe(48))
             log.warning("jwt_secret_generated", path=str(path), hint="set JWT_SECRET outside development")
         else:
             log.warning("jwt_secret_from_file", path=str(path), hint="set JWT_SECRET outside development")
