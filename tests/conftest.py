@@ -4,6 +4,7 @@ with openapi-core, independently of connexion."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -46,14 +47,21 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         migrate(url)
         yield url
         return
-    name = f"charter_test_{uuid.uuid4().hex[:10]}"
+    with temporary_postgres_database(server_url, prefix="charter_test") as url:
+        migrate(url)
+        yield url
+
+
+@contextlib.contextmanager
+def temporary_postgres_database(server_url: str, *, prefix: str) -> Iterator[str]:
+    """A new empty database ``<prefix>_<random>`` on the server of `server_url`, dropped on exit
+    (its connections terminated first). Yields the database's URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
-        migrate(url)
-        yield url
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             connection.execute(

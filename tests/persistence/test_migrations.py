@@ -14,14 +14,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, func, insert, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from persistence.database import make_engine
 from persistence.models import TASK_PRIORITIES, AuthSession, Base, RefreshToken, Task, User
 from server.cli import alembic_config
-from tests.conftest import _postgres_url
+from tests.conftest import _postgres_url, temporary_postgres_database
 
 APP_TABLES = {"users", "auth_sessions", "refresh_tokens", "tasks"}
 
@@ -99,20 +98,8 @@ class TestRoundTrip:
         server_url = _postgres_url()
         if server_url is None:
             pytest.skip("DATABASE_URL does not name PostgreSQL")
-        name = f"charter_migrations_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            _round_trip(make_url(server_url).set(database=name).render_as_string(hide_password=False))
-        finally:
-            with admin.connect() as connection:
-                connection.execute(
-                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                    {"name": name},
-                )
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            admin.dispose()
+        with temporary_postgres_database(server_url, prefix="charter_migrations") as url:
+            _round_trip(url)
 
     def test_offline_sql_can_be_rendered(self, tmp_path, capsys):
         command.upgrade(_config(f"sqlite:///{tmp_path / 'offline.db'}"), "head", sql=True)
