@@ -33,13 +33,11 @@ def get_liveness() -> tuple:
 def get_readiness() -> tuple:
     """GET /api/v1/health/ready — 200 when every dependency answers, else 503 naming it."""
     app = state()
-    checks = health.check_dependencies(engine=app["engine"])
-    failed = sorted(name for name, result in checks.items() if result != "ok")
-    if failed:
-        body = problem_body(
-            NOT_READY, f"Unavailable: {', '.join(failed)}.", instance="/api/v1/health/ready", checks=checks
-        )
+    checks = health.check_dependencies(engine=app["engine"], redis_client=app["redis"])
+    if checks["database"] != "ok":
+        body = problem_body(NOT_READY, "Unavailable: database.", instance="/api/v1/health/ready", checks=checks)
         return body, 503, {"Content-Type": PROBLEM_JSON, "Retry-After": "5"}
+    status = "ready" if checks["redis"] != "unavailable" else "degraded"
     return json_answer(
-        {"status": "ready", "version": app["service_info"].version, "timestamp": now_timestamp(), "checks": checks}
+        {"status": status, "version": app["service_info"].version, "timestamp": now_timestamp(), "checks": checks}
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from handlers.responses import json_answer
+from server import metrics
 from server.context import state
+from services.errors import NotFound
 
 
 def get_service_info() -> tuple:
@@ -19,3 +21,12 @@ def get_service_info() -> tuple:
             "api_prefix": info.api_prefix,
         }
     )
+
+
+def get_metrics() -> tuple:
+    """GET /metrics — Prometheus text format; 404 when METRICS_ENABLED is false."""
+    settings = state()["settings"]
+    if not settings.metrics_enabled:
+        raise NotFound("Metrics are not served by this instance.")
+    body, content_type = metrics.exposition(settings.prometheus_multiproc_dir)
+    return body, 200, {"Content-Type": content_type}

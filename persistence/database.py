@@ -17,6 +17,7 @@ def make_engine(
     pool_timeout: float = 10.0,
     pool_pre_ping: bool = True,
     connect_timeout: int = 5,
+    statement_timeout_ms: int = 0,
 ) -> Engine:
     """Create the process's engine.
 
@@ -26,6 +27,8 @@ def make_engine(
         pool_timeout: seconds to wait for a pooled connection before failing.
         pool_pre_ping: test a pooled connection before handing it out (survives DB restarts).
         connect_timeout: seconds PostgreSQL may take to accept a connection.
+        statement_timeout_ms: PostgreSQL `statement_timeout` of every connection (0: none), so a
+            runaway query is cancelled instead of holding a connection.
 
     On SQLite the file's folder is created, foreign keys are enforced and WAL journaling is
     used so readers do not block the writer.
@@ -38,7 +41,10 @@ def make_engine(
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 15}
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
     else:
-        kwargs["connect_args"] = {"connect_timeout": connect_timeout}
+        kwargs["connect_args"] = {
+            "connect_timeout": connect_timeout,
+            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+        }
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":

@@ -10,19 +10,24 @@ from typing import Any
 import connexion
 import flask
 import inflection
+import redis
 import structlog
 from connexion import context as connexion_context
 from connexion.jsonifier import Jsonifier
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from persistence.database import make_engine, make_session_factory
-from server import context
-from server.contract import bundle
+from server import context, metrics
+from server.contract import RouteTable, bundle
 from server.docs import ContractDocumentMiddleware
+from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.log_config import configure_logging
+from server.observability import AccessLogMiddleware
 from server.problems import install_problem_handlers
+from server.rate_limits import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage, install_route_limits, make_limiter
 from server.request_context import RequestIdMiddleware
 from server.security import security_map
 from server.settings import Settings
@@ -35,6 +40,7 @@ from services.tokens import TokenIssuer
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
+HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
     )
     tokens = TokenIssuer(
         key=settings.signing_key,
@@ -110,20 +117,20 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
             serve_spec=False, spec_path=f"{API_PREFIX}/openapi.json", swagger_ui_path=f"{API_PREFIX}/ui"
         ),
     )
-    app.add_middleware(RequestIdMiddleware, position=MiddlewarePosition.BEFORE_EXCEPTION)
-    app.add_middleware(
-        ContractDocumentMiddleware,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        spec=spec,
-        json_path=f"{API_PREFIX}/openapi.json",
-        yaml_path=f"{API_PREFIX}/openapi.yaml",
-    )
+    edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
+    _install_edge(app, settings, spec, edge_storage)
     install_problem_handlers(app, spec)
 
     flask_app = app.app
     flask_app.extensions[context.EXTENSION] = {
         "settings": settings,
         "engine": engine,
+        "edge_storage": edge_storage,
+        "redis": (
+            redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            if settings.redis_url
+            else None
+        ),
         "session_factory": make_session_factory(engine),
         "auth": auth,
         "started_at": time.monotonic(),
@@ -138,7 +145,62 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)
+    # After load_principal, so the per-user limit knows the user.
+    install_route_limits(flask_app, make_limiter(settings=settings), settings)
+    metrics.watch_pool(engine, settings.db_pool_size)
     return app
+
+
+def _install_edge(app: connexion.FlaskApp, settings: Settings, spec: dict[str, Any], storage: FallbackStorage) -> None:
+    """The ASGI middleware outside connexion, outermost first (see ARCHITECTURE in the README):
+    proxy headers, request id, access log and metrics, security headers, CORS, the edge rate
+    limit, the body limit, and the contract document."""
+    here = MiddlewarePosition.BEFORE_EXCEPTION
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
+    app.add_middleware(RequestIdMiddleware, position=here)
+    app.add_middleware(AccessLogMiddleware, position=here, routes=RouteTable(spec))
+    app.add_middleware(SecurityHeadersMiddleware, position=here)
+    if settings.cors_origins:
+        methods = sorted({verb.upper() for item in spec["paths"].values() for verb in item if verb in HTTP_VERBS})
+        app.add_middleware(
+            AllowListCORSMiddleware,
+            position=here,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=methods,
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Location",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            EdgeRateLimitMiddleware,
+            position=here,
+            clients=EdgeLimiter(
+                per_minute=settings.rate_limit_per_minute, per_hour=settings.rate_limit_per_hour, storage=storage
+            ),
+            probes=EdgeLimiter(
+                per_minute=settings.rate_limit_probes_per_minute,
+                per_hour=settings.rate_limit_probes_per_minute * 60,
+                storage=storage,
+            ),
+        )
+    app.add_middleware(BodyLimitMiddleware, position=here, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ContractDocumentMiddleware,
+        position=here,
+        spec=spec,
+        json_path=f"{API_PREFIX}/openapi.json",
+        yaml_path=f"{API_PREFIX}/openapi.yaml",
+    )
 
 
 def _commit_on_success(response: flask.Response) -> flask.Response:

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from pathlib import Path
 
 from alembic import command
@@ -45,12 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "serve":
         import uvicorn
 
+        if args.workers > 1 and settings.prometheus_multiproc_dir is None:
+            # Each worker writes its metrics here and GET /metrics adds them up (prometheus-client
+            # reads this variable itself when a worker imports it).
+            folder = tempfile.mkdtemp(prefix="charter-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         uvicorn.run(
             "server.asgi:app",
             host=args.host,
             port=args.port,
             workers=args.workers,
             log_config=None,
+            access_log=False,
             proxy_headers=False,
         )
     return 0

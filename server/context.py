@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from persistence.models import User
 from persistence.unit_of_work import UnitOfWork
+from server.request_context import current_state
 from services import accounts
 from services.accounts import AuthConfig
 from services.errors import InvalidToken, NotFound
@@ -74,3 +75,6 @@ def load_principal() -> None:
     claims = access_claims()
     if claims is not None:
         flask.g.principal = accounts.current_user(db=db(), claims=claims)
+        request_state = current_state()
+        if request_state is not None:
+            request_state.user_id = str(flask.g.principal.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from functools import cache
 from pathlib import Path
@@ -86,6 +87,50 @@ def bundle(root: Path = ROOT_DOCUMENT) -> dict[str, Any]:
     for kind, section in components.items():
         merged.setdefault(kind, {}).update(dict(sorted(section.items())))
     return document
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+class RouteTable:
+    """The contract's operations by method and path, for requests connexion has not routed
+    (answered at the edge, or refused): their log line, metrics and `Allow` header.
+
+    Args:
+        spec: the bundled contract.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self._routes: list[tuple[re.Pattern[str], str, dict[str, str]]] = []
+        self.templates: dict[str, str] = {}
+        """operationId -> path template."""
+        for template, item in spec.get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$")
+            operations = {
+                method.upper(): operation["operationId"]
+                for method, operation in item.items()
+                if method in HTTP_METHODS and isinstance(operation, dict)
+            }
+            self._routes.append((pattern, template, operations))
+            self.templates.update(dict.fromkeys(operations.values(), template))
+
+    def match(self, method: str, path: str) -> tuple[str, str] | None:
+        """``(operationId, path template)`` of the operation for `method` and `path`, or None."""
+        for pattern, template, operations in self._routes:
+            if pattern.match(path):
+                operation_id = operations.get(method.upper())
+                return (operation_id, template) if operation_id else None
+        return None
+
+    def allowed(self, path: str) -> str | None:
+        """The `Allow` header value for `path` (GET implies HEAD), or None when no path matches."""
+        for pattern, _, operations in self._routes:
+            if pattern.match(path):
+                methods = list(operations)
+                if "GET" in methods:
+                    methods.append("HEAD")
+                return ", ".join(methods)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

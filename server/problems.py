@@ -9,7 +9,6 @@ their traceback under the request id and answered with no internals (Zalando rul
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,10 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
+from server import metrics
+from server.contract import RouteTable
 from server.request_context import current_request_id
 from services import errors
 
@@ -47,7 +49,9 @@ NOT_FOUND = ProblemType("/problems/not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ProblemType("/problems/method-not-allowed", "Method not allowed", 405)
 CONFLICT = ProblemType("/problems/conflict", "Conflict", 409)
 EMAIL_TAKEN = ProblemType("/problems/email-taken", "Email already registered", 409)
+PAYLOAD_TOO_LARGE = ProblemType("/problems/payload-too-large", "Payload too large", 413)
 UNSUPPORTED_MEDIA_TYPE = ProblemType("/problems/unsupported-media-type", "Unsupported media type", 415)
+RATE_LIMITED = ProblemType("/problems/rate-limited", "Too many requests", 429)
 INTERNAL = ProblemType("/problems/internal-error", "Internal server error", 500)
 SERVICE_UNAVAILABLE = ProblemType("/problems/service-unavailable", "Service unavailable", 503)
 
@@ -60,7 +64,9 @@ _BY_STATUS = {
         NOT_FOUND,
         METHOD_NOT_ALLOWED,
         CONFLICT,
+        PAYLOAD_TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
+        RATE_LIMITED,
         INTERNAL,
         SERVICE_UNAVAILABLE,
     )
@@ -89,6 +95,14 @@ class RequestValidationProblem(Exception):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+
+
+class PayloadTooLarge(Exception):
+    """A request body grew past MAX_BODY_BYTES while being read (raised by `server.edge`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {limit} bytes.")
+        self.limit = limit
 
 
 def problem_response(
@@ -128,6 +142,19 @@ def problem_body(kind: ProblemType, detail: str, *, instance: str, **extensions:
     return body
 
 
+async def asgi_problem(
+    send: Send, kind: ProblemType, detail: str, *, instance: str, headers: dict[str, str] | None = None
+) -> None:
+    """Send a problem+json answer straight from ASGI middleware (before connexion runs)."""
+    body = json.dumps(problem_body(kind, detail, instance=instance)).encode("utf-8")
+    raw_headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]
+    raw_headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+    ]
+    await send({"type": "http.response.start", "status": kind.status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _unauthorized_headers(status: int) -> dict[str, str]:
     return {"WWW-Authenticate": 'Bearer realm="charter"'} if status == 401 else {}
 
@@ -152,26 +179,7 @@ def _on_connexion_problem(request: ConnexionRequest, exc: ProblemException) -> C
     return problem_response(kind, detail, instance=request.url.path, headers=_unauthorized_headers(exc.status), **extra)
 
 
-class AllowedMethods:
-    """The methods the contract declares for each path, for the `Allow` header of a 405
-    (RFC 9110 section 15.5.6). Connexion's router lists only the first matching route's."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        verbs = ("get", "put", "post", "delete", "patch", "head", "options")
-        self._paths = []
-        for template, item in spec.get("paths", {}).items():
-            pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
-            methods = [verb.upper() for verb in verbs if verb in item]
-            if "GET" in methods:
-                methods.append("HEAD")
-            self._paths.append((re.compile(f"^{pattern}$"), ", ".join(methods)))
-
-    def for_path(self, path: str) -> str | None:
-        """The `Allow` value for a request path, or None when no path of the contract matches."""
-        return next((methods for pattern, methods in self._paths if pattern.match(path)), None)
-
-
-def _http_exception_handler(allowed: AllowedMethods):
+def _http_exception_handler(routes: RouteTable):
     def _on_http_exception(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
         kind = _BY_STATUS.get(exc.status_code, ProblemType("about:blank", "Error", exc.status_code))
         if exc.status_code >= 500:
@@ -181,7 +189,7 @@ def _http_exception_handler(allowed: AllowedMethods):
             detail = f"No operation matches {request.url.path}."
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}."
-            headers["Allow"] = allowed.for_path(request.url.path) or headers.get("Allow", "")
+            headers["Allow"] = routes.allowed(request.url.path) or headers.get("Allow", "")
         else:
             detail = str(exc.detail) if exc.detail else kind.title
         return problem_response(kind, detail, instance=request.url.path, headers=headers)
@@ -191,6 +199,8 @@ def _http_exception_handler(allowed: AllowedMethods):
 
 def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> ConnexionResponse:
     kind = next(k for cls, k in _DOMAIN if isinstance(exc, cls))
+    if kind is INVALID_CREDENTIALS:
+        metrics.LOGIN_FAILURES.inc()
     extra: dict[str, Any] = {}
     if isinstance(exc, errors.InvalidInput):
         entry = {"message": exc.detail}
@@ -212,6 +222,10 @@ def _on_unicode_error(request: ConnexionRequest, exc: UnicodeError) -> Connexion
         instance=request.url.path,
         errors=[{"pointer": "", "message": "not valid UTF-8"}],
     )
+
+
+def _on_payload_too_large(request: ConnexionRequest, exc: PayloadTooLarge) -> ConnexionResponse:
+    return problem_response(PAYLOAD_TOO_LARGE, str(exc), instance=request.url.path, headers={"Connection": "close"})
 
 
 def _on_database_unavailable(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -246,9 +260,10 @@ def install_problem_handlers(app: FlaskApp, spec: dict[str, Any]) -> None:
     """
     app.add_error_handler(RequestValidationProblem, _on_validation)
     app.add_error_handler(ProblemException, _on_connexion_problem)
-    app.add_error_handler(HTTPException, _http_exception_handler(AllowedMethods(spec)))
+    app.add_error_handler(HTTPException, _http_exception_handler(RouteTable(spec)))
     app.add_error_handler(errors.DomainError, _on_domain_error)
     app.add_error_handler(UnicodeError, _on_unicode_error)
+    app.add_error_handler(PayloadTooLarge, _on_payload_too_large)
     app.add_error_handler(IntegrityError, _on_integrity_error)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_error_handler(unavailable, _on_database_unavailable)

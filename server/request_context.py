@@ -1,23 +1,43 @@
-"""The request id: read from or made for every request, kept in a context variable for logs
-and problem bodies, and returned as the `X-Request-ID` header of every response."""
+"""Per-request state shared by the ASGI middleware and the Flask handler thread: the request
+id (read from or made for every request, returned as `X-Request-ID`), the client address,
+the matched operation and the authenticated user, for logs, metrics and problem bodies."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+@dataclass
+class RequestState:
+    """What is known about the request being served. The Flask thread gets a copy of the
+    context, which refers to this same object, so what a handler sets here (the user) is
+    seen by the middleware that logs the request."""
+
+    request_id: str
+    user_id: str | None = None
+
+
+_state: ContextVar[RequestState | None] = ContextVar("request_state", default=None)
 
 
 def current_request_id() -> str | None:
     """The id of the request being served in this context, or None outside a request."""
-    return _request_id.get()
+    state = _state.get()
+    return state.request_id if state else None
+
+
+def current_state() -> RequestState | None:
+    """The state of the request being served, or None outside a request."""
+    return _state.get()
 
 
 class RequestIdMiddleware:
@@ -37,7 +57,7 @@ class RequestIdMiddleware:
                 request_id = value.decode("ascii")
                 break
         request_id = request_id or uuid.uuid4().hex
-        token = _request_id.set(request_id)
+        token = _state.set(RequestState(request_id=request_id))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         encoded = request_id.encode("ascii")
 
@@ -52,4 +72,4 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
-            _request_id.reset(token)
+            _state.reset(token)

@@ -6,15 +6,17 @@ field here, and the README's configuration table lists each one with its default
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import structlog
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +56,61 @@ class Settings(BaseSettings):
     var_dir: Path = Field(Path("var"), description="Where local state lives (SQLite file, dev secret).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log threshold.")
     log_format: Literal["console", "json"] = Field("console", description="Log line format.")
+    db_statement_timeout_ms: int = Field(
+        5000, ge=0, le=3_600_000, description="PostgreSQL statement_timeout per connection (0: none)."
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824, description="Largest request body.")
+    rate_limit_enabled: bool = Field(True, description="Enforce rate limits.")
+    rate_limit_per_minute: int = Field(60, ge=1, le=1_000_000, description="Requests per client per minute.")
+    rate_limit_per_hour: int = Field(1000, ge=1, le=10_000_000, description="Requests per client per hour.")
+    rate_limit_user_per_minute: int = Field(
+        120, ge=1, le=1_000_000, description="Authenticated requests per user per minute."
+    )
+    rate_limit_probes_per_minute: int = Field(
+        600, ge=1, le=1_000_000, description="Health probes and metrics scrapes per client per minute."
+    )
+    rate_limit_login: str = Field("10/minute", description="Logins per client.")
+    rate_limit_login_account: str = Field("5/minute;20/hour", description="Logins per account (email).")
+    rate_limit_register: str = Field("5/minute;50/hour", description="Registrations per client.")
+    rate_limit_refresh: str = Field("30/minute", description="Refreshes per client.")
+    rate_limit_refresh_session: str = Field("10/minute", description="Refreshes per refresh token.")
+    redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by processes.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Proxies (IPs or CIDRs) whose X-Forwarded-For is believed."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )
+    metrics_enabled: bool = Field(True, description="Serve GET /metrics.")
+    prometheus_multiproc_dir: Path | None = Field(
+        None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
+    )
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+    @field_validator(
+        "rate_limit_login",
+        "rate_limit_login_account",
+        "rate_limit_register",
+        "rate_limit_refresh",
+        "rate_limit_refresh_session",
+    )
+    @classmethod
+    def _limit_string(cls, value: str) -> str:
+        parse_many(value)  # e.g. "5/minute;20/hour"; ValueError when malformed
+        return value
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

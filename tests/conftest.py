@@ -72,6 +72,20 @@ def temporary_postgres_database(server_url: str, *, prefix: str) -> Iterator[str
         admin.dispose()
 
 
+UNREACHABLE_LIMITS: dict[str, Any] = {
+    "rate_limit_enabled": True,
+    "rate_limit_per_minute": 1_000_000,
+    "rate_limit_per_hour": 10_000_000,
+    "rate_limit_probes_per_minute": 1_000_000,
+    "rate_limit_user_per_minute": 1_000_000,
+    "rate_limit_login": "1000000/minute",
+    "rate_limit_login_account": "1000000/minute",
+    "rate_limit_register": "1000000/minute",
+    "rate_limit_refresh": "1000000/minute",
+    "rate_limit_refresh_session": "1000000/minute",
+}
+
+
 def make_settings(database_url: str, var_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: no `.env`, a fixed secret, the cheapest bcrypt cost."""
     values: dict[str, Any] = {
@@ -81,6 +95,9 @@ def make_settings(database_url: str, var_dir: Path, **overrides: Any) -> Setting
         "bcrypt_rounds": 4,
         "var_dir": var_dir,
         "log_level": "WARNING",
+        # Limits on, so every answer carries (and the contract checks) the RateLimit-* headers,
+        # but far above any test's pace; the tests of the limits build apps of their own.
+        **UNREACHABLE_LIMITS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -102,7 +102,7 @@ class TestHealth:
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["status"] == "ready"
-        assert body["checks"] == {"database": "ok"}
+        assert body["checks"] == {"database": "ok", "redis": "not_configured"}
         assert body["version"] == _contract_version()
 
     def test_unknown_query_parameter_is_refused(self, client):
@@ -131,7 +131,7 @@ class TestWithoutDatabase:
         response = offline_client.get("/api/v1/health/ready")
         assert time.monotonic() - started < 5
         problem = assert_problem(response, 503, "/problems/not-ready")
-        assert problem["checks"] == {"database": "unavailable"}
+        assert problem["checks"] == {"database": "unavailable", "redis": "not_configured"}
         assert problem["instance"] == "/api/v1/health/ready"
         assert response.headers["retry-after"].isdigit()
 

@@ -1,0 +1,125 @@
+"""Edge middleware from briefs 000/001: security headers on every answer, CORS from an
+allow-list, and a request body size limit that never reads an oversized body into memory."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.problems import FORBIDDEN, PAYLOAD_TOO_LARGE, PayloadTooLarge, asgi_problem, problem_body
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""JSON answers need nothing: a browser that renders one by mistake runs nothing and loads nothing."""
+
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+"""Swagger UI is served from our own files (no CDN); its page starts with an inline script and
+style, so only the docs pages allow inline code."""
+
+DOCS_PREFIX = "/api/v1/ui"
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"permissions-policy",
+        b"accelerometer=(), camera=(), geolocation=(), gyroscope=(), microphone=(), payment=(), usb=()",
+    ),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"x-xss-protection", b"0"),
+]
+"""`X-XSS-Protection: 0` turns off the XSS auditor of old browsers, which is deprecated and could
+itself be abused to leak data (OWASP Secure Headers Project); CSP is the protection instead."""
+
+
+class SecurityHeadersMiddleware:
+    """ASGI middleware adding the security headers to every answer, errors and docs included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = (DOCS_CSP if scope.get("path", "").startswith(DOCS_PREFIX) else API_CSP).encode()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                if b"content-security-policy" not in present:
+                    extra.append((b"content-security-policy", csp))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class AllowListCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, except that a preflight from an origin that is not on the
+    list gets a 403 problem+json with no `Access-Control-Allow-*` header at all (Starlette would
+    answer a text/plain 400 that still carries the allow headers)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        origin = request_headers.get("origin", "")
+        if self.is_allowed_origin(origin):
+            return super().preflight_response(request_headers)
+        body = problem_body(FORBIDDEN, "This origin may not call the API from a browser.", instance="")
+        body.pop("instance")
+        return Response(
+            content=json.dumps(body).encode("utf-8"),
+            status_code=403,
+            media_type="application/problem+json",
+            headers={"Vary": "Origin"},
+        )
+
+
+class BodyLimitMiddleware:
+    """ASGI middleware: a declared `Content-Length` above the limit gets 413 at once, before a
+    byte of the body is read; a chunked body is counted as it streams in and the read fails
+    with `PayloadTooLarge` (answered 413 by `server.problems`) as soon as it passes the limit.
+
+    Args:
+        app: the next ASGI app.
+        max_bytes: the largest body accepted.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await asgi_problem(
+                send,
+                PAYLOAD_TOO_LARGE,
+                f"The request body is larger than {self.max_bytes} bytes.",
+                instance=scope.get("path", ""),
+                headers={"Connection": "close"},
+            )
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counted_receive, send)
