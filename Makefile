@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint migrate fuzz spec clean
+.PHONY: run test lint migrate fuzz bench spec clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: lint
 ## fuzz: schemathesis CLI (all checks, 100 examples per operation) against a server it starts and stops
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
+
+## bench: measure what the edge middleware costs on GET /api/v1/health (needs wrk)
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.edge_cost
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:

@@ -67,11 +67,13 @@ class TagResolver(Resolver):
         )
 
 
-def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
+def create_app(settings: Settings | None = None, *, edge: bool = True) -> connexion.FlaskApp:
     """Build the ASGI application.
 
     Args:
         settings: the configuration; read from the environment (and `.env`) when omitted.
+        edge: install the edge (request id, access log and metrics, security headers, CORS,
+            rate limits, body limit). Only `bench/` turns it off, to measure what it costs.
 
     Raises:
         server.settings.ConfigurationError: e.g. production without JWT_SECRET.
@@ -118,7 +120,8 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
         ),
     )
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
-    _install_edge(app, settings, spec, edge_storage)
+    if edge:
+        _install_edge(app, settings, spec, edge_storage)
     install_problem_handlers(app, spec)
 
     flask_app = app.app
@@ -145,8 +148,8 @@ def create_app(settings: Settings | None = None) -> connexion.FlaskApp:
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)
-    # After load_principal, so the per-user limit knows the user.
-    install_route_limits(flask_app, make_limiter(settings=settings), settings)
+    if edge:  # after load_principal, so the per-user limit knows the user
+        install_route_limits(flask_app, make_limiter(settings=settings), settings)
     metrics.watch_pool(engine, settings.db_pool_size)
     return app
 
