@@ -148,7 +148,11 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)
-    if edge:  # after load_principal, so the per-user limit knows the user
+    if edge:
+        # Connexion adds the operations' Flask views only when it builds its middleware stack
+        # (normally on the first request); build it now so the route limits can wrap them.
+        # After load_principal, so the per-user limit knows the user.
+        app.middleware.app, app.middleware.middleware_stack = app.middleware._build_middleware_stack()
         install_route_limits(flask_app, make_limiter(settings=settings), settings)
     metrics.watch_pool(engine, settings.db_pool_size)
     return app

@@ -65,15 +65,16 @@ class SecurityHeadersMiddleware:
 
 
 class AllowListCORSMiddleware(CORSMiddleware):
-    """Starlette's CORS middleware, except that a preflight from an origin that is not on the
-    list gets a 403 problem+json with no `Access-Control-Allow-*` header at all (Starlette would
-    answer a text/plain 400 that still carries the allow headers)."""
+    """Starlette's CORS middleware, except that a refused preflight (an origin, method or
+    header that is not allowed) gets a 403 problem+json with no `Access-Control-Allow-*` header
+    at all; Starlette would answer a text/plain 400 that still carries the allow headers."""
 
     def preflight_response(self, request_headers: Headers) -> Response:
-        origin = request_headers.get("origin", "")
-        if self.is_allowed_origin(origin):
-            return super().preflight_response(request_headers)
-        body = problem_body(FORBIDDEN, "This origin may not call the API from a browser.", instance="")
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        refused = bytes(response.body).decode("utf-8", "replace").removeprefix("Disallowed CORS ")
+        body = problem_body(FORBIDDEN, f"This cross-origin request is not allowed ({refused}).", instance="")
         body.pop("instance")
         return Response(
             content=json.dumps(body).encode("utf-8"),

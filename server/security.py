@@ -7,6 +7,7 @@ from typing import Any
 
 from connexion.security import SECURITY_HANDLERS, BearerSecurityHandler
 
+from server.request_context import current_state
 from services.errors import InvalidToken
 from services.tokens import TokenIssuer
 
@@ -25,6 +26,9 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
             claims = tokens.verify(token)
         except InvalidToken:
             return None  # connexion answers 401, turned into problem+json by server.problems
+        state = current_state()
+        if state is not None:  # for the access log, even if validation then refuses the request
+            state.user_id = str(claims.user_id)
         return {"sub": str(claims.user_id), "claims": claims}
 
     class AccessTokenHandler(BearerSecurityHandler):

@@ -24,7 +24,8 @@ from connexion.validators import (
     ParameterValidator,
 )
 from jsonschema import Draft4Validator, FormatChecker, ValidationError
-from starlette.types import Scope
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope
 
 from server.problems import RequestValidationProblem
 
@@ -77,6 +78,30 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
     @property
     def _validator(self) -> Draft4Validator:
         return self._compiled
+
+    async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
+        """Connexion takes a body without Content-Length for no body at all, so a chunked body
+        would be refused as missing (or skip validation when optional). Such a body is read,
+        validated, and handed on re-encoded with a Content-Length."""
+        headers = Headers(scope=scope)
+        if "content-length" in headers or "chunked" not in headers.get("transfer-encoding", "").lower():
+            return await super().wrap_receive(receive, scope=scope)
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+
+        async def stream() -> t.AsyncGenerator[bytes, None]:
+            yield b"".join(chunks)
+
+        body = await self._parse(stream(), scope=scope)
+        self._validate(body)
+        if body is _NO_BODY:
+            return receive, scope
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() != b"transfer-encoding"]}
+        return self._insert_body(receive, body=body, scope=scope)
 
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope: Scope) -> t.Any:
         raw = b"".join([chunk async for chunk in stream])
