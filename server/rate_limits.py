@@ -20,6 +20,7 @@ most constraining limit (IETF draft "RateLimit header fields for HTTP"); a 429 a
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -30,8 +31,10 @@ import structlog
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter as MovingWindow
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -70,12 +73,15 @@ class FallbackStorage:
     """Redis for the counters when configured, in-process memory while Redis does not answer.
 
     After a failure Redis is tried again every REDIS_RETRY_SECONDS; `degraded` says whether the
-    counters are currently in memory although Redis is configured.
+    counters are currently in memory although Redis is configured. Redis is used through
+    `limits`' asyncio client (no blocking of the event loop on the network); memory through its
+    thread-safe synchronous storage, whose operations take microseconds and, unlike the asyncio
+    one, hold no lock bound to one event loop.
     """
 
     def __init__(self, redis_url: str | None, *, key_prefix: str) -> None:
-        self.memory: Storage = MemoryStorage()
-        self.redis: Storage | None = None
+        self.memory = MemoryStorage()
+        self.redis: RedisStorage | None = None
         if redis_url:
             self.redis = RedisStorage(
                 "async+" + redis_url,
@@ -88,7 +94,7 @@ class FallbackStorage:
         self._retry_at = 0.0
         self.degraded = False
 
-    def current(self) -> Storage:
+    def current(self) -> MemoryStorage | RedisStorage:
         """The storage to use now."""
         if self.redis is None or time.monotonic() < self._retry_at:
             return self.memory
@@ -103,7 +109,7 @@ class FallbackStorage:
         self.degraded = True
         self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
 
-    def succeeded(self, storage: Storage) -> None:
+    def succeeded(self, storage: MemoryStorage | RedisStorage) -> None:
         """Record that `storage` answered; Redis answering again ends the degraded mode."""
         if storage is self.redis and self.degraded:
             log.info("rate_limit_storage_recovered", storage="redis")
@@ -125,30 +131,35 @@ class EdgeLimiter:
     async def hit(self, key: str) -> Decision:
         """Count one request for `key` and decide."""
         storage = self.storage.current()
+        if storage is self.storage.memory:
+            return await self._hit(MovingWindow(storage), key)
         try:
-            decision = await self._hit(MovingWindowRateLimiter(storage), key)
-        except Exception as error:
-            if storage is self.storage.memory:
-                raise
+            decision = await self._hit(AsyncMovingWindow(storage), key)
+        except Exception as error:  # any storage failure: keep answering from memory
             self.storage.failed(error)
-            return await self._hit(MovingWindowRateLimiter(self.storage.memory), key)
+            return await self._hit(MovingWindow(self.storage.memory), key)
         self.storage.succeeded(storage)
         return decision
 
-    async def _hit(self, strategy: MovingWindowRateLimiter, key: str) -> Decision:
+    async def _hit(self, strategy: MovingWindow | AsyncMovingWindow, key: str) -> Decision:
         allowed = True
         for item in self.items:
-            if not await strategy.hit(item, key):
+            if not await _resolved(strategy.hit(item, key)):
                 allowed = False
                 break
         tightest: Decision | None = None
         for item in self.items:
-            reset_at, remaining = await strategy.get_window_stats(item, key)
+            reset_at, remaining = await _resolved(strategy.get_window_stats(item, key))
             candidate = Decision(allowed, item.amount, max(remaining, 0), max(math.ceil(reset_at - time.time()), 0))
             if tightest is None or candidate.remaining < tightest.remaining:
                 tightest = candidate
         assert tightest is not None
         return tightest
+
+
+async def _resolved(value: Any) -> Any:
+    """The value of a sync strategy call, or the awaited value of an async one."""
+    return await value if inspect.isawaitable(value) else value
 
 
 def _merge_headers(message: Message, decision: Decision) -> None:
