@@ -264,8 +264,10 @@ def make_limiter(*, settings: Any) -> Limiter:
         options = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
     return Limiter(
         key_func=user_or_client_key,
-        default_limits=[f"{settings.rate_limit_user_per_minute}/minute"],
-        default_limits_exempt_when=_not_authenticated,
+        # An application limit counts across every operation (a default limit would count
+        # per operation); anonymous requests are left to the edge limit.
+        application_limits=[f"{settings.rate_limit_user_per_minute}/minute"],
+        application_limits_exempt_when=_not_authenticated,
         strategy="moving-window",
         storage_uri=storage_uri,
         storage_options=options,
@@ -322,11 +324,15 @@ def _named_view(view: Any, operation_id: str) -> Any:
 
 
 def _limit_headers(limiter: Limiter, *, refused: bool) -> dict[str, str]:
-    current = limiter.current_limit
-    if current is None:
+    """The RateLimit-* headers of the tightest route limit evaluated for this request: a
+    breached one first, else the one with the fewest requests left."""
+    evaluated = limiter.current_limits
+    if not evaluated:
         return {}
-    reset = max(math.ceil(current.reset_at - time.time()), 0)
-    return Decision(not refused, current.limit.amount, max(current.remaining, 0), reset).headers()
+    tightest = min(evaluated, key=lambda current: (not current.breached, current.remaining))
+    reset_time, remaining = tightest.window
+    reset = max(math.ceil(reset_time - time.time()), 0)
+    return Decision(not refused, tightest.limit.amount, max(remaining, 0), reset).headers()
 
 
 def apply_headers(response: flask.Response, limiter: Limiter) -> flask.Response:
