@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, MetaData, String, Text, Uuid
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from persistence.types import UTCDateTime
@@ -21,6 +23,12 @@ NAMING_CONVENTION = {
 TASK_PRIORITIES = ("low", "medium", "high", "urgent")
 """Task priorities, lowest first (brief 002)."""
 
+ROLES = ("user", "admin")
+"""Account roles (brief 004): an admin may manage every account."""
+
+STATUSES = ("active", "deactivated")
+"""Account statuses: a deactivated account cannot log in and its sessions are ended."""
+
 
 class Base(DeclarativeBase):
     """Declarative base with constraint names that are the same on every database."""
@@ -32,11 +40,17 @@ class User(Base):
     """An account. `email` is stored lower-cased, so the unique index is case-insensitive."""
 
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('user', 'admin')", name="role_allowed"),
+        CheckConstraint("status IN ('active', 'deactivated')", name="status_allowed"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     display_name: Mapped[str] = mapped_column(String(100))
     password_hash: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(10), default="user", server_default="user")
+    status: Mapped[str] = mapped_column(String(12), default="active", server_default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -53,6 +67,8 @@ class AuthSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class RefreshToken(Base):
@@ -88,3 +104,52 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginThrottle(Base):
+    """Failed logins per email (digested), for lockout. Keyed by email, not by account, so an
+    email with no account locks exactly like one with an account and the answer reveals nothing."""
+
+    __tablename__ = "login_throttles"
+
+    email_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PasswordResetToken(Base):
+    """A single-use password reset token, kept only as the SHA-256 of its value."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEvent(Base):
+    """A security event. Append-only: the database refuses UPDATE and DELETE (triggers in the
+    migration). Actor and subject are plain ids, not foreign keys, so the trail outlives the
+    accounts it is about."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_occurred", "occurred_at", "id"),
+        Index("ix_audit_events_subject_occurred", "subject_id", "occurred_at", "id"),
+        Index("ix_audit_events_actor_occurred", "actor_id", "occurred_at", "id"),
+        Index("ix_audit_events_type_occurred", "type", "occurred_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    type: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)

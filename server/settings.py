@@ -82,6 +82,26 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
     metrics_enabled: bool = Field(True, description="Serve GET /metrics.")
+    login_max_failures: int = Field(5, ge=1, le=1000, description="Failed logins that lock an account.")
+    login_failure_window_seconds: int = Field(900, ge=1, le=86400, description="Window the failures count in.")
+    login_lockout_seconds: int = Field(900, ge=1, le=86400, description="How long a lockout lasts.")
+    password_min_length: int = Field(15, ge=8, le=64, description="Shortest password accepted (NIST SP 800-63B).")
+    password_min_strength: int = Field(3, ge=0, le=4, description="Lowest zxcvbn score accepted (0-4).")
+    password_reset_ttl_seconds: int = Field(3600, ge=60, le=86400, description="Lifetime of a reset token.")
+    password_reset_url: str = Field(
+        "http://127.0.0.1:8000/reset-password?token={token}",
+        description="Link mailed for a password reset; {token} is replaced by the token.",
+    )
+    rate_limit_password_reset: str = Field("5/minute;20/hour", description="Reset requests per client.")
+    rate_limit_password_reset_account: str = Field("3/hour", description="Reset requests per account (email).")
+    rate_limit_password_change: str = Field("5/minute", description="Password changes per user.")
+    smtp_host: str | None = Field(None, description="SMTP server for outgoing mail; unset: mail is logged, not sent.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field("starttls", description="SMTP transport security.")
+    smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120, description="SMTP connect and command timeout.")
+    mail_from: str = Field("Charter <no-reply@charter.example>", description="Sender of outgoing mail.")
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
@@ -106,6 +126,9 @@ class Settings(BaseSettings):
         "rate_limit_register",
         "rate_limit_refresh",
         "rate_limit_refresh_session",
+        "rate_limit_password_reset",
+        "rate_limit_password_reset_account",
+        "rate_limit_password_change",
     )
     @classmethod
     def _limit_string(cls, value: str) -> str:
@@ -139,6 +162,13 @@ class Settings(BaseSettings):
         else:
             log.warning("jwt_secret_from_file", path=str(path), hint="set JWT_SECRET outside development")
         return path.read_text().strip()
+
+    @field_validator("password_reset_url")
+    @classmethod
+    def _has_token_placeholder(cls, value: str) -> str:
+        if "{token}" not in value:
+            raise ValueError("PASSWORD_RESET_URL must contain {token}")
+        return value
 
     @property
     def is_sqlite(self) -> bool:
