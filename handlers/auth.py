@@ -1,28 +1,18 @@
-"""Operations of the `auth` tag: register, login, refresh, logout, me (briefs 002, 004)."""
+"""Operations of the `auth` tag: register, login, refresh, logout, me, sessions, passwords
+(briefs 002, 004)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import uuid
+from typing import Any
 
-from handlers.responses import json_answer, no_content, timestamp
-from server.context import access_claims, auth_config, db, principal
+from handlers.representations import session_representation, user_representation
+from handlers.responses import json_answer, no_content
+from server.context import access_claims, auth_config, db, principal, request_meta
 from services import accounts
-
-if TYPE_CHECKING:
-    from persistence.models import User
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 """Token answers must not be cached (RFC 6749 section 5.1)."""
-
-
-def user_representation(user: User) -> dict[str, Any]:
-    """The `User` schema of the contract."""
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "display_name": user.display_name,
-        "created_at": timestamp(user.created_at),
-    }
 
 
 def _token_pair(tokens: accounts.IssuedTokens) -> tuple:
@@ -39,35 +29,91 @@ def _token_pair(tokens: accounts.IssuedTokens) -> tuple:
 
 
 def register_user(body: dict[str, Any]) -> tuple:
-    """POST /api/v1/auth/register — 201 with the new account; 409 when the email is taken."""
+    """POST /api/v1/auth/register — 201 with the new account; 409 taken email; 422 weak password."""
     user = accounts.register(
         db=db(),
         auth=auth_config(),
         email=body["email"],
         password=body["password"],
         display_name=body["display_name"],
+        meta=request_meta(),
     )
     return json_answer(user_representation(user), 201)
 
 
 def login(body: dict[str, Any]) -> tuple:
-    """POST /api/v1/auth/login — a new session's tokens; 401 for any bad credential."""
-    return _token_pair(accounts.login(db=db(), auth=auth_config(), email=body["email"], password=body["password"]))
+    """POST /api/v1/auth/login — a new session's tokens; 401 bad credentials; 429 locked."""
+    return _token_pair(
+        accounts.login(db=db(), auth=auth_config(), email=body["email"], password=body["password"], meta=request_meta())
+    )
 
 
 def refresh_tokens(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/refresh — rotate the refresh token; reuse ends the session."""
-    return _token_pair(accounts.refresh(db=db(), auth=auth_config(), refresh_token=body["refresh_token"]))
+    return _token_pair(
+        accounts.refresh(db=db(), auth=auth_config(), refresh_token=body["refresh_token"], meta=request_meta())
+    )
 
 
-def logout() -> tuple:
-    """POST /api/v1/auth/logout — end the caller's session at once."""
-    claims = access_claims()
-    principal()
-    accounts.logout(db=db(), session_id=claims.session_id)  # type: ignore[union-attr]
+def logout(body: dict[str, Any] | None = None) -> tuple:
+    """POST /api/v1/auth/logout — end this session, or all of them."""
+    accounts.logout(
+        db=db(),
+        user=principal(),
+        claims=access_claims(),  # type: ignore[arg-type]
+        all_sessions=bool((body or {}).get("all_sessions", False)),
+        meta=request_meta(),
+    )
     return no_content()
 
 
 def get_current_user() -> tuple:
     """GET /api/v1/auth/me — the caller's account."""
     return json_answer(user_representation(principal()))
+
+
+def list_sessions(limit: int = 20, cursor: str | None = None) -> tuple:
+    """GET /api/v1/auth/sessions — the caller's open sessions."""
+    result = accounts.list_sessions(
+        db=db(),
+        user=principal(),
+        claims=access_claims(),  # type: ignore[arg-type]
+        limit=limit,
+        cursor=cursor,
+    )
+    items = [session_representation(session, result.current_id) for session in result.items]
+    return json_answer({"items": items, "next_cursor": result.next_cursor})
+
+
+def revoke_session(session_id: str) -> tuple:
+    """DELETE /api/v1/auth/sessions/{session_id} — end one of the caller's sessions."""
+    accounts.revoke_session(db=db(), user=principal(), session_id=uuid.UUID(session_id), meta=request_meta())
+    return no_content()
+
+
+def change_password(body: dict[str, Any]) -> tuple:
+    """POST /api/v1/auth/password — new password; every other session ends."""
+    accounts.change_password(
+        db=db(),
+        auth=auth_config(),
+        user=principal(),
+        claims=access_claims(),  # type: ignore[arg-type]
+        current_password=body["current_password"],
+        new_password=body["new_password"],
+        meta=request_meta(),
+    )
+    return no_content()
+
+
+def request_password_reset(body: dict[str, Any]) -> tuple:
+    """POST /api/v1/auth/password-reset — 202 whether or not the account exists."""
+    accounts.request_password_reset(db=db(), auth=auth_config(), email=body["email"], meta=request_meta())
+    return None, 202
+
+
+def confirm_password_reset(body: dict[str, Any]) -> tuple:
+    """POST /api/v1/auth/password-reset/confirm — set the password with a reset token."""
+    accounts.confirm_password_reset(
+        db=db(), auth=auth_config(), token=body["token"], new_password=body["new_password"], meta=request_meta()
+    )
+    return no_content()

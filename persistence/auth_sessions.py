@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from persistence.models import AuthSession, RefreshToken, User
@@ -35,9 +35,49 @@ class AuthSessionRepository:
                 AuthSession.user_id == user_id,
                 AuthSession.revoked_at.is_(None),
                 AuthSession.expires_at > now,
+                User.status == "active",
             )
         )
         return self.db.scalars(statement).one_or_none()
+
+    def get_active(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> AuthSession | None:
+        """The user's open session with this id, or None (also when it is someone else's)."""
+        return self.db.scalars(
+            select(AuthSession).where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > now,
+            )
+        ).one_or_none()
+
+    def list_active(
+        self, *, user_id: uuid.UUID, now: datetime, limit: int, before: tuple[datetime, uuid.UUID] | None = None
+    ) -> list[AuthSession]:
+        """Up to `limit` of the user's open sessions, newest first (created_at, id descending)."""
+        statement = select(AuthSession).where(
+            AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now
+        )
+        if before is not None:
+            statement = statement.where(tuple_(AuthSession.created_at, AuthSession.id) < tuple_(*before))
+        statement = statement.order_by(AuthSession.created_at.desc(), AuthSession.id.desc()).limit(limit)
+        return list(self.db.scalars(statement))
+
+    def mark_used(self, session_id: uuid.UUID, *, now: datetime, older_than: datetime) -> None:
+        """Record that the session was used at `now`, unless that was recorded after `older_than`:
+        at most one write per session per interval, not one per request."""
+        self.db.execute(
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.last_used_at < older_than)
+            .values(last_used_at=now)
+        )
+
+    def revoke_all(self, user_id: uuid.UUID, *, now: datetime, reason: str, keep: uuid.UUID | None = None) -> int:
+        """End every open session of the user (but `keep`); returns how many were ended."""
+        statement = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        if keep is not None:
+            statement = statement.where(AuthSession.id != keep)
+        return self.db.execute(statement.values(revoked_at=now, revoked_reason=reason)).rowcount
 
     def find_refresh_token(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
         """The refresh token with this hash and its session, or None."""

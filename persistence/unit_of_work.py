@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -39,3 +42,9 @@ class UnitOfWork:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once, after `session` commits (never if it rolls back): for side effects
+    outside the database, such as mail, that must not happen for a change that was undone."""
+    event.listen(session, "after_commit", lambda _session: callback(), once=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import connexion
@@ -25,6 +26,7 @@ from server.contract import RouteTable, bundle
 from server.docs import ContractDocumentMiddleware
 from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.log_config import configure_logging
+from server.mail import LogMailer, SmtpMailer
 from server.observability import AccessLogMiddleware
 from server.problems import install_problem_handlers
 from server.rate_limits import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage, install_route_limits, make_limiter
@@ -32,9 +34,9 @@ from server.request_context import RequestIdMiddleware
 from server.security import security_map
 from server.settings import Settings
 from server.validation import VALIDATORS, check_response_body
-from services.accounts import AuthConfig
+from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.errors import DomainError
-from services.passwords import PasswordHasher
+from services.passwords import PasswordHasher, PasswordPolicy
 from services.tokens import TokenIssuer
 
 log = structlog.get_logger(__name__)
@@ -100,6 +102,17 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         tokens=tokens,
         passwords=PasswordHasher(settings.bcrypt_rounds),
         refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
+        policy=PasswordPolicy(min_length=settings.password_min_length, min_strength=settings.password_min_strength),
+        lockout=Lockout(
+            max_failures=settings.login_max_failures,
+            window=timedelta(seconds=settings.login_failure_window_seconds),
+            duration=timedelta(seconds=settings.login_lockout_seconds),
+        ),
+        reset=PasswordReset(
+            ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
+            url_template=settings.password_reset_url,
+            mailer=make_mailer(settings),
+        ),
     )
 
     app = connexion.FlaskApp(
@@ -156,6 +169,21 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         install_route_limits(flask_app, make_limiter(settings=settings), settings)
     metrics.watch_pool(engine, settings.db_pool_size)
     return app
+
+
+def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
+    """SMTP when SMTP_HOST is set; otherwise a mailer that only logs that mail was not sent."""
+    if not settings.smtp_host:
+        return LogMailer()
+    return SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        sender=settings.mail_from,
+        timeout=settings.smtp_timeout_seconds,
+    )
 
 
 def _install_edge(app: connexion.FlaskApp, settings: Settings, spec: dict[str, Any], storage: FallbackStorage) -> None:

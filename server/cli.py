@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
+from server.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,22 +32,58 @@ def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def create_admin(settings: Settings, *, email: str, display_name: str, from_stdin: bool) -> int:
+    """`charter create-admin`: a new administrator, or an existing account (email + its
+    password) promoted. The password is asked for (or read from standard input), never taken
+    from the command line, where other users could see it. Returns the exit status."""
+    from persistence.database import make_engine, make_session_factory
+    from services.errors import DomainError
+    from services.passwords import PasswordHasher, PasswordPolicy
+    from services.users import create_admin as create
+
+    password = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("Password: ")
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        PasswordPolicy(min_length=settings.password_min_length, min_strength=settings.password_min_strength).check(
+            password, context=[email, email.split("@")[0], display_name]
+        )
+        with make_session_factory(engine).begin() as db:
+            user = create(
+                db=db,
+                passwords=PasswordHasher(settings.bcrypt_rounds),
+                email=email,
+                password=password,
+                display_name=display_name,
+            )
+            print(f"{user.email} is an administrator (id {user.id}).")
+    except DomainError as error:
+        print(f"charter: {error.detail}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `charter` console script."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply every migration to DATABASE_URL")
+    admin = commands.add_parser("create-admin", help="create the first administrator (or promote an account)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--display-name", default="Administrator")
+    admin.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     serve = commands.add_parser("serve", help="serve the API with uvicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from server.settings import Settings
-
     settings = Settings()
     if args.command == "migrate":
         migrate(settings.database_url)
+    elif args.command == "create-admin":
+        return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
     elif args.command == "serve":
         import uvicorn
 

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from persistence.models import User
 from persistence.unit_of_work import UnitOfWork
-from server.request_context import current_state
+from server.request_context import current_request_id, current_state
 from services import accounts
 from services.accounts import AuthConfig
+from services.audit import RequestMeta
 from services.errors import InvalidToken, NotFound
 from services.tokens import AccessClaims
 
@@ -40,6 +41,16 @@ def db() -> Session:
 def auth_config() -> AuthConfig:
     """Token issuer, password hasher and lifetimes."""
     return state()["auth"]
+
+
+def request_meta() -> RequestMeta:
+    """Where the request came from, for sessions and audit events: the client address (the
+    forwarded one behind TRUSTED_PROXIES), the User-Agent and the request id."""
+    return RequestMeta(
+        client_address=flask.request.remote_addr,
+        user_agent=flask.request.headers.get("User-Agent"),
+        request_id=current_request_id(),
+    )
 
 
 def access_claims() -> AccessClaims | None:

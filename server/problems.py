@@ -45,6 +45,11 @@ UNAUTHORIZED = ProblemType("/problems/unauthorized", "Unauthorized", 401)
 INVALID_CREDENTIALS = ProblemType("/problems/invalid-credentials", "Invalid credentials", 401)
 REFRESH_TOKEN_REUSED = ProblemType("/problems/refresh-token-reused", "Refresh token reused", 401)
 FORBIDDEN = ProblemType("/problems/forbidden", "Forbidden", 403)
+ACCOUNT_DEACTIVATED = ProblemType("/problems/account-deactivated", "Account deactivated", 403)
+WRONG_PASSWORD = ProblemType("/problems/wrong-password", "Current password incorrect", 403)
+WEAK_PASSWORD = ProblemType("/problems/weak-password", "Password refused", 422)
+INVALID_RESET_TOKEN = ProblemType("/problems/invalid-reset-token", "Invalid reset token", 422)
+LOGIN_LOCKED = ProblemType("/problems/login-locked", "Too many failed logins", 429)
 NOT_FOUND = ProblemType("/problems/not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ProblemType("/problems/method-not-allowed", "Method not allowed", 405)
 CONFLICT = ProblemType("/problems/conflict", "Conflict", 409)
@@ -73,6 +78,12 @@ _BY_STATUS = {
 }
 
 _DOMAIN = [  # most specific first
+    (errors.LoginLocked, LOGIN_LOCKED),
+    (errors.AccountDeactivated, ACCOUNT_DEACTIVATED),
+    (errors.Forbidden, FORBIDDEN),
+    (errors.WrongPassword, WRONG_PASSWORD),
+    (errors.WeakPassword, WEAK_PASSWORD),
+    (errors.InvalidResetToken, INVALID_RESET_TOKEN),
     (errors.RefreshTokenReused, REFRESH_TOKEN_REUSED),
     (errors.InvalidToken, UNAUTHORIZED),
     (errors.InvalidCredentials, INVALID_CREDENTIALS),
@@ -202,6 +213,11 @@ def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> Conn
     if kind is INVALID_CREDENTIALS:
         metrics.LOGIN_FAILURES.inc()
     extra: dict[str, Any] = {}
+    headers = _unauthorized_headers(kind.status)
+    if isinstance(exc, errors.LoginLocked):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.WeakPassword):
+        extra["errors"] = [{"pointer": exc.pointer, "message": reason} for reason in exc.reasons]
     if isinstance(exc, errors.InvalidInput):
         entry = {"message": exc.detail}
         if exc.parameter:
@@ -209,9 +225,7 @@ def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> Conn
         else:
             entry["pointer"] = exc.pointer or ""
         extra["errors"] = [entry]
-    return problem_response(
-        kind, exc.detail, instance=request.url.path, headers=_unauthorized_headers(kind.status), **extra
-    )
+    return problem_response(kind, exc.detail, instance=request.url.path, headers=headers, **extra)
 
 
 def _on_unicode_error(request: ConnexionRequest, exc: UnicodeError) -> ConnexionResponse:

@@ -284,10 +284,16 @@ def make_limiter(*, settings: Any) -> Limiter:
 
 def route_limits(settings: Any) -> dict[str, list[tuple[str, Any]]]:
     """operationId -> [(limit string, key function)]: the stricter limits of the operations
-    that guess at credentials (OWASP API4:2023), per client and per account."""
+    that guess at credentials or send mail (OWASP API4:2023), per client and per account."""
     return {
         "login": [(settings.rate_limit_login, client_key), (settings.rate_limit_login_account, account_key)],
         "registerUser": [(settings.rate_limit_register, client_key)],
+        "requestPasswordReset": [
+            (settings.rate_limit_password_reset, client_key),
+            (settings.rate_limit_password_reset_account, account_key),
+        ],
+        "confirmPasswordReset": [(settings.rate_limit_password_reset, client_key)],
+        "changePassword": [(settings.rate_limit_password_change, user_or_client_key)],
         "refreshTokens": [
             (settings.rate_limit_refresh, client_key),
             (settings.rate_limit_refresh_session, refresh_token_key),

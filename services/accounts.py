@@ -1,19 +1,60 @@
-"""Accounts and sessions: register, log in, rotate refresh tokens, log out (briefs 002, 004)."""
+"""Accounts and sessions (briefs 002, 004): register, log in with lockout, rotate refresh
+tokens, log out, list and revoke sessions, change and reset passwords. Every security event is
+written to the audit log (`services.audit`)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from persistence.auth_sessions import AuthSessionRepository
-from persistence.models import AuthSession, RefreshToken, User
+from persistence.login_throttles import LoginThrottleRepository
+from persistence.models import AuthSession, PasswordResetToken, RefreshToken, User
+from persistence.password_resets import PasswordResetRepository
+from persistence.unit_of_work import after_commit
 from persistence.users import UserRepository
-from services.errors import EmailTaken, InvalidCredentials, InvalidToken, RefreshTokenReused
-from services.passwords import PasswordHasher
+from services import audit
+from services.audit import EventType, RequestMeta
+from services.cursors import decode_cursor, page
+from services.errors import (
+    AccountDeactivated,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidResetToken,
+    InvalidToken,
+    LoginLocked,
+    NotFound,
+    RefreshTokenReused,
+    WrongPassword,
+)
+from services.notifications import Mailer, password_reset_message
+from services.passwords import PasswordHasher, PasswordPolicy
 from services.tokens import AccessClaims, TokenIssuer, expiry, hash_refresh_token, new_refresh_token
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+"""A session's `last_used_at` is written at most once a minute, not on every request."""
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """Account lockout after repeated failed logins (brief 004; OWASP Authentication Cheat Sheet)."""
+
+    max_failures: int
+    window: timedelta
+    duration: timedelta
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    """How password reset links are made and mailed."""
+
+    ttl: timedelta
+    url_template: str
+    mailer: Mailer
 
 
 @dataclass(frozen=True)
@@ -23,6 +64,9 @@ class AuthConfig:
     tokens: TokenIssuer
     passwords: PasswordHasher
     refresh_ttl_seconds: int
+    policy: PasswordPolicy
+    lockout: Lockout
+    reset: PasswordReset
 
 
 @dataclass(frozen=True)
@@ -35,15 +79,36 @@ class IssuedTokens:
     refresh_expires_in: int
 
 
+@dataclass(frozen=True)
+class SessionPage:
+    """A page of open sessions and which of them made the request."""
+
+    items: list[AuthSession]
+    current_id: uuid.UUID
+    next_cursor: str | None
+
+
 def normalise_email(email: str) -> str:
     """The stored form of an email: lower case, so `Ada@Example.com` and `ada@example.com` are one."""
     return email.lower()
 
 
-def register(*, db: Session, auth: AuthConfig, email: str, password: str, display_name: str) -> User:
-    """Create an account. Raises EmailTaken when the (case-insensitive) email is in use."""
+def email_digest(email: str) -> str:
+    """SHA-256 of the normalised email: how lockout counters and audit details name an email
+    without storing it."""
+    return hashlib.sha256(normalise_email(email).encode("utf-8")).hexdigest()
+
+
+def password_context(email: str, display_name: str) -> list[str]:
+    """Words a guesser would try first for this account (NIST SP 800-63B: context-specific words)."""
+    return [email, email.split("@")[0], display_name, *display_name.split(), "charter"]
+
+
+def register(*, db: Session, auth: AuthConfig, email: str, password: str, display_name: str, meta: RequestMeta) -> User:
+    """Create an account. Raises WeakPassword, or EmailTaken when the email is in use."""
     users = UserRepository(db)
     email = normalise_email(email)
+    auth.policy.check(password, context=password_context(email, display_name))
     if users.email_taken(email):
         raise EmailTaken("An account with this email already exists.")
     now = datetime.now(UTC)
@@ -52,45 +117,118 @@ def register(*, db: Session, auth: AuthConfig, email: str, password: str, displa
         email=email,
         display_name=display_name,
         password_hash=auth.passwords.hash(password),
+        role="user",
+        status="active",
         created_at=now,
         updated_at=now,
     )
     users.add(user)
+    audit.record(db, EventType.REGISTERED, meta=meta, actor_id=user.id, subject_id=user.id, now=now)
     return user
 
 
-def login(*, db: Session, auth: AuthConfig, email: str, password: str) -> IssuedTokens:
+def login(*, db: Session, auth: AuthConfig, email: str, password: str, meta: RequestMeta) -> IssuedTokens:
     """Check credentials and start a session.
 
-    Raises InvalidCredentials for an unknown email and for a wrong password alike; both paths
-    run one bcrypt check, so neither the answer nor its timing tells whether the account exists.
+    Raises:
+        LoginLocked: the email is locked after too many failures (alike whether or not an account
+            has it; the correct password is refused too until the lockout ends).
+        InvalidCredentials: unknown email or wrong password, alike in answer and timing (one
+            bcrypt check either way). The failure counts towards the lockout.
+        AccountDeactivated: right password, but an administrator deactivated the account.
     """
+    now = datetime.now(UTC)
+    digest = email_digest(email)
+    throttles = LoginThrottleRepository(db)
+    locked_until = throttles.locked_until(digest, now)
+    if locked_until is not None:
+        raise _locked(locked_until, now)
     user = UserRepository(db).get_by_email(normalise_email(email))
     if not auth.passwords.verify(password, user.password_hash if user else None) or user is None:
+        _record_failed_login(db, auth, throttles, digest, user, meta, now)
         raise InvalidCredentials("The email or password is incorrect.")
-    now = datetime.now(UTC)
+    if user.status != "active":
+        raise AccountDeactivated("This account has been deactivated. Contact an administrator.")
+    throttles.clear(digest)
+    if auth.passwords.needs_rehash(user.password_hash):
+        user.password_hash = auth.passwords.hash(password)  # the configured bcrypt cost changed
+    session = _start_session(db, auth, user, meta, now)
+    audit.record(
+        db,
+        EventType.LOGIN_SUCCEEDED,
+        meta=meta,
+        actor_id=user.id,
+        subject_id=user.id,
+        now=now,
+        details={"session_id": str(session.id)},
+    )
+    return _issue(auth, user_id=user.id, session_id=session.id, refresh_token=session.refresh_token, now=now)
+
+
+def _locked(until: datetime, now: datetime) -> LoginLocked:
+    seconds = max(int((until - now).total_seconds()) + 1, 1)
+    return LoginLocked(
+        "Too many failed logins for this account. Try again later, or reset the password.", retry_after=seconds
+    )
+
+
+def _record_failed_login(
+    db: Session,
+    auth: AuthConfig,
+    throttles: LoginThrottleRepository,
+    digest: str,
+    user: User | None,
+    meta: RequestMeta,
+    now: datetime,
+) -> None:
+    subject = user.id if user else None
+    details = {"email_digest": digest, "account_exists": user is not None}
+    audit.record(db, EventType.LOGIN_FAILED, meta=meta, subject_id=subject, details=details, now=now)
+    locked_until = throttles.record_failure(
+        digest,
+        now=now,
+        window=auth.lockout.window,
+        max_failures=auth.lockout.max_failures,
+        lockout=auth.lockout.duration,
+    )
+    if locked_until is not None:
+        audit.record(
+            db,
+            EventType.LOCKED_OUT,
+            meta=meta,
+            subject_id=subject,
+            now=now,
+            details={**details, "locked_until": locked_until.isoformat()},
+        )
+
+
+@dataclass(frozen=True)
+class _NewSession:
+    id: uuid.UUID
+    refresh_token: str
+
+
+def _start_session(db: Session, auth: AuthConfig, user: User, meta: RequestMeta, now: datetime) -> _NewSession:
     session = AuthSession(
         id=uuid.uuid4(),
         user_id=user.id,
         created_at=now,
         last_used_at=now,
         expires_at=expiry(now, auth.refresh_ttl_seconds),
+        user_agent=(meta.user_agent or None) and meta.user_agent[:500],
+        client_address=meta.client_address,
     )
     refresh_token, token_hash = new_refresh_token()
     AuthSessionRepository(db).add(
         session,
         RefreshToken(
-            id=uuid.uuid4(),
-            session_id=session.id,
-            token_hash=token_hash,
-            created_at=now,
-            expires_at=session.expires_at,
+            id=uuid.uuid4(), session_id=session.id, token_hash=token_hash, created_at=now, expires_at=session.expires_at
         ),
     )
-    return _issue(auth, user_id=user.id, session_id=session.id, refresh_token=refresh_token, now=now)
+    return _NewSession(session.id, refresh_token)
 
 
-def refresh(*, db: Session, auth: AuthConfig, refresh_token: str) -> IssuedTokens:
+def refresh(*, db: Session, auth: AuthConfig, refresh_token: str, meta: RequestMeta) -> IssuedTokens:
     """Rotate a refresh token: the one presented is used up and a new pair is issued.
 
     Raises:
@@ -108,38 +246,200 @@ def refresh(*, db: Session, auth: AuthConfig, refresh_token: str) -> IssuedToken
         raise InvalidToken("The refresh token is invalid or expired.")
     if stored.used_at is not None or not sessions.mark_refresh_token_used(stored.id, now):
         sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
+        audit.record(
+            db,
+            EventType.REFRESH_TOKEN_REUSED,
+            meta=meta,
+            subject_id=session.user_id,
+            now=now,
+            details={"session_id": str(session.id)},
+        )
         raise RefreshTokenReused("This refresh token was already used; the session has been ended. Log in again.")
     new_token, new_hash = new_refresh_token()
     expires_at = expiry(now, auth.refresh_ttl_seconds)
     sessions.add_refresh_token(
-        RefreshToken(
-            id=uuid.uuid4(),
-            session_id=session.id,
-            token_hash=new_hash,
-            created_at=now,
-            expires_at=expires_at,
-        )
+        RefreshToken(id=uuid.uuid4(), session_id=session.id, token_hash=new_hash, created_at=now, expires_at=expires_at)
     )
     sessions.touch(session.id, now=now, expires_at=expires_at)
+    audit.record(
+        db,
+        EventType.TOKEN_REFRESHED,
+        meta=meta,
+        actor_id=session.user_id,
+        subject_id=session.user_id,
+        now=now,
+        details={"session_id": str(session.id)},
+    )
     return _issue(auth, user_id=session.user_id, session_id=session.id, refresh_token=new_token, now=now)
 
 
-def logout(*, db: Session, session_id: uuid.UUID) -> None:
-    """End one session: its access and refresh tokens fail from the next request on."""
-    AuthSessionRepository(db).revoke(session_id, now=datetime.now(UTC), reason="logout")
+def logout(*, db: Session, user: User, claims: AccessClaims, all_sessions: bool, meta: RequestMeta) -> None:
+    """End the caller's session, or with `all_sessions` every session of the account: their
+    access and refresh tokens fail from the next request on, on every process."""
+    sessions = AuthSessionRepository(db)
+    now = datetime.now(UTC)
+    if all_sessions:
+        ended = sessions.revoke_all(user.id, now=now, reason="logout_all")
+        audit.record(
+            db,
+            EventType.LOGGED_OUT_EVERYWHERE,
+            meta=meta,
+            actor_id=user.id,
+            subject_id=user.id,
+            now=now,
+            details={"sessions_ended": ended},
+        )
+    else:
+        sessions.revoke(claims.session_id, now=now, reason="logout")
+        audit.record(
+            db,
+            EventType.LOGGED_OUT,
+            meta=meta,
+            actor_id=user.id,
+            subject_id=user.id,
+            now=now,
+            details={"session_id": str(claims.session_id)},
+        )
 
 
 def current_user(*, db: Session, claims: AccessClaims) -> User:
-    """The user of a verified access token whose session is still open.
+    """The user of a verified access token whose session is still open and whose account is
+    active; records the session's use (at most once a minute).
 
-    Raises InvalidToken when the session was ended (logout, reuse) or expired, or the user is gone.
+    Raises InvalidToken when the session was ended, expired, or the account is gone or deactivated.
     """
-    user = AuthSessionRepository(db).active_user(
-        session_id=claims.session_id, user_id=claims.user_id, now=datetime.now(UTC)
-    )
+    sessions = AuthSessionRepository(db)
+    now = datetime.now(UTC)
+    user = sessions.active_user(session_id=claims.session_id, user_id=claims.user_id, now=now)
     if user is None:
         raise InvalidToken("The session of this access token has ended.")
+    sessions.mark_used(claims.session_id, now=now, older_than=now - LAST_USED_RESOLUTION)
     return user
+
+
+def list_sessions(*, db: Session, user: User, claims: AccessClaims, limit: int, cursor: str | None) -> SessionPage:
+    """A page of the user's open sessions, newest first. Raises InvalidInput for a bad cursor."""
+    before = decode_cursor(cursor) if cursor else None
+    rows = AuthSessionRepository(db).list_active(user_id=user.id, now=datetime.now(UTC), limit=limit + 1, before=before)
+    items, next_cursor = page(rows, limit, lambda session: (session.created_at, session.id))
+    return SessionPage(items=items, current_id=claims.session_id, next_cursor=next_cursor)
+
+
+def revoke_session(*, db: Session, user: User, session_id: uuid.UUID, meta: RequestMeta) -> None:
+    """End one of the user's open sessions. Raises NotFound for another user's or an ended one."""
+    sessions = AuthSessionRepository(db)
+    now = datetime.now(UTC)
+    if sessions.get_active(user_id=user.id, session_id=session_id, now=now) is None:
+        raise NotFound("No open session with this id for this user.")
+    sessions.revoke(session_id, now=now, reason="revoked")
+    audit.record(
+        db,
+        EventType.SESSION_REVOKED,
+        meta=meta,
+        actor_id=user.id,
+        subject_id=user.id,
+        now=now,
+        details={"session_id": str(session_id)},
+    )
+
+
+def change_password(
+    *,
+    db: Session,
+    auth: AuthConfig,
+    user: User,
+    claims: AccessClaims,
+    current_password: str,
+    new_password: str,
+    meta: RequestMeta,
+) -> None:
+    """Set a new password, proven by the current one; every other session is ended.
+
+    Raises WrongPassword (current password wrong) or WeakPassword (policy).
+    """
+    if not auth.passwords.verify(current_password, user.password_hash):
+        raise WrongPassword("The current password is not correct.")
+    auth.policy.check(new_password, context=password_context(user.email, user.display_name), pointer="/new_password")
+    now = datetime.now(UTC)
+    user.password_hash = auth.passwords.hash(new_password)
+    user.updated_at = now
+    ended = AuthSessionRepository(db).revoke_all(user.id, now=now, reason="password_changed", keep=claims.session_id)
+    audit.record(
+        db,
+        EventType.PASSWORD_CHANGED,
+        meta=meta,
+        actor_id=user.id,
+        subject_id=user.id,
+        now=now,
+        details={"other_sessions_ended": ended},
+    )
+
+
+def request_password_reset(*, db: Session, auth: AuthConfig, email: str, meta: RequestMeta) -> None:
+    """Mail a single-use reset link if an active account has this email.
+
+    The caller answers the same whether or not it does: the mail goes out after the commit,
+    from a background thread, so neither the answer nor its timing tells.
+    """
+    now = datetime.now(UTC)
+    user = UserRepository(db).get_by_email(normalise_email(email))
+    details = {"email_digest": email_digest(email), "account_exists": user is not None}
+    audit.record(
+        db,
+        EventType.PASSWORD_RESET_REQUESTED,
+        meta=meta,
+        subject_id=user.id if user else None,
+        now=now,
+        details=details,
+    )
+    if user is None or user.status != "active":
+        return
+    resets = PasswordResetRepository(db)
+    resets.discard_unused(user.id)
+    token, token_hash = new_refresh_token()
+    resets.add(
+        PasswordResetToken(
+            id=uuid.uuid4(), user_id=user.id, token_hash=token_hash, created_at=now, expires_at=now + auth.reset.ttl
+        )
+    )
+    message = password_reset_message(
+        to=user.email,
+        link=auth.reset.url_template.replace("{token}", token),
+        ttl_minutes=int(auth.reset.ttl.total_seconds() // 60),
+    )
+    after_commit(db, lambda: auth.reset.mailer.send(message))
+
+
+def confirm_password_reset(*, db: Session, auth: AuthConfig, token: str, new_password: str, meta: RequestMeta) -> None:
+    """Set a new password with a reset token; the token is used up and every session ended.
+
+    Raises InvalidResetToken (unknown, expired, used) or WeakPassword (policy).
+    """
+    now = datetime.now(UTC)
+    resets = PasswordResetRepository(db)
+    stored = resets.find(hash_refresh_token(token))
+    if stored is None or stored.used_at is not None or stored.expires_at <= now:
+        raise InvalidResetToken("This reset link is invalid, expired or already used. Ask for a new one.")
+    user = UserRepository(db).get(stored.user_id)
+    if user is None or user.status != "active":
+        raise InvalidResetToken("This reset link is invalid, expired or already used. Ask for a new one.")
+    auth.policy.check(new_password, context=password_context(user.email, user.display_name), pointer="/new_password")
+    if not resets.use(stored.id, now):
+        raise InvalidResetToken("This reset link is invalid, expired or already used. Ask for a new one.")
+    user.password_hash = auth.passwords.hash(new_password)
+    user.updated_at = now
+    ended = AuthSessionRepository(db).revoke_all(user.id, now=now, reason="password_reset")
+    resets.discard_unused(user.id)
+    LoginThrottleRepository(db).clear(email_digest(user.email))
+    audit.record(
+        db,
+        EventType.PASSWORD_RESET_COMPLETED,
+        meta=meta,
+        actor_id=user.id,
+        subject_id=user.id,
+        now=now,
+        details={"sessions_ended": ended},
+    )
 
 
 def _issue(

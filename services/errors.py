@@ -33,7 +33,48 @@ class EmailTaken(Conflict):
 
 
 class InvalidCredentials(DomainError):
-    """Wrong email or password; deliberately does not say which."""
+    """Wrong email or password; deliberately does not say which. The failure counter and audit
+    event written before it is raised must persist."""
+
+    persist_changes = True
+
+
+class LoginLocked(DomainError):
+    """Too many failed logins for this email: refused until `retry_after` seconds have passed.
+    Raised alike whether or not an account has this email."""
+
+    persist_changes = True
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class AccountDeactivated(DomainError):
+    """The account was deactivated by an administrator (told only to someone who knows its password)."""
+
+
+class Forbidden(DomainError):
+    """The caller is authenticated but may not do this (e.g. not an administrator)."""
+
+
+class WrongPassword(DomainError):
+    """The current password given to confirm a change is not the account's."""
+
+    persist_changes = True
+
+
+class InvalidResetToken(DomainError):
+    """A password reset token that is unknown, expired or already used."""
+
+
+class WeakPassword(DomainError):
+    """A password the policy refuses (NIST SP 800-63B); `reasons` says why, for the user."""
+
+    def __init__(self, detail: str, *, pointer: str, reasons: list[str]) -> None:
+        super().__init__(detail)
+        self.pointer = pointer
+        self.reasons = reasons
 
 
 class InvalidToken(DomainError):

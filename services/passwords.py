@@ -7,6 +7,12 @@ import hashlib
 import hmac
 
 import bcrypt
+from zxcvbn import zxcvbn
+
+from services.errors import WeakPassword
+
+MAX_CHECKED_LENGTH = 128
+"""zxcvbn's cost grows with length; passwords are at most 128 characters (the contract)."""
 
 _PREHASH_KEY = b"charter/password/v1"
 """Domain-separation key for the pre-hash; public on purpose (it is not a pepper)."""
@@ -36,6 +42,14 @@ class PasswordHasher:
         """A new salted bcrypt hash of `password` (a 60-character ASCII string)."""
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.rounds)).decode("ascii")
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether the hash was made with another cost than the configured one (so a login can
+        upgrade it while the password is at hand)."""
+        try:
+            return int(password_hash.split("$")[2]) != self.rounds
+        except (IndexError, ValueError):
+            return True
+
     def verify(self, password: str, password_hash: str | None) -> bool:
         """Whether `password` matches `password_hash`, in constant time.
 
@@ -50,3 +64,41 @@ class PasswordHasher:
             return bcrypt.checkpw(candidate, password_hash.encode("ascii"))
         except ValueError:
             return False
+
+
+class PasswordPolicy:
+    """The password rules of NIST SP 800-63B (section 3.1.1.2): a minimum length, a maximum
+    that allows passphrases (128, in the contract), no composition rules, and a check against
+    common, guessable and context-specific passwords — done by zxcvbn (Dropbox's estimator),
+    fed with the account's email and name.
+
+    Args:
+        min_length: the shortest password accepted (characters).
+        min_strength: the lowest zxcvbn score accepted, 0 (guessable) to 4 (very unguessable).
+    """
+
+    def __init__(self, *, min_length: int, min_strength: int) -> None:
+        self.min_length = min_length
+        self.min_strength = min_strength
+
+    def check(self, password: str, *, context: list[str], pointer: str = "/password") -> None:
+        """Accept `password` or say why not.
+
+        Args:
+            context: words a guesser would try first for this account (email, its local part,
+                the display name, the service's name).
+            pointer: where the password is in the request body, for the problem.
+
+        Raises:
+            WeakPassword: with every reason found, in words for the user.
+        """
+        reasons = []
+        if len(password) < self.min_length:
+            reasons.append(f"Use at least {self.min_length} characters; a few unrelated words make a good passphrase.")
+        result = zxcvbn(password[:MAX_CHECKED_LENGTH], user_inputs=context, max_length=MAX_CHECKED_LENGTH)
+        if result["score"] < self.min_strength:
+            feedback = result["feedback"]
+            reasons.append(feedback.get("warning") or "This password is too easy to guess.")
+            reasons.extend(feedback.get("suggestions") or [])
+        if reasons:
+            raise WeakPassword("The password was refused: " + " ".join(reasons), pointer=pointer, reasons=reasons)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +11,9 @@ from sqlalchemy.orm import Session
 
 from persistence.models import Task
 from persistence.tasks import TaskRepository
-from services.errors import InvalidInput, NotFound
+from services.cursors import decode_cursor, page
+from services.errors import NotFound
+from services.timestamps import parse_instant
 
 DEFAULT_PRIORITY = "medium"
 
@@ -99,34 +98,8 @@ def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | No
     """
     before = decode_cursor(cursor) if cursor else None
     rows = TaskRepository(db).list_page(owner_id=owner_id, limit=limit + 1, before=before, completed=completed)
-    items, more = rows[:limit], len(rows) > limit
-    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more else None
+    items, next_cursor = page(rows, limit, lambda task: (task.created_at, task.id))
     return TaskPage(items=items, next_cursor=next_cursor)
-
-
-def encode_cursor(created_at: datetime, task_id: uuid.UUID) -> str:
-    """An opaque cursor for the keyset position (created_at, id): unpadded URL-safe base64 JSON."""
-    raw = json.dumps({"c": created_at.isoformat(), "i": str(task_id)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The keyset position in a cursor made by `encode_cursor`. Raises InvalidInput otherwise."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)
-        if (
-            not isinstance(position, dict)
-            or not isinstance(position.get("c"), str)
-            or not isinstance(position.get("i"), str)
-        ):
-            raise ValueError("malformed cursor")
-        created_at = datetime.fromisoformat(position["c"])
-        if created_at.tzinfo is None:
-            raise ValueError("naive cursor timestamp")
-        return created_at.astimezone(UTC), uuid.UUID(position["i"])
-    except (binascii.Error, ValueError, OverflowError) as error:
-        raise InvalidInput("The cursor is not valid; start again from the first page.", parameter="cursor") from error
 
 
 def _set_completed(task: Task, completed: bool, now: datetime) -> None:
@@ -138,11 +111,4 @@ def _set_completed(task: Task, completed: bool, now: datetime) -> None:
 
 
 def _parse_due_at(value: str | None) -> datetime | None:
-    """An RFC 3339 date-time (already checked by the contract) as an aware UTC datetime."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError) as error:
-        raise InvalidInput("due_at must be an RFC 3339 date-time with a UTC offset.", pointer="/due_at") from error
+    return parse_instant(value, pointer="/due_at") if value is not None else None

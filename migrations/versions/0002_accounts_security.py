@@ -46,8 +46,9 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=False),
         sa.Column("used_at", UTCDateTime(), nullable=True),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE",
-                                name="fk_password_reset_tokens_user_id_users"),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], ondelete="CASCADE", name="fk_password_reset_tokens_user_id_users"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_password_reset_tokens"),
         sa.UniqueConstraint("token_hash", name="uq_password_reset_tokens_token_hash"),
     )

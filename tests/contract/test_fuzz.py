@@ -17,6 +17,7 @@ from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
 from server.contract import bundle
+from services import users
 from tests.conftest import PASSWORD
 
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -24,18 +25,32 @@ OPERATIONS = [
     f"{method.upper()} {path}" for path, item in bundle()["paths"].items() for method in item if method in METHODS
 ]
 EXAMPLES_PER_OPERATION = 60
+ENDS_ITS_CALLER = {"DELETE /api/v1/users/me"}
+"""Operations whose success deletes the caller's account: each case acts as a new account."""
 
 
 @pytest.fixture(scope="module")
 def fuzz_user(app) -> dict[str, str]:
-    """The account the fuzzer acts as."""
+    """The account the fuzzer acts as: an administrator, so the administrators' operations are
+    fuzzed past their 403 too."""
     email = f"fuzz-{uuid.uuid4().hex[:8]}@example.com"
+    session_factory = app.app.extensions["charter"]["session_factory"]
+    passwords = app.app.extensions["charter"]["auth"].passwords
+    with session_factory.begin() as db:
+        admin = users.create_admin(db=db, passwords=passwords, email=email, password=PASSWORD, display_name="Fuzz")
+        user_id = str(admin.id)
+    return {"id": user_id, "email": email}
+
+
+def _throwaway_token(app) -> str:
+    """A token of a new account, for operations that end their caller's account."""
+    email = f"gone-{uuid.uuid4().hex[:10]}@example.com"
     with TestClient(app) as client:
         registered = client.post(
-            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "Fuzz"}
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "Gone"}
         )
-    assert registered.status_code == 201, registered.text
-    return {"id": registered.json()["id"], "email": email}
+        assert registered.status_code == 201, registered.text
+    return _fresh_token(app, email)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +98,10 @@ def test_operation_honours_the_contract(app, api_schema, fuzz_user, label):
         database=None,
     )
     def fuzz(case):
-        headers = {"Authorization": f"Bearer {_fresh_token(app, fuzz_user['email'])}"} if secured else None
+        token = None
+        if secured:
+            token = _throwaway_token(app) if label in ENDS_ITS_CALLER else _fresh_token(app, fuzz_user["email"])
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         _own_user_id(case, fuzz_user["id"])
         case.call_and_validate(headers=headers)
 

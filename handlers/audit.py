@@ -1,0 +1,35 @@
+"""Operations of the `audit` tag: the audit log for administrators (brief 004)."""
+
+from __future__ import annotations
+
+import uuid
+
+from handlers.representations import audit_event_representation
+from handlers.responses import json_answer
+from server.context import db, principal
+from services import users
+from services.timestamps import parse_instant
+
+
+def list_audit_events(
+    limit: int = 20,
+    cursor: str | None = None,
+    user_id: str | None = None,
+    type: list[str] | None = None,
+    occurred_after: str | None = None,
+    occurred_before: str | None = None,
+) -> tuple:
+    """GET /api/v1/audit-events — administrators; filters by account, type and time."""
+    users.require_admin(principal())
+    result = users.audit_events(
+        db=db(),
+        limit=limit,
+        cursor=cursor,
+        user_id=uuid.UUID(user_id) if user_id else None,
+        types=type or None,
+        occurred_after=parse_instant(occurred_after, parameter="occurred_after") if occurred_after else None,
+        occurred_before=parse_instant(occurred_before, parameter="occurred_before") if occurred_before else None,
+    )
+    return json_answer(
+        {"items": [audit_event_representation(e) for e in result.items], "next_cursor": result.next_cursor}
+    )

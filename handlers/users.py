@@ -1,0 +1,94 @@
+"""Operations of the `users` tag: self-service profile, deletion and export; administrators'
+account management (briefs 002, 003, 004)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from handlers.representations import (
+    audit_event_representation,
+    exported_session_representation,
+    user_representation,
+)
+from handlers.responses import json_answer, no_content, now_timestamp
+from handlers.tasks import task_representation
+from server.context import db, principal, request_meta
+from services import users
+
+
+def get_own_profile() -> tuple:
+    """GET /api/v1/users/me."""
+    return json_answer(user_representation(principal()))
+
+
+def update_own_profile(body: dict[str, Any]) -> tuple:
+    """PATCH /api/v1/users/me — display name only (the contract refuses other fields)."""
+    return json_answer(
+        user_representation(users.update_profile(db=db(), user=principal(), data=body, meta=request_meta()))
+    )
+
+
+def delete_own_account() -> tuple:
+    """DELETE /api/v1/users/me — the account and everything it owns."""
+    caller = principal()
+    users.delete_account(db=db(), user=caller, actor=caller, meta=request_meta())
+    return no_content()
+
+
+def export_own_data() -> tuple:
+    """GET /api/v1/users/me/export — everything stored about the caller."""
+    exported = users.export(db=db(), user=principal(), meta=request_meta())
+    return json_answer(
+        {
+            "exported_at": now_timestamp(),
+            "user": user_representation(exported.user),
+            "sessions": [exported_session_representation(session) for session in exported.sessions],
+            "tasks": [task_representation(task) for task in exported.tasks],
+            "audit_events": [audit_event_representation(event) for event in exported.audit_events],
+        },
+        headers={"Content-Disposition": 'attachment; filename="charter-export.json"', "Cache-Control": "no-store"},
+    )
+
+
+def list_own_audit_events(limit: int = 20, cursor: str | None = None) -> tuple:
+    """GET /api/v1/users/me/audit-events."""
+    result = users.audit_events(db=db(), limit=limit, cursor=cursor, user_id=principal().id)
+    return json_answer(
+        {"items": [audit_event_representation(e) for e in result.items], "next_cursor": result.next_cursor}
+    )
+
+
+def list_users(
+    limit: int = 20,
+    cursor: str | None = None,
+    q: str | None = None,
+    role: str | None = None,
+    status: str | None = None,
+) -> tuple:
+    """GET /api/v1/users — administrators."""
+    users.require_admin(principal())
+    result = users.list_users(db=db(), limit=limit, cursor=cursor, q=q, role=role, status=status)
+    return json_answer({"items": [user_representation(u) for u in result.items], "next_cursor": result.next_cursor})
+
+
+def get_user(user_id: str) -> tuple:
+    """GET /api/v1/users/{user_id} — administrators."""
+    users.require_admin(principal())
+    return json_answer(user_representation(users.get_user(db=db(), user_id=uuid.UUID(user_id))))
+
+
+def update_user(user_id: str, body: dict[str, Any]) -> tuple:
+    """PATCH /api/v1/users/{user_id} — administrators: role, status, display name."""
+    admin = principal()
+    users.require_admin(admin)
+    user = users.administer(db=db(), admin=admin, user_id=uuid.UUID(user_id), data=body, meta=request_meta())
+    return json_answer(user_representation(user))
+
+
+def delete_user(user_id: str) -> tuple:
+    """DELETE /api/v1/users/{user_id} — administrators."""
+    admin = principal()
+    users.require_admin(admin)
+    users.administer_delete(db=db(), admin=admin, user_id=uuid.UUID(user_id), meta=request_meta())
+    return no_content()

@@ -1,0 +1,77 @@
+"""Security events (brief 004): who did what to which account, from where, in which request.
+
+Every event carries the actor (who acted), the subject (whose account), the client address,
+the user agent, the request id and details. The log is append-only (the database refuses
+UPDATE and DELETE) and outlives the accounts it names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from persistence.audit import AuditRepository
+from persistence.models import AuditEvent
+
+
+class EventType(StrEnum):
+    """The audit event types; the contract lists the same values."""
+
+    REGISTERED = "registered"
+    LOGIN_SUCCEEDED = "login_succeeded"
+    LOGIN_FAILED = "login_failed"
+    LOCKED_OUT = "locked_out"
+    LOGGED_OUT = "logged_out"
+    LOGGED_OUT_EVERYWHERE = "logged_out_everywhere"
+    TOKEN_REFRESHED = "token_refreshed"
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"
+    SESSION_REVOKED = "session_revoked"
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    PASSWORD_RESET_COMPLETED = "password_reset_completed"
+    PROFILE_UPDATED = "profile_updated"
+    ACCOUNT_DELETED = "account_deleted"
+    ROLE_CHANGED = "role_changed"
+    USER_DEACTIVATED = "user_deactivated"
+    USER_REACTIVATED = "user_reactivated"
+    DATA_EXPORTED = "data_exported"
+
+
+@dataclass(frozen=True)
+class RequestMeta:
+    """Where a request came from, for sessions and audit events (built by the HTTP edge)."""
+
+    client_address: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+def record(
+    db: Session,
+    event_type: EventType,
+    *,
+    meta: RequestMeta,
+    actor_id: uuid.UUID | None = None,
+    subject_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> AuditEvent:
+    """Append one event to the audit log within the caller's unit of work."""
+    event = AuditEvent(
+        id=uuid.uuid4(),
+        occurred_at=now or datetime.now(UTC),
+        type=str(event_type),
+        actor_id=actor_id,
+        subject_id=subject_id,
+        client_address=meta.client_address,
+        user_agent=(meta.user_agent or None) and meta.user_agent[:500],
+        request_id=meta.request_id,
+        details=details or {},
+    )
+    AuditRepository(db).append(event)
+    return event

@@ -1,0 +1,253 @@
+"""Profiles and user management (briefs 002, 003, 004): self-service profile, account deletion
+and data export, and the administrators' operations on any account."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from persistence.audit import AuditRepository
+from persistence.auth_sessions import AuthSessionRepository
+from persistence.exports import ExportRepository
+from persistence.models import AuditEvent, AuthSession, Task, User
+from persistence.users import UserRepository
+from services import audit
+from services.audit import EventType, RequestMeta
+from services.cursors import decode_cursor, page
+from services.errors import Conflict, EmailTaken, Forbidden, NotFound
+from services.passwords import PasswordHasher
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """A page of accounts for an administrator."""
+
+    items: list[User]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """A page of audit events."""
+
+    items: list[AuditEvent]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Export:
+    """Everything stored about one account (brief 004; GDPR article 15 and 20)."""
+
+    user: User
+    sessions: list[AuthSession]
+    tasks: list[Task]
+    audit_events: list[AuditEvent]
+
+
+def require_admin(user: User) -> None:
+    """Raises Forbidden unless `user` is an administrator."""
+    if user.role != "admin":
+        raise Forbidden("Only administrators may do this.")
+
+
+def update_profile(*, db: Session, user: User, data: dict[str, Any], meta: RequestMeta) -> User:
+    """Change the caller's own profile (display name); nothing else can be set this way."""
+    changed = {name: data[name] for name in ("display_name",) if name in data and data[name] != getattr(user, name)}
+    if changed:
+        now = datetime.now(UTC)
+        for name, value in changed.items():
+            setattr(user, name, value)
+        user.updated_at = now
+        audit.record(
+            db,
+            EventType.PROFILE_UPDATED,
+            meta=meta,
+            actor_id=user.id,
+            subject_id=user.id,
+            now=now,
+            details={"fields": sorted(changed)},
+        )
+        db.flush()
+    return user
+
+
+def delete_account(*, db: Session, user: User, actor: User, meta: RequestMeta) -> None:
+    """Delete an account and everything it owns (sessions, tokens, tasks). The audit trail keeps
+    the event, naming the account only by id."""
+    audit.record(
+        db,
+        EventType.ACCOUNT_DELETED,
+        meta=meta,
+        actor_id=actor.id,
+        subject_id=user.id,
+        details={"by_administrator": actor.id != user.id},
+    )
+    UserRepository(db).delete(user)
+
+
+def export(*, db: Session, user: User, meta: RequestMeta) -> Export:
+    """Everything stored about the caller, and an audit event saying it was exported."""
+    stored = ExportRepository(db)
+    audit.record(db, EventType.DATA_EXPORTED, meta=meta, actor_id=user.id, subject_id=user.id)
+    db.flush()
+    return Export(
+        user=user,
+        sessions=stored.sessions(user.id),
+        tasks=stored.tasks(user.id),
+        audit_events=stored.audit_events(user.id),
+    )
+
+
+def list_users(
+    *, db: Session, limit: int, cursor: str | None, q: str | None, role: str | None, status: str | None
+) -> UserPage:
+    """A page of accounts, newest first, filtered. Raises InvalidInput for a bad cursor."""
+    before = decode_cursor(cursor) if cursor else None
+    rows = UserRepository(db).list_page(limit=limit + 1, before=before, q=q, role=role, status=status)
+    items, next_cursor = page(rows, limit, lambda user: (user.created_at, user.id))
+    return UserPage(items=items, next_cursor=next_cursor)
+
+
+def get_user(*, db: Session, user_id: uuid.UUID) -> User:
+    """Any account by id. Raises NotFound."""
+    user = UserRepository(db).get(user_id)
+    if user is None:
+        raise NotFound("No user with this id.")
+    return user
+
+
+def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, Any], meta: RequestMeta) -> User:
+    """An administrator changes an account's role, status or display name.
+
+    Deactivating ends every session of the account at once. An administrator cannot change
+    their own role or status (so the last administrator cannot lock everyone out).
+
+    Raises NotFound, or Conflict for a change to one's own role or status.
+    """
+    user = get_user(db=db, user_id=user_id)
+    now = datetime.now(UTC)
+    if user.id == admin.id and (
+        ("role" in data and data["role"] != user.role) or ("status" in data and data["status"] != user.status)
+    ):
+        raise Conflict("You cannot change your own role or status; ask another administrator.")
+    if "role" in data and data["role"] != user.role:
+        audit.record(
+            db,
+            EventType.ROLE_CHANGED,
+            meta=meta,
+            actor_id=admin.id,
+            subject_id=user.id,
+            now=now,
+            details={"from": user.role, "to": data["role"]},
+        )
+        user.role = data["role"]
+    if "status" in data and data["status"] != user.status:
+        user.status = data["status"]
+        if user.status == "deactivated":
+            ended = AuthSessionRepository(db).revoke_all(user.id, now=now, reason="deactivated")
+            audit.record(
+                db,
+                EventType.USER_DEACTIVATED,
+                meta=meta,
+                actor_id=admin.id,
+                subject_id=user.id,
+                now=now,
+                details={"sessions_ended": ended},
+            )
+        else:
+            audit.record(db, EventType.USER_REACTIVATED, meta=meta, actor_id=admin.id, subject_id=user.id, now=now)
+    if "display_name" in data and data["display_name"] != user.display_name:
+        user.display_name = data["display_name"]
+        audit.record(
+            db,
+            EventType.PROFILE_UPDATED,
+            meta=meta,
+            actor_id=admin.id,
+            subject_id=user.id,
+            now=now,
+            details={"fields": ["display_name"]},
+        )
+    user.updated_at = now
+    db.flush()
+    return user
+
+
+def administer_delete(*, db: Session, admin: User, user_id: uuid.UUID, meta: RequestMeta) -> None:
+    """An administrator deletes an account. Raises NotFound, or Conflict for their own (use
+    DELETE /api/v1/users/me for that)."""
+    user = get_user(db=db, user_id=user_id)
+    if user.id == admin.id:
+        raise Conflict("Delete your own account with DELETE /api/v1/users/me.")
+    delete_account(db=db, user=user, actor=admin, meta=meta)
+
+
+def audit_events(
+    *,
+    db: Session,
+    limit: int,
+    cursor: str | None,
+    user_id: uuid.UUID | None = None,
+    types: list[str] | None = None,
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
+) -> AuditPage:
+    """A page of audit events, newest first, filtered. Raises InvalidInput for a bad cursor."""
+    before = decode_cursor(cursor) if cursor else None
+    rows = AuditRepository(db).list_page(
+        limit=limit + 1,
+        before=before,
+        user_id=user_id,
+        types=types,
+        occurred_after=occurred_after,
+        occurred_before=occurred_before,
+    )
+    items, next_cursor = page(rows, limit, lambda event: (event.occurred_at, event.id))
+    return AuditPage(items=items, next_cursor=next_cursor)
+
+
+def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password: str, display_name: str) -> User:
+    """The first administrator (CLI `charter create-admin`): a new admin account, or an existing
+    account promoted when the email is taken and `password` is its password.
+
+    Raises EmailTaken when the email is taken and the password does not match.
+    """
+    users = UserRepository(db)
+    now = datetime.now(UTC)
+    existing = users.get_by_email(email.lower())
+    if existing is not None:
+        if not passwords.verify(password, existing.password_hash):
+            raise EmailTaken("An account with this email exists and the password does not match it.")
+        existing.role, existing.status, existing.updated_at = "admin", "active", now
+        audit.record(
+            db,
+            EventType.ROLE_CHANGED,
+            meta=RequestMeta(user_agent="charter-cli"),
+            subject_id=existing.id,
+            now=now,
+            details={"from": "user", "to": "admin", "via": "cli"},
+        )
+        return existing
+    user = User(
+        id=uuid.uuid4(),
+        email=email.lower(),
+        display_name=display_name,
+        password_hash=passwords.hash(password),
+        role="admin",
+        status="active",
+        created_at=now,
+        updated_at=now,
+    )
+    users.add(user)
+    audit.record(
+        db,
+        EventType.REGISTERED,
+        meta=RequestMeta(user_agent="charter-cli"),
+        subject_id=user.id,
+        now=now,
+        details={"role": "admin", "via": "cli"},
+    )
+    return user
