@@ -97,7 +97,12 @@ def main() -> int:
             # An administrator, so the administrators' operations are fuzzed past their 403 too.
             subprocess.run(
                 [str(BIN / "charter"), "create-admin", "--email", email, "--password-stdin"],
-                input=password + "\n", text=True, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                input=password + "\n",
+                text=True,
+                env=env,
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
             )
             config = Path(tmp) / "schemathesis.toml"
             config.write_text(
