@@ -44,9 +44,10 @@ test: lint
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: measure what the edge middleware costs on GET /api/v1/health (needs wrk)
+## bench: what the edge middleware costs on GET /api/v1/health (needs wrk), and the session check
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.edge_cost
+	$(BIN)/python -m bench.session_check
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:

@@ -24,11 +24,12 @@ class AuthSessionRepository:
         self.db.add(refresh_token)
         self.db.flush()
 
-    def active_user(self, *, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> User | None:
-        """The session's user if the session belongs to `user_id`, is not revoked and has not
-        expired at `now`; else None. One indexed query: this runs on every authenticated request."""
+    def active_user(self, *, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> tuple[User, datetime] | None:
+        """The session's user and the session's `last_used_at`, if the session belongs to
+        `user_id`, is not revoked, has not expired at `now` and the account is active; else None.
+        One indexed query: this runs on every authenticated request."""
         statement = (
-            select(User)
+            select(User, AuthSession.last_used_at)
             .join(AuthSession, AuthSession.user_id == User.id)
             .where(
                 AuthSession.id == session_id,
@@ -38,7 +39,8 @@ class AuthSessionRepository:
                 User.status == "active",
             )
         )
-        return self.db.scalars(statement).one_or_none()
+        row = self.db.execute(statement).one_or_none()
+        return (row[0], row[1]) if row else None
 
     def get_active(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> AuthSession | None:
         """The user's open session with this id, or None (also when it is someone else's)."""
@@ -64,8 +66,8 @@ class AuthSessionRepository:
         return list(self.db.scalars(statement))
 
     def mark_used(self, session_id: uuid.UUID, *, now: datetime, older_than: datetime) -> None:
-        """Record that the session was used at `now`, unless that was recorded after `older_than`:
-        at most one write per session per interval, not one per request."""
+        """Record that the session was used at `now`, unless that was recorded after `older_than`
+        (the condition also guards against a concurrent request having just written it)."""
         self.db.execute(
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.last_used_at < older_than)

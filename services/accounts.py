@@ -310,10 +310,12 @@ def current_user(*, db: Session, claims: AccessClaims) -> User:
     """
     sessions = AuthSessionRepository(db)
     now = datetime.now(UTC)
-    user = sessions.active_user(session_id=claims.session_id, user_id=claims.user_id, now=now)
-    if user is None:
+    found = sessions.active_user(session_id=claims.session_id, user_id=claims.user_id, now=now)
+    if found is None:
         raise InvalidToken("The session of this access token has ended.")
-    sessions.mark_used(claims.session_id, now=now, older_than=now - LAST_USED_RESOLUTION)
+    user, last_used_at = found
+    if last_used_at < now - LAST_USED_RESOLUTION:  # a write at most once a minute, not per request
+        sessions.mark_used(claims.session_id, now=now, older_than=now - LAST_USED_RESOLUTION)
     return user
 
 
