@@ -5,6 +5,7 @@ written to the audit log (`services.audit`)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -100,8 +101,16 @@ def email_digest(email: str) -> str:
 
 
 def password_context(email: str, display_name: str) -> list[str]:
-    """Words a guesser would try first for this account (NIST SP 800-63B: context-specific words)."""
-    return [email, email.split("@")[0], display_name, *display_name.split(), "charter"]
+    """Words a guesser would try first for this account (NIST SP 800-63B: context-specific
+    words): the email, its local part and its parts, the name, its words, both run together
+    either way round (``jonathan.smithers`` -> ``jonathansmithers``, ``smithersjonathan``),
+    and the service's name."""
+    local = email.split("@")[0]
+    local_parts = [part for part in re.split(r"[^0-9A-Za-z]+", local) if part]
+    name_parts = display_name.split()
+    joined = ["".join(parts) for parts in (local_parts, local_parts[::-1], name_parts, name_parts[::-1])]
+    words = [email, local, *local_parts, display_name, *name_parts, *joined, "charter"]
+    return list(dict.fromkeys(word.lower() for word in words if word))
 
 
 def register(*, db: Session, auth: AuthConfig, email: str, password: str, display_name: str, meta: RequestMeta) -> User:
