@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ua_parser import parse as parse_user_agent
 
 from handlers.responses import timestamp
+from server.context import printable
 
 if TYPE_CHECKING:
     import uuid
@@ -48,7 +49,7 @@ def session_representation(session: AuthSession, current_id: uuid.UUID) -> dict[
     return {
         "id": str(session.id),
         "device": describe_device(session.user_agent),
-        "client_address": session.client_address,
+        "client_address": printable(session.client_address, limit=64),
         "created_at": timestamp(session.created_at),
         "last_used_at": timestamp(session.last_used_at),
         "expires_at": timestamp(session.expires_at),
@@ -60,8 +61,8 @@ def exported_session_representation(session: AuthSession) -> dict[str, Any]:
     """The `ExportedSession` schema."""
     return {
         "id": str(session.id),
-        "user_agent": session.user_agent,
-        "client_address": session.client_address,
+        "user_agent": printable(session.user_agent, limit=500),
+        "client_address": printable(session.client_address, limit=64),
         "created_at": timestamp(session.created_at),
         "last_used_at": timestamp(session.last_used_at),
         "expires_at": timestamp(session.expires_at),
@@ -78,8 +79,8 @@ def audit_event_representation(event: AuditEvent) -> dict[str, Any]:
         "occurred_at": timestamp(event.occurred_at),
         "actor_id": str(event.actor_id) if event.actor_id else None,
         "subject_id": str(event.subject_id) if event.subject_id else None,
-        "client_address": event.client_address,
-        "user_agent": event.user_agent,
+        "client_address": printable(event.client_address, limit=64),
+        "user_agent": printable(event.user_agent, limit=500),
         "request_id": event.request_id,
         "details": event.details,
     }

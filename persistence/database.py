@@ -53,6 +53,9 @@ def make_engine(
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    # SQLite's own lower() folds only ASCII; case-insensitive search must fold every letter as
+    # Python (and PostgreSQL) do.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -69,3 +72,7 @@ def ping(engine: Engine) -> None:
     """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the DB does not answer."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value

@@ -32,6 +32,21 @@ def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def contract_problems(schema_name: str, instance: dict) -> list[str]:
+    """What the contract's schema `schema_name` says is wrong with `instance` (empty: nothing),
+    so the CLI accepts exactly what the API would."""
+    from connexion.json_schema import resolve_refs
+    from jsonschema import Draft4Validator, FormatChecker
+
+    from server.contract import bundle
+
+    schema = resolve_refs(bundle())["components"]["schemas"][schema_name]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or 'body'}: {error.message}"
+        for error in Draft4Validator(schema, format_checker=FormatChecker()).iter_errors(instance)
+    ]
+
+
 def create_admin(settings: Settings, *, email: str, display_name: str, from_stdin: bool) -> int:
     """`charter create-admin`: a new administrator, or an existing account (email + its
     password) promoted. The password is asked for (or read from standard input), never taken
@@ -41,6 +56,12 @@ def create_admin(settings: Settings, *, email: str, display_name: str, from_stdi
     from services.passwords import PasswordHasher, PasswordPolicy
     from services.users import create_admin as create
 
+    problems = contract_problems(
+        "RegisterRequest", {"email": email, "password": "x" * 64, "display_name": display_name}
+    )
+    if problems:
+        print("charter: " + "; ".join(problems), file=sys.stderr)
+        return 1
     password = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass("Password: ")
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:

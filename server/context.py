@@ -47,10 +47,18 @@ def request_meta() -> RequestMeta:
     """Where the request came from, for sessions and audit events: the client address (the
     forwarded one behind TRUSTED_PROXIES), the User-Agent and the request id."""
     return RequestMeta(
-        client_address=flask.request.remote_addr,
-        user_agent=flask.request.headers.get("User-Agent"),
+        client_address=printable(flask.request.remote_addr, limit=64),
+        user_agent=printable(flask.request.headers.get("User-Agent"), limit=500),
         request_id=current_request_id(),
     )
+
+
+def printable(text: str | None, *, limit: int) -> str | None:
+    """Client-sent text made safe to store and show: control characters (a tab is legal in a
+    header) become spaces, and the length is capped."""
+    if text is None:
+        return None
+    return "".join(" " if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in text)[:limit]
 
 
 def access_claims() -> AccessClaims | None:

@@ -77,7 +77,13 @@ def update_profile(*, db: Session, user: User, data: dict[str, Any], meta: Reque
 
 def delete_account(*, db: Session, user: User, actor: User, meta: RequestMeta) -> None:
     """Delete an account and everything it owns (sessions, tokens, tasks). The audit trail keeps
-    the event, naming the account only by id."""
+    the event, naming the account only by id.
+
+    Raises Conflict when the last active administrator would delete themselves (nobody could
+    manage accounts any more; `charter create-admin` would be the only way back).
+    """
+    if user.role == "admin" and user.status == "active" and UserRepository(db).count_admins() <= 1:
+        raise Conflict("You are the last administrator; make another administrator before deleting your account.")
     audit.record(
         db,
         EventType.ACCOUNT_DELETED,
@@ -221,15 +227,23 @@ def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password
     if existing is not None:
         if not passwords.verify(password, existing.password_hash):
             raise EmailTaken("An account with this email exists and the password does not match it.")
-        existing.role, existing.status, existing.updated_at = "admin", "active", now
-        audit.record(
-            db,
-            EventType.ROLE_CHANGED,
-            meta=RequestMeta(user_agent="charter-cli"),
-            subject_id=existing.id,
-            now=now,
-            details={"from": "user", "to": "admin", "via": "cli"},
-        )
+        cli = RequestMeta(user_agent="charter-cli")
+        if existing.role != "admin":
+            audit.record(
+                db,
+                EventType.ROLE_CHANGED,
+                meta=cli,
+                subject_id=existing.id,
+                now=now,
+                details={"from": existing.role, "to": "admin", "via": "cli"},
+            )
+            existing.role = "admin"
+        if existing.status != "active":
+            audit.record(
+                db, EventType.USER_REACTIVATED, meta=cli, subject_id=existing.id, now=now, details={"via": "cli"}
+            )
+            existing.status = "active"
+        existing.updated_at = now
         return existing
     user = User(
         id=uuid.uuid4(),
