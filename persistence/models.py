@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, Uuid
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from persistence.types import UTCDateTime
 
@@ -20,7 +32,14 @@ NAMING_CONVENTION = {
 }
 
 TASK_PRIORITIES = ("low", "medium", "high", "urgent")
-"""Task priorities, lowest first (brief 002)."""
+"""Task priorities, lowest first (brief 002); a task's `priority_rank` is the index here."""
+
+NO_DUE_DATE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""`due_at_key` of a task without a due date: it sorts after every real date."""
+
+DATABASE_ONLY_OBJECTS = {"search_vector", "ix_tasks_search"}
+"""Schema objects that exist only in the database, made by migrations for one dialect (the
+PostgreSQL full-text search column and its GIN index): not mapped here, used through SQL."""
 
 ROLES = ("user", "admin")
 """Account roles (brief 004): an admin may manage every account."""
@@ -84,13 +103,27 @@ class RefreshToken(Base):
 
 
 class Task(Base):
-    """A todo task owned by one user (brief 002)."""
+    """A todo task owned by one user (brief 002).
+
+    `priority_rank` and `due_at_key` are sort keys the service keeps in step with `priority`
+    and `due_at` (a CHECK constraint guards the rank): not-null columns that indexes can
+    serve keyset pagination from. `version` is the ETag: it grows by one with every change.
+    """
 
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint("priority IN ('low', 'medium', 'high', 'urgent')", name="priority_allowed"),
+        CheckConstraint(
+            "priority_rank = CASE priority WHEN 'low' THEN 0 WHEN 'medium' THEN 1 WHEN 'high' THEN 2 ELSE 3 END",
+            name="priority_rank_matches",
+        ),
         Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
         Index("ix_tasks_owner_completed_created", "owner_id", "completed", "created_at", "id"),
+        Index("ix_tasks_owner_due", "owner_id", "due_at_key", "id"),
+        Index("ix_tasks_owner_priority", "owner_id", "priority_rank", "id"),
+        Index("ix_tasks_owner_updated", "owner_id", "updated_at", "id"),
+        Index("ix_tasks_owner_title", "owner_id", "title", "id"),
+        Index("ix_tasks_owner_stats", "owner_id", "completed", "priority_rank", "due_at_key", "completed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -103,6 +136,49 @@ class Task(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    priority_rank: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    due_at_key: Mapped[datetime] = mapped_column(UTCDateTime)
+    tag_rows: Mapped[list[TaskTag]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", passive_deletes=True, order_by="TaskTag.tag"
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        """The task's tags, sorted."""
+        return [row.tag for row in self.tag_rows]
+
+
+class TaskTag(Base):
+    """One tag of one task; `owner_id` is repeated so the owner's tags are listed from one index."""
+
+    __tablename__ = "task_tags"
+    __table_args__ = (Index("ix_task_tags_owner_tag", "owner_id", "tag", "task_id"),)
+
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    tag: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a request sent with an `Idempotency-Key`, per owner and key, replayed
+    to retries (API_STYLE, Safe writes; IETF draft "The Idempotency-Key HTTP header field")."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        CheckConstraint("state IN ('in_progress', 'completed')", name="state_allowed"),
+        Index("ix_idempotency_records_expires", "expires_at"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12))
+    response_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class LoginThrottle(Base):

@@ -1,25 +1,100 @@
-"""Queries on todo tasks. Every read takes the owner and filters by it, so no caller can
-reach another user's task by forgetting a check."""
+"""Queries on todo tasks. Every read takes the owner and filters by it, so no caller can reach
+another user's task by forgetting a check.
+
+Lists are keyset-paginated under any sort: the page after a position is read with a comparison
+on the sort keys (a row-value comparison when every key sorts the same way, which an index on
+``(owner_id, key, id)`` serves as a range scan), never with an offset.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import (
+    REAL,
+    ColumnElement,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
-from persistence.models import Task
+from persistence.models import Task, TaskTag
+
+SORT_COLUMNS = {
+    "created_at": Task.created_at,
+    "updated_at": Task.updated_at,
+    "due_at": Task.due_at_key,
+    "priority": Task.priority_rank,
+    "title": Task.title,
+}
+"""Sortable fields (the contract's allow-list) and the not-null column each sorts by."""
+
+MAX_SEARCH_WORDS = 10
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    """Which of the owner's tasks to list; every field is optional and they combine with AND."""
+
+    completed: bool | None = None
+    priorities: Sequence[int] = ()
+    tags: Sequence[str] = ()
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    overdue_at: datetime | None = None
+    """With `overdue`: the instant a task must be due before (and still open) to be overdue."""
+    overdue: bool | None = None
+    created_after: datetime | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskOrder:
+    """The sort: ``[(field, descending), …]`` from SORT_COLUMNS; `by_relevance` puts the best
+    search matches first (then newest first) and needs `TaskFilters.search`."""
+
+    keys: Sequence[tuple[str, bool]] = field(default_factory=lambda: [("created_at", True)])
+    by_relevance: bool = False
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Aggregates over one owner's tasks (`now`-relative windows)."""
+
+    total: int
+    completed: int
+    by_priority: dict[str, int]
+    overdue: int
+    due_next_7_days: int
+    completed_last_7_days: int
+    completed_last_30_days: int
 
 
 class TaskRepository:
-    """Reads and writes `tasks` rows within the caller's unit of work."""
+    """Reads and writes `tasks` and `task_tags` within the caller's unit of work."""
 
     def __init__(self, db: Session) -> None:
         self.db = db
 
+    @property
+    def _postgres(self) -> bool:
+        return self.db.get_bind().dialect.name == "postgresql"
+
     def add(self, task: Task) -> None:
-        """Stage a new task."""
+        """Stage a new task (with its tag rows)."""
         self.db.add(task)
         self.db.flush()
 
@@ -27,29 +102,160 @@ class TaskRepository:
         """The owner's task with this id, or None (also when it belongs to someone else)."""
         return self.db.scalars(select(Task).where(Task.id == task_id, Task.owner_id == owner_id)).one_or_none()
 
+    def delete(self, task: Task) -> None:
+        """Delete a task that was read through `get` (its tags go with it)."""
+        self.db.execute(delete(Task).where(Task.id == task.id, Task.owner_id == task.owner_id))
+        self.db.expunge(task)
+
     def list_page(
         self,
         *,
         owner_id: uuid.UUID,
         limit: int,
-        before: tuple[datetime, uuid.UUID] | None = None,
-        completed: bool | None = None,
-    ) -> list[Task]:
-        """Up to `limit` of the owner's tasks, newest first (created_at, id descending).
+        filters: TaskFilters,
+        order: TaskOrder,
+        after: Sequence[Any] | None = None,
+    ) -> list[tuple[Task, list[Any]]]:
+        """Up to `limit` of the owner's tasks in `order`, each with its position (the values of
+        its sort keys and id, to make the next page's cursor).
 
         Args:
-            before: keyset position ``(created_at, id)`` of the last task of the previous page;
-                only tasks strictly after it in this order are returned.
-            completed: keep only done (True) or open (False) tasks; None keeps both.
+            after: the position of the previous page's last task; only tasks after it come.
         """
-        statement = select(Task).where(Task.owner_id == owner_id)
-        if completed is not None:
-            statement = statement.where(Task.completed == completed)
-        if before is not None:
-            statement = statement.where(tuple_(Task.created_at, Task.id) < tuple_(*before))
-        statement = statement.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
-        return list(self.db.scalars(statement))
+        keys = self._order_expressions(order, filters)
+        statement = select(Task, *[expression for expression, _ in keys[:-1]]).where(Task.owner_id == owner_id)
+        statement = statement.where(*self._conditions(owner_id, filters))
+        if after is not None:
+            statement = statement.where(_after(keys, after))
+        statement = statement.order_by(*[e.desc() if descending else e.asc() for e, descending in keys])
+        rows = self.db.execute(statement.limit(limit)).all()
+        return [(row[0], [*row[1:], row[0].id]) for row in rows]
 
-    def delete(self, task: Task) -> None:
-        """Delete a task that was read through `get`."""
-        self.db.execute(delete(Task).where(Task.id == task.id, Task.owner_id == task.owner_id))
+    def _order_expressions(self, order: TaskOrder, filters: TaskFilters) -> list[tuple[ColumnElement, bool]]:
+        if order.by_relevance:
+            keys = [(self._relevance(filters.search or ""), True), (Task.created_at, True)]
+        else:
+            keys = [(SORT_COLUMNS[name], descending) for name, descending in order.keys]
+        last_descending = keys[-1][1]
+        return [*keys, (Task.id, last_descending)]
+
+    def _conditions(self, owner_id: uuid.UUID, filters: TaskFilters) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
+        if filters.completed is not None:
+            conditions.append(Task.completed == filters.completed)
+        if filters.priorities:
+            conditions.append(Task.priority_rank.in_(list(filters.priorities)))
+        for tag in filters.tags:
+            conditions.append(
+                exists().where(TaskTag.task_id == Task.id, TaskTag.owner_id == owner_id, TaskTag.tag == tag)
+            )
+        if filters.due_before is not None:
+            conditions.append(and_(Task.due_at.is_not(None), Task.due_at < filters.due_before))
+        if filters.due_after is not None:
+            conditions.append(Task.due_at >= filters.due_after)
+        if filters.overdue is not None and filters.overdue_at is not None:
+            overdue = and_(Task.completed.is_(False), Task.due_at_key < filters.overdue_at)
+            conditions.append(overdue if filters.overdue else ~overdue)
+        if filters.created_after is not None:
+            conditions.append(Task.created_at >= filters.created_after)
+        if filters.search:
+            conditions.append(self._matches(filters.search))
+        return conditions
+
+    # Full-text search: PostgreSQL uses the generated tsvector and its GIN index (English
+    # stemming, web-search syntax: "quoted phrases", -exclusions, or). SQLite, the single-process
+    # default, has no index for it: every word must appear in the title or the description
+    # (case-insensitive substring), and title matches rank first.
+
+    def _query(self, text: str) -> ColumnElement:
+        return func.websearch_to_tsquery(literal_column("'english'"), text)
+
+    def _matches(self, text: str) -> ColumnElement[bool]:
+        if self._postgres:
+            return literal_column("tasks.search_vector").op("@@")(self._query(text))
+        words = _words(text)
+        return and_(
+            *[
+                or_(
+                    func.lower(Task.title).like(w, escape="\\"),
+                    func.lower(func.coalesce(Task.description, "")).like(w, escape="\\"),
+                )
+                for w in words
+            ]
+        )
+
+    def _relevance(self, text: str) -> ColumnElement:
+        if self._postgres:
+            return func.ts_rank(literal_column("tasks.search_vector"), self._query(text), type_=REAL)
+        score: ColumnElement = literal_column("0")
+        for w in _words(text):
+            score = (
+                score
+                + case((func.lower(Task.title).like(w, escape="\\"), 2), else_=0)
+                + case((func.lower(func.coalesce(Task.description, "")).like(w, escape="\\"), 1), else_=0)
+            )
+        return score
+
+    def stats(
+        self, *, owner_id: uuid.UUID, now: datetime, week_ago: datetime, month_ago: datetime, week_ahead: datetime
+    ) -> Stats:
+        """The owner's task statistics, computed by the database in one aggregate query."""
+
+        def count_where(condition: ColumnElement[bool]) -> ColumnElement:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        open_ = Task.completed.is_(False)
+        row = self.db.execute(
+            select(
+                func.count(),
+                count_where(Task.completed.is_(True)),
+                *[count_where(Task.priority_rank == rank) for rank in range(4)],
+                count_where(and_(open_, Task.due_at_key < now)),
+                count_where(and_(open_, Task.due_at_key >= now, Task.due_at_key < week_ahead)),
+                count_where(and_(Task.completed.is_(True), Task.completed_at >= week_ago)),
+                count_where(and_(Task.completed.is_(True), Task.completed_at >= month_ago)),
+            ).where(Task.owner_id == owner_id)
+        ).one()
+        total, completed, low, medium, high, urgent, overdue, due_soon, last_7, last_30 = (int(v) for v in row)
+        return Stats(
+            total=total,
+            completed=completed,
+            by_priority={"low": low, "medium": medium, "high": high, "urgent": urgent},
+            overdue=overdue,
+            due_next_7_days=due_soon,
+            completed_last_7_days=last_7,
+            completed_last_30_days=last_30,
+        )
+
+    def tag_counts(self, *, owner_id: uuid.UUID, limit: int, after: str | None = None) -> list[tuple[str, int]]:
+        """Up to `limit` of the owner's tags in alphabetical order, each with its number of tasks."""
+        statement = select(TaskTag.tag, func.count()).where(TaskTag.owner_id == owner_id)
+        if after is not None:
+            statement = statement.where(TaskTag.tag > after)
+        statement = statement.group_by(TaskTag.tag).order_by(TaskTag.tag).limit(limit)
+        return [(tag, int(count)) for tag, count in self.db.execute(statement).all()]
+
+
+def _words(text: str) -> list[str]:
+    """LIKE patterns for the first MAX_SEARCH_WORDS words of `text`, wildcards escaped."""
+    words = text.lower().split()[:MAX_SEARCH_WORDS] or [""]
+    return ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
+
+
+def _after(keys: list[tuple[ColumnElement, bool]], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the position `values` in the order `keys`.
+
+    Same direction for every key: one row-value comparison, which an index serves as a range.
+    Mixed directions: the expanded form (k1 beyond v1) OR (k1 = v1 AND k2 beyond v2) OR ….
+    """
+    values = [cast(v, REAL) if isinstance(v, float) else v for v in values]
+    directions = {descending for _, descending in keys}
+    if len(directions) == 1:
+        left, right = tuple_(*[e for e, _ in keys]), tuple_(*values)
+        return left < right if directions == {True} else left > right
+    alternatives = []
+    for i, (expression, descending) in enumerate(keys):
+        equal = [keys[j][0] == values[j] for j in range(i)]
+        beyond = expression < values[i] if descending else expression > values[i]
+        alternatives.append(and_(true(), *equal, beyond))
+    return or_(*alternatives)

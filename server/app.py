@@ -25,6 +25,7 @@ from server import context, metrics
 from server.contract import RouteTable, bundle
 from server.docs import ContractDocumentMiddleware
 from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
+from server.idempotency import release_on_failure
 from server.log_config import configure_logging
 from server.mail import LogMailer, SmtpMailer
 from server.observability import AccessLogMiddleware
@@ -250,6 +251,7 @@ def _commit_on_success(response: flask.Response) -> flask.Response:
         return response
     if response.status_code >= 400:
         unit.rollback()
+        release_on_failure(True)
         return response
     if flask.request.method != "GET":
         check_response_body(connexion_context.operation, response.status_code, response.mimetype, response.get_data())
@@ -260,6 +262,7 @@ def _commit_on_success(response: flask.Response) -> flask.Response:
 def _end_unit_of_work(error: BaseException | None) -> None:
     """Close the session; a failed request's changes are rolled back, unless its domain error
     is one whose decision must persist (e.g. revoking a session on refresh-token reuse)."""
+    release_on_failure(error is not None)
     unit = flask.g.pop("unit_of_work", None)
     if unit is None:
         return

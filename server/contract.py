@@ -66,7 +66,11 @@ def bundle(root: Path = ROOT_DOCUMENT) -> dict[str, Any]:
             return node
         ref = node.get("$ref")
         if not isinstance(ref, str):
-            return {key: rewrite(value, base) for key, value in node.items()}
+            rewritten = {key: rewrite(value, base) for key, value in node.items()}
+            mapping = (rewritten.get("discriminator") or {}).get("mapping")
+            if isinstance(mapping, dict):  # discriminator mappings are references written as strings
+                mapping.update({name: rewrite({"$ref": target}, base)["$ref"] for name, target in mapping.items()})
+            return rewritten
         file_part, _, pointer = ref.partition("#")
         target = (base.parent / file_part).resolve() if file_part else base
         if target == root:

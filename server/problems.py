@@ -50,6 +50,9 @@ WRONG_PASSWORD = ProblemType("/problems/wrong-password", "Current password incor
 WEAK_PASSWORD = ProblemType("/problems/weak-password", "Password refused", 422)
 INVALID_RESET_TOKEN = ProblemType("/problems/invalid-reset-token", "Invalid reset token", 422)
 LOGIN_LOCKED = ProblemType("/problems/login-locked", "Too many failed logins", 429)
+PRECONDITION_FAILED = ProblemType("/problems/precondition-failed", "Precondition failed", 412)
+IDEMPOTENCY_KEY_REUSED = ProblemType("/problems/idempotency-key-reused", "Idempotency key reused", 422)
+IDEMPOTENCY_IN_PROGRESS = ProblemType("/problems/idempotency-in-progress", "Request in progress", 409)
 NOT_FOUND = ProblemType("/problems/not-found", "Not found", 404)
 METHOD_NOT_ALLOWED = ProblemType("/problems/method-not-allowed", "Method not allowed", 405)
 CONFLICT = ProblemType("/problems/conflict", "Conflict", 409)
@@ -78,6 +81,9 @@ _BY_STATUS = {
 }
 
 _DOMAIN = [  # most specific first
+    (errors.PreconditionFailed, PRECONDITION_FAILED),
+    (errors.IdempotencyKeyReused, IDEMPOTENCY_KEY_REUSED),
+    (errors.IdempotencyInProgress, IDEMPOTENCY_IN_PROGRESS),
     (errors.LoginLocked, LOGIN_LOCKED),
     (errors.AccountDeactivated, ACCOUNT_DEACTIVATED),
     (errors.Forbidden, FORBIDDEN),
@@ -208,14 +214,14 @@ def _http_exception_handler(routes: RouteTable):
     return _on_http_exception
 
 
-def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> ConnexionResponse:
+def problem_body_for(exc: errors.DomainError, *, instance: str) -> dict[str, Any]:
+    """The problem body a domain error would be answered with (for a bulk result)."""
     kind = next(k for cls, k in _DOMAIN if isinstance(exc, cls))
-    if kind is INVALID_CREDENTIALS:
-        metrics.LOGIN_FAILURES.inc()
+    return problem_body(kind, exc.detail, instance=instance, **_domain_extensions(exc))
+
+
+def _domain_extensions(exc: errors.DomainError) -> dict[str, Any]:
     extra: dict[str, Any] = {}
-    headers = _unauthorized_headers(kind.status)
-    if isinstance(exc, errors.LoginLocked):
-        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, errors.WeakPassword):
         extra["errors"] = [{"pointer": exc.pointer, "message": reason} for reason in exc.reasons]
     if isinstance(exc, errors.InvalidInput):
@@ -225,6 +231,17 @@ def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> Conn
         else:
             entry["pointer"] = exc.pointer or ""
         extra["errors"] = [entry]
+    return extra
+
+
+def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> ConnexionResponse:
+    kind = next(k for cls, k in _DOMAIN if isinstance(exc, cls))
+    if kind is INVALID_CREDENTIALS:
+        metrics.LOGIN_FAILURES.inc()
+    extra = _domain_extensions(exc)
+    headers = _unauthorized_headers(kind.status)
+    if isinstance(exc, errors.LoginLocked):
+        headers["Retry-After"] = str(exc.retry_after)
     return problem_response(kind, exc.detail, instance=request.url.path, headers=headers, **extra)
 
 

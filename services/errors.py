@@ -32,6 +32,18 @@ class EmailTaken(Conflict):
     """An account with this email already exists."""
 
 
+class PreconditionFailed(DomainError):
+    """An `If-Match` that names another version than the current one (RFC 9110 section 13.1.1)."""
+
+
+class IdempotencyKeyReused(DomainError):
+    """An `Idempotency-Key` sent again with a different request (IETF idempotency-key draft)."""
+
+
+class IdempotencyInProgress(Conflict):
+    """A request with this `Idempotency-Key` is still being processed."""
+
+
 class InvalidCredentials(DomainError):
     """Wrong email or password; deliberately does not say which. The failure counter and audit
     event written before it is raised must persist."""

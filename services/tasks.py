@@ -1,21 +1,35 @@
-"""Todo tasks (brief 002): create, read, replace, complete, delete, and list by keyset cursor."""
+"""Todo tasks (brief 002): create, read, replace, complete, delete; list with filters, sort,
+search and keyset cursors; tags; bulk changes; statistics. Every change bumps the task's
+`version` (its ETag), and a change can be made conditional on the version (If-Match)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from persistence.models import Task
-from persistence.tasks import TaskRepository
-from services.cursors import decode_cursor, page
-from services.errors import NotFound
+from persistence.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
+from persistence.tasks import SORT_COLUMNS, Stats, TaskFilters, TaskOrder, TaskRepository
+from services.cursors import decode_values, encode_values
+from services.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
 from services.timestamps import parse_instant
 
 DEFAULT_PRIORITY = "medium"
+MAX_SORT_KEYS = 3
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 40
+
+_KIND_OF_KEY = {
+    "created_at": "instant",
+    "updated_at": "instant",
+    "due_at": "instant",
+    "priority": "integer",
+    "title": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -26,21 +40,59 @@ class TaskPage:
     next_cursor: str | None
 
 
-def create_task(*, db: Session, owner_id: uuid.UUID, data: dict[str, Any]) -> Task:
+@dataclass(frozen=True)
+class TaskQuery:
+    """A list request as the contract gives it (all optional)."""
+
+    completed: bool | None = None
+    priorities: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    due_before: str | None = None
+    due_after: str | None = None
+    overdue: bool | None = None
+    created_after: str | None = None
+    q: str | None = None
+    sort: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """The outcome of one operation of a bulk request: a status and the task, or the error."""
+
+    index: int
+    op: str
+    status: int
+    task: Task | None = None
+    task_id: uuid.UUID | None = None
+    error: DomainError | None = None
+
+
+def normalise_tags(tags: Sequence[str]) -> list[str]:
+    """Tags as stored: lower case, whitespace trimmed and collapsed, duplicates dropped, sorted.
+
+    Raises InvalidInput (pointer ``/tags``) for more than 20 tags or one over 40 characters.
+    """
+    normalised = sorted({" ".join(tag.lower().split()) for tag in tags} - {""})
+    if len(normalised) > MAX_TAGS:
+        raise InvalidInput(f"A task has at most {MAX_TAGS} tags.", pointer="/tags")
+    if any(len(tag) > MAX_TAG_LENGTH for tag in normalised):
+        raise InvalidInput(f"A tag has at most {MAX_TAG_LENGTH} characters.", pointer="/tags")
+    return normalised
+
+
+def create_task(*, db: Session, owner_id: uuid.UUID, data: dict[str, Any], pointer: str = "") -> Task:
     """Create an open task from a validated `TaskCreate` body (title required)."""
     now = datetime.now(UTC)
     task = Task(
         id=uuid.uuid4(),
         owner_id=owner_id,
-        title=data["title"],
-        description=data.get("description"),
         completed=False,
         completed_at=None,
-        priority=data.get("priority") or DEFAULT_PRIORITY,
-        due_at=_parse_due_at(data.get("due_at")),
         created_at=now,
         updated_at=now,
+        version=1,
     )
+    _assign(task, data, pointer=pointer)
     TaskRepository(db).add(task)
     return task
 
@@ -53,53 +105,217 @@ def get_task(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task:
     return task
 
 
-def replace_task(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, data: dict[str, Any]) -> Task:
+def replace_task(
+    *,
+    db: Session,
+    owner_id: uuid.UUID,
+    task_id: uuid.UUID,
+    data: dict[str, Any],
+    expected_versions: Collection[int] | None = None,
+    pointer: str = "",
+) -> Task:
     """Set the whole state of a task from a validated `TaskReplace` body; omitted optional
-    fields go back to their defaults. Raises NotFound."""
-    task = get_task(db=db, owner_id=owner_id, task_id=task_id)
+    fields go back to their defaults. Raises NotFound or PreconditionFailed."""
+    task = _get_for_change(db, owner_id, task_id, expected_versions)
     now = datetime.now(UTC)
-    task.title = data["title"]
-    task.description = data.get("description")
-    task.priority = data.get("priority") or DEFAULT_PRIORITY
-    task.due_at = _parse_due_at(data.get("due_at"))
+    _assign(task, data, pointer=pointer)
     _set_completed(task, bool(data.get("completed", False)), now)
-    task.updated_at = now
+    _touch(task, now)
     db.flush()
     return task
 
 
-def set_completion(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, completed: bool) -> Task:
-    """Mark a task done (stamping `completed_at`) or open again. Raises NotFound."""
-    task = get_task(db=db, owner_id=owner_id, task_id=task_id)
+def set_completion(
+    *,
+    db: Session,
+    owner_id: uuid.UUID,
+    task_id: uuid.UUID,
+    completed: bool,
+    expected_versions: Collection[int] | None = None,
+) -> Task:
+    """Mark a task done (stamping `completed_at`) or open again; no change, no new version.
+    Raises NotFound or PreconditionFailed."""
+    task = _get_for_change(db, owner_id, task_id, expected_versions)
     if task.completed != completed:
         now = datetime.now(UTC)
         _set_completed(task, completed, now)
-        task.updated_at = now
+        _touch(task, now)
         db.flush()
     return task
 
 
-def delete_task(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID) -> None:
-    """Delete the owner's task. Raises NotFound."""
-    repository = TaskRepository(db)
-    repository.delete(get_task(db=db, owner_id=owner_id, task_id=task_id))
+def delete_task(
+    *, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None = None
+) -> None:
+    """Delete the owner's task. Raises NotFound or PreconditionFailed."""
+    TaskRepository(db).delete(_get_for_change(db, owner_id, task_id, expected_versions))
 
 
-def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None, completed: bool | None) -> TaskPage:
-    """A page of the owner's tasks, newest first.
-
-    Args:
-        limit: page size, 1..100 (the contract bounds it).
-        cursor: `next_cursor` of the previous page, or None for the first page.
-        completed: filter on completion, or None for all tasks.
+def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None, query: TaskQuery) -> TaskPage:
+    """A page of the owner's tasks: filtered, searched (`q`), sorted (`sort`; by relevance when
+    `q` is given without `sort`, else newest first), keyset-paginated.
 
     Raises:
-        InvalidInput: the cursor was not made by this service.
+        InvalidInput: a sort outside the allow-list or repeated, a cursor not made for this
+            sort, or an instant Python cannot represent.
     """
-    before = decode_cursor(cursor) if cursor else None
-    rows = TaskRepository(db).list_page(owner_id=owner_id, limit=limit + 1, before=before, completed=completed)
-    items, next_cursor = page(rows, limit, lambda task: (task.created_at, task.id))
+    now = datetime.now(UTC)
+    order, scope, kinds = _order(query)
+    filters = TaskFilters(
+        completed=query.completed,
+        priorities=[TASK_PRIORITIES.index(p) for p in query.priorities],
+        tags=normalise_tags(query.tags) if query.tags else (),
+        due_before=parse_instant(query.due_before, parameter="due_before") if query.due_before else None,
+        due_after=parse_instant(query.due_after, parameter="due_after") if query.due_after else None,
+        overdue=query.overdue,
+        overdue_at=now,
+        created_after=parse_instant(query.created_after, parameter="created_after") if query.created_after else None,
+        search=query.q.strip() if query.q and query.q.strip() else None,
+    )
+    if order.by_relevance and filters.search is None:
+        order = TaskOrder()
+        scope, kinds = "created_at:desc", ["instant", "uuid"]
+    after = decode_values(cursor, kinds=kinds, scope=scope) if cursor else None
+    rows = TaskRepository(db).list_page(owner_id=owner_id, limit=limit + 1, filters=filters, order=order, after=after)
+    items = [task for task, _ in rows[:limit]]
+    next_cursor = encode_values(rows[limit - 1][1], scope=scope) if len(rows) > limit else None
     return TaskPage(items=items, next_cursor=next_cursor)
+
+
+def parse_sort(sort: str) -> list[tuple[str, bool]]:
+    """``-due_at,priority`` -> ``[("due_at", True), ("priority", False)]``.
+
+    Raises InvalidInput (parameter ``sort``) for an unknown or repeated field, or more than 3.
+    """
+    keys: list[tuple[str, bool]] = []
+    for part in sort.split(","):
+        name = part.strip().removeprefix("-")
+        if name not in SORT_COLUMNS:
+            raise InvalidInput(
+                f"Cannot sort by {part.strip()!r}; use {', '.join(SORT_COLUMNS)}, each optionally with a leading '-'.",
+                parameter="sort",
+            )
+        if name in {key for key, _ in keys}:
+            raise InvalidInput(f"{name} appears twice in sort.", parameter="sort")
+        keys.append((name, part.strip().startswith("-")))
+    if len(keys) > MAX_SORT_KEYS:
+        raise InvalidInput(f"Sort by at most {MAX_SORT_KEYS} fields.", parameter="sort")
+    return keys
+
+
+def _order(query: TaskQuery) -> tuple[TaskOrder, str, list[str]]:
+    """The order, the cursor scope naming it, and the kinds of the cursor's values."""
+    if query.sort:
+        keys = parse_sort(query.sort)
+        scope = ",".join(f"{name}:{'desc' if descending else 'asc'}" for name, descending in keys)
+        return TaskOrder(keys=keys), scope, [*(_KIND_OF_KEY[name] for name, _ in keys), "uuid"]
+    if query.q and query.q.strip():
+        return TaskOrder(by_relevance=True), "relevance:" + query.q.strip(), ["number", "instant", "uuid"]
+    return TaskOrder(), "created_at:desc", ["instant", "uuid"]
+
+
+def stats(*, db: Session, owner_id: uuid.UUID) -> tuple[Stats, datetime]:
+    """The owner's statistics (computed by the database) and the instant they refer to."""
+    now = datetime.now(UTC)
+    computed = TaskRepository(db).stats(
+        owner_id=owner_id,
+        now=now,
+        week_ago=now - timedelta(days=7),
+        month_ago=now - timedelta(days=30),
+        week_ahead=now + timedelta(days=7),
+    )
+    return computed, now
+
+
+def tag_counts(
+    *, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[tuple[str, int]], str | None]:
+    """A page of the owner's tags (alphabetical) with task counts, and the next page's cursor."""
+    after = decode_values(cursor, kinds=["text"], scope="tags")[0] if cursor else None
+    rows = TaskRepository(db).tag_counts(owner_id=owner_id, limit=limit + 1, after=after)
+    items = rows[:limit]
+    return items, (encode_values([items[-1][0]], scope="tags") if len(rows) > limit else None)
+
+
+def bulk(*, db: Session, owner_id: uuid.UUID, operations: Sequence[dict[str, Any]]) -> list[BulkResult]:
+    """Apply up to 100 operations (create, replace, complete, delete), each on its own: an
+    operation that fails leaves no trace (a savepoint is rolled back) and the others go on.
+    The caller answers 207 Multi-Status with one result per operation (Zalando rule 152)."""
+    results = []
+    for index, operation in enumerate(operations):
+        op = operation["op"]
+        savepoint = db.begin_nested()
+        try:
+            result = _apply(db, owner_id, index, op, operation)
+            savepoint.commit()
+        except DomainError as error:
+            savepoint.rollback()
+            task_id = operation.get("id")
+            result = BulkResult(
+                index=index, op=op, status=0, error=error, task_id=uuid.UUID(task_id) if task_id else None
+            )
+        results.append(result)
+    return results
+
+
+def _apply(db: Session, owner_id: uuid.UUID, index: int, op: str, operation: dict[str, Any]) -> BulkResult:
+    pointer = f"/operations/{index}/task"
+    if op == "create":
+        task = create_task(db=db, owner_id=owner_id, data=operation["task"], pointer=pointer)
+        return BulkResult(index=index, op=op, status=201, task=task, task_id=task.id)
+    task_id = uuid.UUID(operation["id"])
+    versions = {operation["if_match_version"]} if "if_match_version" in operation else None
+    if op == "replace":
+        task = replace_task(
+            db=db,
+            owner_id=owner_id,
+            task_id=task_id,
+            data=operation["task"],
+            expected_versions=versions,
+            pointer=pointer,
+        )
+        return BulkResult(index=index, op=op, status=200, task=task, task_id=task_id)
+    if op == "complete":
+        task = set_completion(
+            db=db,
+            owner_id=owner_id,
+            task_id=task_id,
+            completed=operation.get("completed", True),
+            expected_versions=versions,
+        )
+        return BulkResult(index=index, op=op, status=200, task=task, task_id=task_id)
+    delete_task(db=db, owner_id=owner_id, task_id=task_id, expected_versions=versions)
+    return BulkResult(index=index, op=op, status=204, task_id=task_id)
+
+
+def _get_for_change(
+    db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None
+) -> Task:
+    task = get_task(db=db, owner_id=owner_id, task_id=task_id)
+    if expected_versions is not None and task.version not in expected_versions:
+        raise PreconditionFailed(f"The task has changed (its version is now {task.version}); read it again and retry.")
+    return task
+
+
+def _assign(task: Task, data: dict[str, Any], *, pointer: str) -> None:
+    """Set the writable fields of `task` from a validated body; omitted ones get defaults."""
+    task.title = data["title"]
+    task.description = data.get("description")
+    task.priority = data.get("priority") or DEFAULT_PRIORITY
+    task.priority_rank = TASK_PRIORITIES.index(task.priority)
+    task.due_at = parse_instant(data["due_at"], pointer=f"{pointer}/due_at") if data.get("due_at") else None
+    task.due_at_key = task.due_at or NO_DUE_DATE
+    tags = normalise_tags(data.get("tags") or [])
+    if tags != task.tags:
+        # Keep the rows of tags that stay: deleting and re-inserting one primary key in a
+        # single flush would collide (SQLAlchemy inserts before it deletes).
+        kept = {row.tag: row for row in task.tag_rows}
+        task.tag_rows = [kept.get(tag) or TaskTag(task_id=task.id, owner_id=task.owner_id, tag=tag) for tag in tags]
+
+
+def _touch(task: Task, now: datetime) -> None:
+    task.updated_at = now
+    task.version = (task.version or 0) + 1
 
 
 def _set_completed(task: Task, completed: bool, now: datetime) -> None:
@@ -108,7 +324,3 @@ def _set_completed(task: Task, completed: bool, now: datetime) -> None:
     elif not completed:
         task.completed_at = None
     task.completed = completed
-
-
-def _parse_due_at(value: str | None) -> datetime | None:
-    return parse_instant(value, pointer="/due_at") if value is not None else None

@@ -1,0 +1,76 @@
+"""Idempotency records: the first answer to a request sent with an Idempotency-Key."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from persistence.models import IdempotencyRecord
+
+
+class IdempotencyRepository:
+    """Claims, completes and releases records. `claim` and `release` run in transactions of
+    their own (committed at once), so a concurrent request sees a claim while the first is
+    still running; `complete` runs in the request's unit of work, so the stored answer is
+    committed together with the change it describes, or not at all."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self.session_factory = session_factory
+
+    def claim(
+        self, *, owner_id: uuid.UUID, key: str, fingerprint: str, now: datetime, expires_at: datetime
+    ) -> IdempotencyRecord | None:
+        """Mark the key as in progress and return None, or return the record already there."""
+        with self.session_factory() as db:
+            db.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.owner_id == owner_id,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.expires_at <= now,
+                )
+            )
+            db.add(
+                IdempotencyRecord(
+                    owner_id=owner_id,
+                    key=key,
+                    fingerprint=fingerprint,
+                    state="in_progress",
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+            try:
+                db.commit()
+                return None
+            except IntegrityError:
+                db.rollback()
+            return db.scalars(
+                select(IdempotencyRecord).where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
+            ).one_or_none()
+
+    @staticmethod
+    def complete(
+        db: Session, *, owner_id: uuid.UUID, key: str, status: int, headers: dict[str, str], body: str | None
+    ) -> None:
+        """Store the answer, in the request's own unit of work."""
+        db.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
+            .values(state="completed", response_status=status, response_headers=headers, response_body=body)
+        )
+
+    def release(self, *, owner_id: uuid.UUID, key: str) -> None:
+        """Forget an in-progress claim whose request failed, so a retry can run."""
+        with self.session_factory() as db:
+            db.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.owner_id == owner_id,
+                    IdempotencyRecord.key == key,
+                    IdempotencyRecord.state == "in_progress",
+                )
+            )
+            db.commit()
