@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     REAL,
     ColumnElement,
+    Select,
     and_,
     case,
     cast,
@@ -122,14 +123,28 @@ class TaskRepository:
         Args:
             after: the position of the previous page's last task; only tasks after it come.
         """
+        rows = self.db.execute(
+            self.list_statement(owner_id=owner_id, limit=limit, filters=filters, order=order, after=after)
+        ).all()
+        return [(row[0], [*row[1:], row[0].id]) for row in rows]
+
+    def list_statement(
+        self,
+        *,
+        owner_id: uuid.UUID,
+        limit: int,
+        filters: TaskFilters,
+        order: TaskOrder,
+        after: Sequence[Any] | None = None,
+    ) -> Select:
+        """The SELECT behind `list_page` (also what the query-plan test EXPLAINs)."""
         keys = self._order_expressions(order, filters)
         statement = select(Task, *[expression for expression, _ in keys[:-1]]).where(Task.owner_id == owner_id)
         statement = statement.where(*self._conditions(owner_id, filters))
         if after is not None:
             statement = statement.where(_after(keys, after))
         statement = statement.order_by(*[e.desc() if descending else e.asc() for e, descending in keys])
-        rows = self.db.execute(statement.limit(limit)).all()
-        return [(row[0], [*row[1:], row[0].id]) for row in rows]
+        return statement.limit(limit)
 
     def _order_expressions(self, order: TaskOrder, filters: TaskFilters) -> list[tuple[ColumnElement, bool]]:
         if order.by_relevance:
@@ -200,21 +215,10 @@ class TaskRepository:
         self, *, owner_id: uuid.UUID, now: datetime, week_ago: datetime, month_ago: datetime, week_ahead: datetime
     ) -> Stats:
         """The owner's task statistics, computed by the database in one aggregate query."""
-
-        def count_where(condition: ColumnElement[bool]) -> ColumnElement:
-            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-        open_ = Task.completed.is_(False)
         row = self.db.execute(
-            select(
-                func.count(),
-                count_where(Task.completed.is_(True)),
-                *[count_where(Task.priority_rank == rank) for rank in range(4)],
-                count_where(and_(open_, Task.due_at_key < now)),
-                count_where(and_(open_, Task.due_at_key >= now, Task.due_at_key < week_ahead)),
-                count_where(and_(Task.completed.is_(True), Task.completed_at >= week_ago)),
-                count_where(and_(Task.completed.is_(True), Task.completed_at >= month_ago)),
-            ).where(Task.owner_id == owner_id)
+            self.stats_statement(
+                owner_id=owner_id, now=now, week_ago=week_ago, month_ago=month_ago, week_ahead=week_ahead
+            )
         ).one()
         total, completed, low, medium, high, urgent, overdue, due_soon, last_7, last_30 = (int(v) for v in row)
         return Stats(
@@ -226,6 +230,27 @@ class TaskRepository:
             completed_last_7_days=last_7,
             completed_last_30_days=last_30,
         )
+
+    @staticmethod
+    def stats_statement(
+        *, owner_id: uuid.UUID, now: datetime, week_ago: datetime, month_ago: datetime, week_ahead: datetime
+    ) -> Select:
+        """The aggregate SELECT behind `stats`: one pass over the owner's rows of the covering
+        index ``ix_tasks_owner_stats`` (no table access on PostgreSQL when the visibility map allows)."""
+
+        def count_where(condition: ColumnElement[bool]) -> ColumnElement:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        open_ = Task.completed.is_(False)
+        return select(
+            func.count(),
+            count_where(Task.completed.is_(True)),
+            *[count_where(Task.priority_rank == rank) for rank in range(4)],
+            count_where(and_(open_, Task.due_at_key < now)),
+            count_where(and_(open_, Task.due_at_key >= now, Task.due_at_key < week_ahead)),
+            count_where(and_(Task.completed.is_(True), Task.completed_at >= week_ago)),
+            count_where(and_(Task.completed.is_(True), Task.completed_at >= month_ago)),
+        ).where(Task.owner_id == owner_id)
 
     def tag_counts(self, *, owner_id: uuid.UUID, limit: int, after: str | None = None) -> list[tuple[str, int]]:
         """Up to `limit` of the owner's tags in alphabetical order, each with its number of tasks."""

@@ -32,6 +32,36 @@ def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def seed_database(settings: Settings, *, users: int, tasks_per_user: int, from_stdin: bool) -> int:
+    """`charter seed`: load `users` accounts with `tasks_per_user` tasks each, with a progress
+    bar (COPY on PostgreSQL). Every seeded account has the same password: read from standard
+    input, or generated and printed once. Returns the exit status."""
+    import secrets
+
+    from tqdm import tqdm
+
+    from persistence.database import make_engine
+    from persistence.seed import seed
+    from services.passwords import PasswordHasher
+
+    if users < 1 or tasks_per_user < 0:
+        print("charter: --users must be at least 1 and --tasks-per-user at least 0", file=sys.stderr)
+        return 1
+    password = sys.stdin.readline().rstrip("\n") if from_stdin else secrets.token_urlsafe(18)
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        with tqdm(total=users * tasks_per_user, unit="task", unit_scale=True, desc="seeding") as bar:
+            created = seed(engine, users=users, tasks_per_user=tasks_per_user,
+                           password_hash=PasswordHasher(settings.bcrypt_rounds).hash(password), progress=bar.update)
+    finally:
+        engine.dispose()
+    for _, email in created:
+        print(email)
+    if not from_stdin:
+        print(f"password of every seeded account: {password}")
+    return 0
+
+
 def contract_problems(schema_name: str, instance: dict) -> list[str]:
     """What the contract's schema `schema_name` says is wrong with `instance` (empty: nothing),
     so the CLI accepts exactly what the API would."""
@@ -90,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="charter", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply every migration to DATABASE_URL")
+    seed = commands.add_parser("seed", help="fill the database with realistic users and tasks")
+    seed.add_argument("--users", type=int, default=10, help="accounts to create (default 10)")
+    seed.add_argument("--tasks-per-user", type=int, default=1000, help="tasks per account (default 1000)")
+    seed.add_argument("--password-stdin", action="store_true",
+                      help="read the accounts' password from standard input (default: printed once)")
     admin = commands.add_parser("create-admin", help="create the first administrator (or promote an account)")
     admin.add_argument("--email", required=True)
     admin.add_argument("--display-name", default="Administrator")
@@ -103,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     if args.command == "migrate":
         migrate(settings.database_url)
+    elif args.command == "seed":
+        return seed_database(settings, users=args.users, tasks_per_user=args.tasks_per_user,
+                             from_stdin=args.password_stdin)
     elif args.command == "create-admin":
         return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
     elif args.command == "serve":
