@@ -44,10 +44,13 @@ test: lint
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: what the edge middleware costs on GET /api/v1/health (needs wrk), and the session check
+## bench: edge middleware cost, session check, tasks at 10k and 1M (needs wrk and PostgreSQL)
+BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.edge_cost
 	$(BIN)/python -m bench.session_check
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.session_check
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.tasks_scale
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:

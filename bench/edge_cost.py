@@ -11,76 +11,20 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from bench.harness import free_port, serve, wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PATH = "/api/v1/health"
 APPS = {"with edge middleware": "with_edge", "without edge middleware": "without_edge"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen:
-    command = [
-        str(BIN / "uvicorn"),
-        "--factory",
-        f"bench.apps:{factory}",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=1):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit(f"{factory} did not start")
-
-
-def _seconds(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
-    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
-
-
-def _wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{PATH}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    p50 = _seconds(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1))
-    p99 = _seconds(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    if non_2xx:
-        raise SystemExit(f"{non_2xx.group(1)} answers were not 2xx: the measurement is void")
-    return {"rps": rps, "p50_ms": p50 * 1000, "p99_ms": p99 * 1000}
 
 
 def main() -> int:
@@ -110,11 +54,11 @@ def main() -> int:
         results: dict[str, list[dict[str, float]]] = {name: [] for name in APPS}
         for _ in range(args.rounds):
             for name, factory in APPS.items():
-                port = _free_port()
-                server = _serve(factory, port, env)
+                port = free_port()
+                server = serve(factory, port, env)
                 try:
-                    _wrk(port, 2, args.connections)  # warm-up
-                    results[name].append(_wrk(port, args.seconds, args.connections))
+                    wrk(port, PATH, seconds=2, connections=args.connections)  # warm-up
+                    results[name].append(wrk(port, PATH, seconds=args.seconds, connections=args.connections))
                 finally:
                     server.terminate()
                     server.wait(timeout=10)

@@ -154,17 +154,36 @@ def seed(
                     updated_at=now,
                 )
             )
-        rows = fake_tasks(user_id, tasks_per_user, now=now, rng=rng)
-        if postgres:
-            _copy(engine, rows, progress)
-        else:
-            _insert(engine, rows, progress)
+        add_tasks(engine, owner_id=user_id, count=tasks_per_user, rng=rng, progress=progress, analyze=False)
         created.append((user_id, email))
     if postgres:
-        with engine.begin() as connection:
-            connection.execute(text("ANALYZE tasks"))
-            connection.execute(text("ANALYZE task_tags"))
+        _analyze(engine)
     return created
+
+
+def add_tasks(
+    engine: Engine,
+    *,
+    owner_id: uuid.UUID,
+    count: int,
+    rng: random.Random | None = None,
+    progress: Callable[[int], None] = lambda _n: None,
+    analyze: bool = True,
+) -> None:
+    """Add `count` fake tasks to an existing account (then refresh PostgreSQL's statistics)."""
+    rows = fake_tasks(owner_id, count, now=datetime.now(UTC), rng=rng or random.Random())  # noqa: S311
+    if engine.dialect.name == "postgresql":
+        _copy(engine, rows, progress)
+        if analyze:
+            _analyze(engine)
+    else:
+        _insert(engine, rows, progress)
+
+
+def _analyze(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE tasks"))
+        connection.execute(text("ANALYZE task_tags"))
 
 
 def _copy(engine: Engine, rows: Iterator[dict[str, Any]], progress: Callable[[int], None]) -> None:

@@ -1,0 +1,80 @@
+"""What every benchmark needs: a free loopback port, a uvicorn worker serving a factory from
+`bench.apps`, and wrk driving it from a second process."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """Start uvicorn (one worker, no access log) serving `bench.apps:<factory>` on `port` and
+    wait until /api/v1/health answers. Raises SystemExit when it does not within 30 s."""
+    command = [
+        str(BIN / "uvicorn"),
+        "--factory",
+        f"bench.apps:{factory}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"{factory} exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit(f"{factory} did not start")
+
+
+def _seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk(port: int, path: str, *, seconds: int, connections: int, headers: Sequence[str] = ()) -> dict[str, float]:
+    """Drive GET `path` with `wrk -t1`; requests/second and p50/p99 latency in ms.
+
+    Raises SystemExit when any answer is not 2xx/3xx: such a figure would measure errors.
+    """
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    if non_2xx:
+        raise SystemExit(f"{non_2xx.group(1)} answers to {path} were not 2xx: the measurement is void")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _seconds(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE).group(1)) * 1000,  # type: ignore[union-attr]
+        "p99_ms": _seconds(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1)) * 1000,  # type: ignore[union-attr]
+    }
