@@ -59,14 +59,25 @@ def _seconds(value: str) -> float:
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def wrk(port: int, path: str, *, seconds: int, connections: int, headers: Sequence[str] = ()) -> dict[str, float]:
-    """Drive GET `path` with `wrk -t1`; requests/second and p50/p99 latency in ms.
+def wrk(
+    port: int,
+    path: str,
+    *,
+    seconds: int,
+    connections: int,
+    headers: Sequence[str] = (),
+    script: Path | None = None,
+) -> dict[str, float]:
+    """Drive GET `path` with `wrk -t1` (optionally a Lua `script`); requests/second and
+    p50/p99 latency in ms.
 
     Raises SystemExit when any answer is not 2xx/3xx: such a figure would measure errors.
     """
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         command += ["-H", header]
+    if script is not None:
+        command += ["-s", str(script)]
     output = subprocess.run(
         [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
     ).stdout

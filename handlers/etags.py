@@ -32,7 +32,7 @@ def expected_versions(if_match: str | None) -> frozenset[int] | None:
     return versions or frozenset({-1})
 
 
-def not_modified(if_none_match: str | None, version: int) -> bool:
+def matches_current(if_none_match: str | None, version: int) -> bool:
     """Whether `If-None-Match` names the current version (weak comparison, RFC 9110 13.1.2)."""
     if if_none_match is None:
         return False

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import flask
+
 JSON = {"Content-Type": "application/json"}
 
 
@@ -20,6 +22,12 @@ def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = N
 def no_content() -> tuple:
     """An empty 204 answer."""
     return None, 204
+
+
+def not_modified(headers: dict[str, str]) -> flask.Response:
+    """An empty 304 answer. Built as a Flask response: connexion would otherwise insist on
+    choosing a content type between the operation's JSON and problem+json, for no body at all."""
+    return flask.Response(status=304, headers=headers)
 
 
 def timestamp(value: datetime | None) -> str | None:

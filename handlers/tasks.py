@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from handlers.etags import etag, expected_versions, not_modified
-from handlers.responses import json_answer, no_content, timestamp
-from server.context import db, principal
+from handlers.etags import etag, expected_versions, matches_current
+from handlers.responses import json_answer, no_content, not_modified, timestamp
+from server.context import db, header, principal
 from server.idempotency import idempotent
 from server.problems import problem_body_for
 from services import tasks
@@ -86,11 +86,9 @@ def create_task(user_id: str, body: dict[str, Any]) -> tuple:
 
 def get_task(user_id: str, task_id: str) -> tuple:
     """GET /api/v1/users/{user_id}/tasks/{task_id} — 304 when If-None-Match names its ETag."""
-    from flask import request
-
     task = tasks.get_task(db=db(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id))
-    if not_modified(request.headers.get("If-None-Match"), task.version):
-        return None, 304, {"ETag": etag(task.version)}
+    if matches_current(header("If-None-Match"), task.version):
+        return not_modified({"ETag": etag(task.version)})
     return _task_answer(task)
 
 
@@ -167,6 +165,4 @@ def list_tags(user_id: str, limit: int = 20, cursor: str | None = None) -> tuple
 
 
 def _if_match() -> frozenset[int] | None:
-    from flask import request
-
-    return expected_versions(request.headers.get("If-Match"))
+    return expected_versions(header("If-Match"))

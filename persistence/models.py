@@ -145,8 +145,8 @@ class Task(Base):
 
     @property
     def tags(self) -> list[str]:
-        """The task's tags, sorted."""
-        return [row.tag for row in self.tag_rows]
+        """The task's tags, sorted by code point (the same whatever the database's collation)."""
+        return sorted(row.tag for row in self.tag_rows)
 
 
 class TaskTag(Base):

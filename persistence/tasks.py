@@ -43,8 +43,6 @@ SORT_COLUMNS = {
 }
 """Sortable fields (the contract's allow-list) and the not-null column each sorts by."""
 
-MAX_SEARCH_WORDS = 10
-
 
 @dataclass(frozen=True)
 class TaskFilters:
@@ -262,8 +260,9 @@ class TaskRepository:
 
 
 def _words(text: str) -> list[str]:
-    """LIKE patterns for the first MAX_SEARCH_WORDS words of `text`, wildcards escaped."""
-    words = text.lower().split()[:MAX_SEARCH_WORDS] or [""]
+    """LIKE patterns for every word of `text` (at most 100: the contract caps `q` at 200
+    characters), wildcards escaped."""
+    words = text.lower().split() or [""]
     return ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
 
 

@@ -34,7 +34,7 @@ from server.rate_limits import EdgeLimiter, EdgeRateLimitMiddleware, FallbackSto
 from server.request_context import RequestIdMiddleware
 from server.security import security_map
 from server.settings import Settings
-from server.validation import VALIDATORS, check_response_body
+from server.validation import VALIDATORS, ProblemParameterValidator, check_response_body
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.errors import DomainError
 from services.passwords import PasswordHasher, PasswordPolicy
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         specification_dir=str(settings.var_dir.resolve()),
         jsonifier=Jsonifier(json, separators=(",", ":"), ensure_ascii=False),
     )
+    ProblemParameterValidator.routes = RouteTable(spec)
     app.add_api(
         spec,
         base_path="",

@@ -51,8 +51,13 @@ def seed_database(settings: Settings, *, users: int, tasks_per_user: int, from_s
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
         with tqdm(total=users * tasks_per_user, unit="task", unit_scale=True, desc="seeding") as bar:
-            created = seed(engine, users=users, tasks_per_user=tasks_per_user,
-                           password_hash=PasswordHasher(settings.bcrypt_rounds).hash(password), progress=bar.update)
+            created = seed(
+                engine,
+                users=users,
+                tasks_per_user=tasks_per_user,
+                password_hash=PasswordHasher(settings.bcrypt_rounds).hash(password),
+                progress=bar.update,
+            )
     finally:
         engine.dispose()
     for _, email in created:
@@ -123,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     seed = commands.add_parser("seed", help="fill the database with realistic users and tasks")
     seed.add_argument("--users", type=int, default=10, help="accounts to create (default 10)")
     seed.add_argument("--tasks-per-user", type=int, default=1000, help="tasks per account (default 1000)")
-    seed.add_argument("--password-stdin", action="store_true",
-                      help="read the accounts' password from standard input (default: printed once)")
+    seed.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the accounts' password from standard input (default: printed once)",
+    )
     admin = commands.add_parser("create-admin", help="create the first administrator (or promote an account)")
     admin.add_argument("--email", required=True)
     admin.add_argument("--display-name", default="Administrator")
@@ -139,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         migrate(settings.database_url)
     elif args.command == "seed":
-        return seed_database(settings, users=args.users, tasks_per_user=args.tasks_per_user,
-                             from_stdin=args.password_stdin)
+        return seed_database(
+            settings, users=args.users, tasks_per_user=args.tasks_per_user, from_stdin=args.password_stdin
+        )
     elif args.command == "create-admin":
         return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
     elif args.command == "serve":

@@ -43,6 +43,11 @@ def auth_config() -> AuthConfig:
     return state()["auth"]
 
 
+def header(name: str) -> str | None:
+    """A header of the request being served, or None."""
+    return flask.request.headers.get(name)
+
+
 def request_meta() -> RequestMeta:
     """Where the request came from, for sessions and audit events: the client address (the
     forwarded one behind TRUSTED_PROXIES), the User-Agent and the request id."""

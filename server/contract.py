@@ -126,6 +126,11 @@ class RouteTable:
                 return (operation_id, template) if operation_id else None
         return None
 
+    def template(self, path: str) -> str | None:
+        """The first path template of the contract that `path` matches (literal paths such as
+        ``…/tasks/bulk`` come before templated ones such as ``…/tasks/{task_id}``), or None."""
+        return next((template for pattern, template, _ in self._routes if pattern.match(path)), None)
+
     def allowed(self, path: str) -> str | None:
         """The `Allow` header value for `path` (GET implies HEAD), or None when no path matches."""
         for pattern, _, operations in self._routes:

@@ -1,12 +1,12 @@
 """Rate limits: an edge limit in ASGI middleware for every request, and route limits with
 flask-limiter for the operations that guess at credentials and for authenticated users.
 
-* **Edge** (`EdgeRateLimitMiddleware`, `limits` sliding windows): every request counts against
+* **Edge** (`EdgeRateLimitMiddleware`, `limits` moving windows): every request counts against
   its client address, including the ones connexion rejects before any handler runs (a bad
   token, an invalid body), so a token cannot be brute-forced around the limit (API_STYLE,
   Rate limits). Probes (`/api/v1/health*`, `/metrics`) have a budget of their own, so a load
   balancer polling every second does not eat its own client's budget.
-* **Routes** (flask-limiter, sliding windows): login, register and refresh per client *and* per
+* **Routes** (flask-limiter, moving windows): login, register and refresh per client *and* per
   account (email, or the refresh token presented); every authenticated call per user.
 
 Counters live in memory, or in Redis when REDIS_URL is set so limits hold across workers and
@@ -32,9 +32,9 @@ from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindow
+from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindow
 from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter as SlidingWindow
+from limits.strategies import MovingWindowRateLimiter as MovingWindow
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -117,11 +117,13 @@ class FallbackStorage:
 
 
 class EdgeLimiter:
-    """Counts requests per key in sliding windows of a minute and an hour.
+    """Counts requests per key in moving windows of a minute and an hour.
 
-    The sliding window counter (`limits`) weighs the previous fixed window's count by how much
-    of it still overlaps the last minute: O(1) per request in memory and in Redis, where an
-    exact moving window costs O(requests in the window).
+    A moving window is exact: the 61st request of any 60 seconds is refused, wherever the
+    minute boundaries fall (a sliding-window *counter* only estimates that, and let tests of
+    "the 61st request" pass or fail by the clock). Its cost grows with the requests a key has in
+    the window, which the limit itself bounds (60 a minute by default); refused requests are not
+    recorded.
 
     Args:
         per_minute, per_hour: requests allowed per key in each window.
@@ -136,16 +138,16 @@ class EdgeLimiter:
         """Count one request for `key` and decide."""
         storage = self.storage.current()
         if storage is self.storage.memory:
-            return await self._hit(SlidingWindow(storage), key)
+            return await self._hit(MovingWindow(storage), key)
         try:
-            decision = await self._hit(AsyncSlidingWindow(storage), key)
+            decision = await self._hit(AsyncMovingWindow(storage), key)
         except Exception as error:  # any storage failure: keep answering from memory
             self.storage.failed(error)
-            return await self._hit(SlidingWindow(self.storage.memory), key)
+            return await self._hit(MovingWindow(self.storage.memory), key)
         self.storage.succeeded(storage)
         return decision
 
-    async def _hit(self, strategy: SlidingWindow | AsyncSlidingWindow, key: str) -> Decision:
+    async def _hit(self, strategy: MovingWindow | AsyncMovingWindow, key: str) -> Decision:
         allowed = True
         for item in self.items:
             if not await _resolved(strategy.hit(item, key)):
@@ -260,7 +262,7 @@ def _not_authenticated() -> bool:
 
 
 def make_limiter(*, settings: Any) -> Limiter:
-    """A flask-limiter for one app: per-user default limit on authenticated calls, sliding
+    """A flask-limiter for one app: per-user default limit on authenticated calls, moving
     windows, Redis or memory storage with in-memory fallback; headers are set by `apply_headers`."""
     storage_uri = settings.redis_url or "memory://"
     options: dict[str, Any] = {}
@@ -272,7 +274,7 @@ def make_limiter(*, settings: Any) -> Limiter:
         # per operation); anonymous requests are left to the edge limit.
         application_limits=[f"{settings.rate_limit_user_per_minute}/minute"],
         application_limits_exempt_when=_not_authenticated,
-        strategy="sliding-window-counter",
+        strategy="moving-window",
         storage_uri=storage_uri,
         storage_options=options,
         in_memory_fallback_enabled=True,

@@ -25,8 +25,10 @@ from connexion.validators import (
 )
 from jsonschema import Draft4Validator, FormatChecker, ValidationError
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope
 
+from server.contract import RouteTable
 from server.problems import RequestValidationProblem
 
 FORMAT_CHECKER = FormatChecker()
@@ -142,7 +144,14 @@ def _printable(name: str, limit: int = 200) -> str:
 
 
 class ProblemParameterValidator(ParameterValidator):
-    """Query, path and header parameter validator that reports every invalid parameter."""
+    """Query, path and header parameter validator that reports every invalid parameter.
+
+    Connexion's router sends ``PUT …/tasks/bulk`` to ``PUT …/tasks/{task_id}`` (the literal
+    path has no PUT), where ``bulk`` is an invalid task id. Such a request is about the literal
+    resource, whose methods are listed by the 405 answer; `routes` (set by the app) tells.
+    """
+
+    routes: RouteTable | None = None
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -183,6 +192,11 @@ class ProblemParameterValidator(ParameterValidator):
                 message = self._check(param, values.get(key))
                 if message:
                     found.append({"parameter": param["name"], "in": location, "message": message})
+        bad_path_parameters = {entry["parameter"] for entry in found if entry.get("in") == "path"}
+        if bad_path_parameters and self.routes is not None:
+            template = self.routes.template(request.url.path)
+            if template is not None and not any(f"{{{name}}}" in template for name in bad_path_parameters):
+                raise HTTPException(status_code=405)
         if found:
             names = ", ".join(sorted({entry["parameter"] for entry in found}))
             if len(names) > 500:

@@ -67,16 +67,18 @@ class BulkResult:
     error: DomainError | None = None
 
 
-def normalise_tags(tags: Sequence[str]) -> list[str]:
+def normalise_tags(tags: Sequence[str], *, pointer: str | None = "/tags", parameter: str | None = None) -> list[str]:
     """Tags as stored: lower case, whitespace trimmed and collapsed, duplicates dropped, sorted.
 
-    Raises InvalidInput (pointer ``/tags``) for more than 20 tags or one over 40 characters.
+    Raises InvalidInput, naming the body member (`pointer`) or query `parameter`, for more than
+    20 tags or one over 40 characters once lower-cased (some letters grow: "İ" becomes two).
     """
+    where = {"parameter": parameter} if parameter else {"pointer": pointer}
     normalised = sorted({" ".join(tag.lower().split()) for tag in tags} - {""})
     if len(normalised) > MAX_TAGS:
-        raise InvalidInput(f"A task has at most {MAX_TAGS} tags.", pointer="/tags")
+        raise InvalidInput(f"A task has at most {MAX_TAGS} tags.", **where)
     if any(len(tag) > MAX_TAG_LENGTH for tag in normalised):
-        raise InvalidInput(f"A tag has at most {MAX_TAG_LENGTH} characters.", pointer="/tags")
+        raise InvalidInput(f"A tag has at most {MAX_TAG_LENGTH} characters.", **where)
     return normalised
 
 
@@ -164,7 +166,7 @@ def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | No
     filters = TaskFilters(
         completed=query.completed,
         priorities=[TASK_PRIORITIES.index(p) for p in query.priorities],
-        tags=normalise_tags(query.tags) if query.tags else (),
+        tags=normalise_tags(query.tags, parameter="tag") if query.tags else (),
         due_before=parse_instant(query.due_before, parameter="due_before") if query.due_before else None,
         due_after=parse_instant(query.due_after, parameter="due_after") if query.due_after else None,
         overdue=query.overdue,
@@ -305,7 +307,7 @@ def _assign(task: Task, data: dict[str, Any], *, pointer: str) -> None:
     task.priority_rank = TASK_PRIORITIES.index(task.priority)
     task.due_at = parse_instant(data["due_at"], pointer=f"{pointer}/due_at") if data.get("due_at") else None
     task.due_at_key = task.due_at or NO_DUE_DATE
-    tags = normalise_tags(data.get("tags") or [])
+    tags = normalise_tags(data.get("tags") or [], pointer=f"{pointer}/tags")
     if tags != task.tags:
         # Keep the rows of tags that stay: deleting and re-inserting one primary key in a
         # single flush would collide (SQLAlchemy inserts before it deletes).

@@ -72,11 +72,13 @@ def upgrade() -> None:
     op.create_index("ix_idempotency_records_expires", "idempotency_records", ["expires_at"])
 
     if dialect == "postgresql":
-        # Full-text search: a generated tsvector (English stemming) and a GIN index. SQLite, the
+        # Full-text search: a generated tsvector (English stemming; title words weigh more than
+        # description words in the ranking) and a GIN index. SQLite, the
         # single-process default, searches without an index (see persistence/tasks.py).
         op.execute(
             "ALTER TABLE tasks ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
-            "(to_tsvector('english', coalesce(title, '') || ' ' || coalesce(description, ''))) STORED"
+            "(setweight(to_tsvector('english', coalesce(title, '')), 'A') || "
+            "setweight(to_tsvector('english', coalesce(description, '')), 'B')) STORED"
         )
         op.execute("CREATE INDEX ix_tasks_search ON tasks USING GIN (search_vector)")
 
