@@ -1,8 +1,42 @@
-"""ASGI app factories for the benchmarks (``uvicorn --factory bench.apps:<name>``)."""
+"""ASGI app factories for the benchmarks (``uvicorn --factory bench.apps:<name>``), and the
+two references every figure is compared with: a bare ASGI hello (the ceiling of this
+machine) and a stock connexion `FlaskApp` hello with request and response validation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from server.app import create_app
+
+REFERENCE = Path(__file__).resolve().parent / "reference"
+HELLO_BODY = b'{"message":"hello"}'
+
+
+def bare_asgi():
+    """The ceiling: an ASGI callable answering a fixed JSON body, no framework at all."""
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202 - the raw ASGI interface
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"19")]})
+        await send({"type": "http.response.body", "body": HELLO_BODY})
+
+    return app
+
+
+def hello() -> dict[str, str]:
+    """The stock reference's handler."""
+    return {"message": "hello"}
+
+
+def stock_connexion():
+    """Stock connexion 3: a FlaskApp with one validated GET, default everything else."""
+    import connexion
+
+    app = connexion.FlaskApp(__name__, specification_dir=str(REFERENCE))
+    app.add_api("hello.yaml", validate_responses=True, strict_validation=True)
+    return app
 
 
 def with_edge():
