@@ -15,11 +15,16 @@ HELLO_BODY = b'{"message":"hello"}'
 def bare_asgi():
     """The ceiling: an ASGI callable answering a fixed JSON body, no framework at all."""
 
-    async def app(scope, receive, send):  # noqa: ANN001, ANN202 - the raw ASGI interface
+    async def app(scope, receive, send):
         if scope["type"] != "http":
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"19")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"19")],
+            }
+        )
         await send({"type": "http.response.body", "body": HELLO_BODY})
 
     return app

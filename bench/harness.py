@@ -23,9 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def serve(factory: str, port: int, env: dict[str, str], *, ready_path: str = "/api/v1/health") -> subprocess.Popen:
     """Start uvicorn (one worker, no access log) serving `bench.apps:<factory>` on `port` and
-    wait until /api/v1/health answers. Raises SystemExit when it does not within 30 s."""
+    wait until `ready_path` answers. Raises SystemExit when it does not within 30 s."""
     command = [
         str(BIN / "uvicorn"),
         "--factory",
@@ -46,7 +46,7 @@ def serve(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen:
         if server.poll() is not None:
             raise SystemExit(f"{factory} exited with status {server.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1):
                 return server
         except OSError:
             time.sleep(0.2)
@@ -67,19 +67,21 @@ def wrk(
     connections: int,
     headers: Sequence[str] = (),
     script: Path | None = None,
+    threads: int = 1,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Drive GET `path` with `wrk -t1` (optionally a Lua `script`); requests/second and
     p50/p99 latency in ms.
 
     Raises SystemExit when any answer is not 2xx/3xx: such a figure would measure errors.
     """
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         command += ["-H", header]
     if script is not None:
         command += ["-s", str(script)]
     output = subprocess.run(
-        [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+        [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True, env=env
     ).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     if non_2xx:
