@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +26,10 @@ def make_engine(
         url: SQLAlchemy URL, ``sqlite:///relative/path.db`` or ``postgresql+psycopg://…``.
         pool_size, max_overflow: connections kept and allowed beyond that, per process.
         pool_timeout: seconds to wait for a pooled connection before failing.
-        pool_pre_ping: test a pooled connection before handing it out (survives DB restarts).
+        pool_pre_ping: test a pooled connection before handing it out when it has been idle for
+            more than PING_IDLE_SECONDS (survives database restarts and dropped idle
+            connections); a connection in steady use is not pinged, which would cost a round
+            trip per request.
         connect_timeout: seconds PostgreSQL may take to accept a connection.
         statement_timeout_ms: PostgreSQL `statement_timeout` of every connection (0: none), so a
             runaway query is cancelled instead of holding a connection.
@@ -34,7 +38,7 @@ def make_engine(
     used so readers do not block the writer.
     """
     parsed = make_url(url)
-    kwargs: dict = {"pool_pre_ping": pool_pre_ping}
+    kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +51,9 @@ def make_engine(
         }
         kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
     engine = create_engine(parsed, **kwargs)
+    if pool_pre_ping:
+        event.listen(engine, "checkout", _ping_if_idle)
+        event.listen(engine, "checkin", _note_checkin)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_on_connect)
     return engine
@@ -63,9 +70,36 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory whose sessions keep loaded objects usable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+PING_IDLE_SECONDS = 10.0
+
+
+def _note_checkin(_dbapi_connection, record) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    """Pessimistic disconnect handling (SQLAlchemy's pool "checkout" recipe), for idle
+    connections only: a failed ping makes the pool discard this connection and try another."""
+    checked_in_at = record.info.get("checked_in_at")
+    if checked_in_at is None or time.monotonic() - checked_in_at < PING_IDLE_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        dbapi_connection.rollback()
+    except Exception as error:  # any failure means this connection is unusable
+        raise exc.DisconnectionError() from error
+
+
+def make_session_factory(engine: Engine, *, autocommit: bool = False) -> sessionmaker[Session]:
+    """A session factory whose sessions keep loaded objects usable after commit.
+
+    With `autocommit`, each statement commits on its own and no BEGIN/COMMIT is sent: for
+    requests that only read (a read needs no transaction, and skipping it saves two round trips).
+    """
+    bind = engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
 def ping(engine: Engine) -> None:

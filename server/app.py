@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,6 +10,7 @@ from typing import Any
 import connexion
 import flask
 import inflection
+import orjson
 import redis
 import structlog
 from connexion import context as connexion_context
@@ -55,6 +55,19 @@ class ServiceInfo:
     docs_url: str
     openapi_url: str
     api_prefix: str
+
+
+class OrjsonModule:
+    """The `json` module interface connexion's Jsonifier calls, backed by orjson (compact
+    UTF-8, several times faster than the standard library on answer bodies)."""
+
+    @staticmethod
+    def dumps(data: Any, **_options: Any) -> str:
+        return orjson.dumps(data).decode("utf-8")
+
+    @staticmethod
+    def loads(data: str | bytes) -> Any:
+        return orjson.loads(data)
 
 
 class TagResolver(Resolver):
@@ -119,7 +132,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     app = connexion.FlaskApp(
         __name__,
         specification_dir=str(settings.var_dir.resolve()),
-        jsonifier=Jsonifier(json, separators=(",", ":"), ensure_ascii=False),
+        jsonifier=Jsonifier(OrjsonModule),
     )
     ProblemParameterValidator.routes = RouteTable(spec)
     app.add_api(
@@ -150,6 +163,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             else None
         ),
         "session_factory": make_session_factory(engine),
+        "read_session_factory": make_session_factory(engine, autocommit=True),
         "auth": auth,
         "started_at": time.monotonic(),
         "service_info": ServiceInfo(

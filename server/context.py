@@ -26,10 +26,19 @@ def state() -> dict[str, Any]:
     return flask.current_app.extensions[EXTENSION]
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
 def unit_of_work() -> UnitOfWork:
-    """The request's unit of work, created on first use."""
+    """The request's unit of work, created on first use.
+
+    GET and HEAD read without a transaction (autocommit: no BEGIN and COMMIT round trips). The
+    few writes a read makes stand alone and are safe to keep if the request then fails: the
+    once-a-minute `last_used_at` of a session, and the audit event of a data export.
+    """
     if "unit_of_work" not in flask.g:
-        flask.g.unit_of_work = UnitOfWork(state()["session_factory"])
+        factory = "read_session_factory" if flask.request.method in READ_METHODS else "session_factory"
+        flask.g.unit_of_work = UnitOfWork(state()[factory])
     return flask.g.unit_of_work
 
 

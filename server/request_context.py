@@ -4,8 +4,8 @@ the matched operation and the authenticated user, for logs, metrics and problem 
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_random = random.Random()  # noqa: S311 - request ids are labels, not secrets; os.urandom per request costs more
 
 
 @dataclass
@@ -56,7 +57,7 @@ class RequestIdMiddleware:
             if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
                 request_id = value.decode("ascii")
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or f"{_random.getrandbits(128):032x}"
         token = _state.set(RequestState(request_id=request_id))
         structlog.contextvars.bind_contextvars(request_id=request_id)
         encoded = request_id.encode("ascii")

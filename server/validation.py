@@ -9,9 +9,11 @@ once per operation. They are passed to ``add_api(validator_map=...)``.
 
 from __future__ import annotations
 
+import collections
 import json
 import typing as t
 
+import fastjsonschema
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import NonConformingResponseBody
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
@@ -36,6 +38,21 @@ FORMAT_CHECKER = FormatChecker()
 the draft-4 ones connexion checks by default."""
 
 MAX_ERRORS = 100
+
+_COMPILED: dict[tuple[str, int], tuple[t.Any, t.Any]] = {}
+
+
+def _cached(kind: str, schema: t.Any, build: t.Callable[[], t.Any]) -> t.Any:
+    """One compiled validator per schema object: connexion makes a validator instance per
+    request, but an operation's schemas are the same objects every time. The schema is kept
+    in the cache beside its validator, so its id cannot be reused by another object."""
+    key = (kind, id(schema))
+    hit = _COMPILED.get(key)
+    if hit is None or hit[0] is not schema:
+        hit = _COMPILED[key] = (schema, build())
+    return hit[1]
+
+
 MAX_MESSAGE = 300
 """jsonschema quotes the offending value in its messages; a long value is cut so the problem
 stays within the contract's limits (FieldError.message, maxLength 2000)."""
@@ -46,6 +63,91 @@ _NO_BODY = object()
 
 def _short(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
+OAS_ONLY_KEYWORDS = {
+    "nullable",
+    "example",
+    "examples",
+    "discriminator",
+    "xml",
+    "externalDocs",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "components",
+}
+
+
+def to_json_schema(schema: t.Any, *, response: bool) -> t.Any:
+    """An OpenAPI 3.0 schema as plain JSON Schema (draft 4) for fastjsonschema, with the
+    meaning connexion's validators give it: `nullable` admits null, and in a response a
+    `writeOnly` property must not appear (a secret leaking out)."""
+    if isinstance(schema, list):
+        return [to_json_schema(item, response=response) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    converted = {
+        key: to_json_schema(value, response=response)
+        for key, value in schema.items()
+        if key not in OAS_ONLY_KEYWORDS and key != "properties"
+    }
+    if "properties" in schema:
+        converted["properties"] = {
+            name: (
+                False
+                if response and isinstance(sub, dict) and sub.get("writeOnly")
+                else to_json_schema(sub, response=response)
+            )
+            for name, sub in schema["properties"].items()
+        }
+    if schema.get("nullable"):
+        if "type" in converted:
+            kinds = converted["type"] if isinstance(converted["type"], list) else [converted["type"]]
+            converted["type"] = [*kinds, "null"]
+        if "enum" in converted:
+            converted["enum"] = [*converted["enum"], None]
+        for combinator in ("allOf", "oneOf", "anyOf"):
+            if combinator in converted:
+                converted = {"anyOf": [{"type": "null"}, converted]}
+                break
+    return converted
+
+
+def _formats(schema: t.Any, found: set[str]) -> set[str]:
+    # Skips "components": connexion attaches the whole (self-containing) components to schemas.
+    if isinstance(schema, dict):
+        if isinstance(schema.get("format"), str):
+            found.add(schema["format"])
+        for key, value in schema.items():
+            if key != "components":
+                _formats(value, found)
+    elif isinstance(schema, list):
+        for value in schema:
+            _formats(value, found)
+    return found
+
+
+class FastCheck:
+    """A compiled validity check (fastjsonschema: the schema turned into Python code once),
+    for the common case of valid data. Formats are checked by the same functions as the
+    jsonschema validators, so the fast check never accepts what they would refuse; when it
+    refuses, the jsonschema validator (the authority, which also names each error) decides.
+    """
+
+    def __init__(self, schema: dict, *, response: bool) -> None:
+        formats = {
+            name: (lambda value, name=name: FORMAT_CHECKER.conforms(value, name)) for name in _formats(schema, set())
+        }
+        self._check = fastjsonschema.compile(to_json_schema(schema, response=response), formats=formats)
+
+    def __call__(self, instance: t.Any) -> bool:
+        """Whether `instance` is valid."""
+        try:
+            self._check(instance)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
 
 
 def json_pointer(path: t.Iterable[t.Any]) -> str:
@@ -75,7 +177,14 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
 
     def __init__(self, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
-        self._compiled = Draft4RequestValidator(self._schema, format_checker=FORMAT_CHECKER)
+        self._compiled, self._fast = _cached(
+            "request",
+            self._schema,
+            lambda: (
+                Draft4RequestValidator(self._schema, format_checker=FORMAT_CHECKER),
+                FastCheck(self._schema, response=False),
+            ),
+        )
 
     @property
     def _validator(self) -> Draft4Validator:
@@ -131,6 +240,8 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
             raise RequestValidationProblem(
                 "The request body must not be empty.", [{"pointer": "", "message": "a JSON body is required"}]
             )
+        if self._fast(body):
+            return None
         found = _body_errors(self._compiled, body)
         if found:
             raise RequestValidationProblem("The request body does not match the schema.", found)
@@ -155,13 +266,20 @@ class ProblemParameterValidator(ParameterValidator):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        for location, params in self.parameters.items():  # path-level and operation-level may repeat
-            self.parameters[location] = list({p["name"]: p for p in params}.values())
-        self._compiled = {
+        self.parameters, self._compiled = _cached(
+            "parameters", args[0] if args else kwargs["parameters"], lambda: self._compile(self.parameters)
+        )
+
+    @staticmethod
+    def _compile(by_location: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict]:
+        # Path-level and operation-level parameters may repeat: keep one of each.
+        unique = {location: list({p["name"]: p for p in params}.values()) for location, params in by_location.items()}
+        compiled = {
             (p["in"], p["name"]): Draft4Validator(p.get("schema", p), format_checker=FORMAT_CHECKER)
-            for params in self.parameters.values()
+            for params in unique.values()
             for p in params
         }
+        return collections.defaultdict(list, unique), compiled
 
     def _check(self, param: dict, value: t.Any) -> str | None:
         if is_nullable(param) and is_null(value):
@@ -205,15 +323,28 @@ class ProblemParameterValidator(ParameterValidator):
 
 
 class CompiledResponseBodyValidator(JSONResponseBodyValidator):
-    """Connexion's JSON response validator, with its jsonschema validator built once."""
+    """Connexion's JSON response validator, compiled once per schema: a fastjsonschema check
+    for valid answers, connexion's own jsonschema validation (and its error) for the others."""
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self._compiled = Draft4ResponseValidator(self._schema, format_checker=FORMAT_CHECKER)
+        self._compiled, self._fast = _response_validators_for(self._schema)
 
     @property
     def validator(self) -> Draft4Validator:
         return self._compiled
+
+    def _validate(self, body: dict) -> None:
+        if not self._fast(body):
+            super()._validate(body)
+
+
+def _response_validators_for(schema: dict) -> tuple[Draft4Validator, FastCheck]:
+    return _cached(
+        "response",
+        schema,
+        lambda: (Draft4ResponseValidator(schema, format_checker=FORMAT_CHECKER), FastCheck(schema, response=True)),
+    )
 
 
 VALIDATORS = {
@@ -223,9 +354,6 @@ VALIDATORS = {
     "response": MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": CompiledResponseBodyValidator}),
 }
 """The `validator_map` for ``add_api``."""
-
-
-_response_validators: dict[tuple[str, int, str], Draft4Validator] = {}
 
 
 def check_response_body(operation: t.Any, status: int, mimetype: str, body: bytes) -> None:
@@ -239,14 +367,14 @@ def check_response_body(operation: t.Any, status: int, mimetype: str, body: byte
     """
     if not body or not mimetype.endswith("json"):
         return
-    key = (operation.operation_id, status, mimetype)
-    validator = _response_validators.get(key)
-    if validator is None:
-        schema = operation.response_schema(str(status), mimetype)
-        if not schema:
-            return
-        validator = _response_validators[key] = Draft4ResponseValidator(schema, format_checker=FORMAT_CHECKER)
+    schema = operation.response_schema(str(status), mimetype)
+    if not schema:
+        return
+    validator, fast = _response_validators_for(schema)
+    instance = json.loads(body)
+    if fast(instance):
+        return
     try:
-        validator.validate(json.loads(body))
+        validator.validate(instance)
     except ValidationError as error:
         raise NonConformingResponseBody(detail=f"response breaks the contract: {_short(error.message)}") from None

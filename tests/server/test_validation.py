@@ -1,0 +1,75 @@
+"""The compiled fast checks (fastjsonschema) mean what connexion's jsonschema validators mean:
+they must never accept what those refuse, since valid answers skip the slower validator."""
+
+from __future__ import annotations
+
+import pytest
+from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator, resolve_refs
+
+from server.contract import bundle
+from server.validation import FORMAT_CHECKER, FastCheck
+
+SCHEMAS = resolve_refs(bundle())["components"]["schemas"]
+
+
+def _agree(name: str, instance: object, *, response: bool) -> bool:
+    schema = SCHEMAS[name]
+    validator = (Draft4ResponseValidator if response else Draft4RequestValidator)(schema, format_checker=FORMAT_CHECKER)
+    fast = FastCheck(schema, response=response)(instance)
+    assert fast == validator.is_valid(instance), (name, instance)
+    return fast
+
+
+TASK = {
+    "id": "5b3f9f2e-9c5e-4a8e-8a8c-3a3d3b2c1a10",
+    "title": "T",
+    "description": None,
+    "completed": False,
+    "completed_at": None,
+    "priority": "high",
+    "due_at": None,
+    "tags": [],
+    "version": 1,
+    "created_at": "2026-11-22T10:15:30.123456Z",
+    "updated_at": "2026-11-22T10:15:30.123456Z",
+}
+
+
+def test_nullable_fields_accept_null_and_their_type():
+    assert _agree("Task", TASK, response=True)
+    assert _agree("Task", {**TASK, "description": "text", "due_at": "2026-12-01T17:00:00Z"}, response=True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"priority": "critical"},
+        {"due_at": "tomorrow"},
+        {"version": 0},
+        {"tags": ["x"] * 21},
+        {"title": ""},
+        {"id": 5},
+        {"completed": None},
+    ],
+)
+def test_invalid_answers_are_refused_by_both(change):
+    assert not _agree("Task", {**TASK, **change}, response=True)
+
+
+def test_a_write_only_field_in_an_answer_is_refused():
+    body = {"email": "ada@example.com", "password": "secret secret secret", "display_name": "Ada"}
+    assert not FastCheck(SCHEMAS["RegisterRequest"], response=True)(body)
+    assert FastCheck(SCHEMAS["RegisterRequest"], response=False)(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "ada@example.com", "password": "x" * 15, "display_name": "Ada"},
+        {"email": "not-an-email", "password": "x" * 15, "display_name": "Ada"},
+        {"email": "ada@example.com", "password": "x" * 15, "display_name": "   "},
+        {"email": "ada@example.com", "password": "x" * 15, "display_name": "Ada", "role": "admin"},
+    ],
+)
+def test_request_bodies_are_judged_alike(body):
+    _agree("RegisterRequest", body, response=False)
