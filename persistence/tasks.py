@@ -30,9 +30,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload, with_expression
 
-from persistence.models import Task, TaskTag
+from persistence.models import TAG_SEPARATOR, Task, TaskTag
 
 SORT_COLUMNS = {
     "created_at": Task.created_at,
@@ -137,7 +137,11 @@ class TaskRepository:
     ) -> Select:
         """The SELECT behind `list_page` (also what the query-plan test EXPLAINs)."""
         keys = self._order_expressions(order, filters)
-        statement = select(Task, *[expression for expression, _ in keys[:-1]]).where(Task.owner_id == owner_id)
+        statement = (
+            select(Task, *[expression for expression, _ in keys[:-1]])
+            .options(lazyload(Task.tag_rows), with_expression(Task.listed_tags, self._tag_list()))
+            .where(Task.owner_id == owner_id)
+        )
         statement = statement.where(*self._conditions(owner_id, filters))
         if after is not None:
             statement = statement.where(_after(keys, after))
@@ -151,6 +155,15 @@ class TaskRepository:
             keys = [(SORT_COLUMNS[name], descending) for name, descending in order.keys]
         last_descending = keys[-1][1]
         return [*keys, (Task.id, last_descending)]
+
+    def _tag_list(self) -> ColumnElement:
+        """The task's tags joined by TAG_SEPARATOR, as a correlated subquery (index on task_id)."""
+        aggregate = (
+            func.string_agg(TaskTag.tag, TAG_SEPARATOR)
+            if self._postgres
+            else func.group_concat(TaskTag.tag, TAG_SEPARATOR)
+        )
+        return select(aggregate).where(TaskTag.task_id == Task.id).correlate(Task).scalar_subquery()
 
     def _conditions(self, owner_id: uuid.UUID, filters: TaskFilters) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []
