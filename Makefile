@@ -4,6 +4,9 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
+# Redocly CLI: no usage data sent, no update check (nothing but the package registries is reachable).
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
 .PHONY: run test lint migrate fuzz bench spec clean
 
@@ -29,11 +32,12 @@ migrate: $(BIN)/.installed
 spec: $(BIN)/.installed
 	$(BIN)/python -m server.contract --out build/openapi.json
 
-## lint: ruff on the code, Spectral (spectral:oas + OWASP) on the bundled contract
+## lint: ruff on the code; Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
+	npx --no-install redocly lint build/openapi.json --max-problems 1000
 
 ## test: set up, lint, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
 test: lint
