@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint migrate fuzz bench spec clean
+.PHONY: run test lint migrate fuzz bench spec docs clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## run: set up, migrate the default SQLite database under var/, serve on http://127.0.0.1:$(PORT)
-run: $(BIN)/.installed migrate
+## run: set up, migrate the default SQLite database under var/, build the docs, serve on http://127.0.0.1:$(PORT)
+run: $(BIN)/.installed migrate docs
 	$(BIN)/charter serve --host 127.0.0.1 --port $(PORT)
 
 ## migrate: apply every Alembic migration to DATABASE_URL (default sqlite:///var/charter.db)
@@ -32,6 +32,10 @@ migrate: $(BIN)/.installed
 spec: $(BIN)/.installed
 	$(BIN)/python -m server.contract --out build/openapi.json
 
+## docs: the Redoc reference page (one self-contained HTML file, no CDN) from the bundled contract, served at /api/v1/docs
+docs: node_modules/.installed spec
+	npx --no-install redocly build-docs build/openapi.json --inlineBundle --title "Charter API reference" --output build/docs/index.html
+
 ## lint: ruff on the code; Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
@@ -40,7 +44,7 @@ lint: $(BIN)/.installed node_modules/.installed spec
 	npx --no-install redocly lint build/openapi.json --max-problems 1000
 
 ## test: set up, lint, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
-test: lint
+test: lint docs
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz
 
