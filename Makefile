@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint migrate fuzz bench spec docs clean
+.PHONY: run test lint migrate fuzz bench spec docs sdk clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ spec: $(BIN)/.installed
 ## docs: the Redoc reference page (one self-contained HTML file, no CDN) from the bundled contract, served at /api/v1/docs
 docs: node_modules/.installed spec
 	npx --no-install redocly build-docs build/openapi.json --inlineBundle --title "Charter API reference" --output build/docs/index.html
+
+## sdk: a Python client (openapi-python-client) and TypeScript types (openapi-typescript) in build/sdk/; any warning fails
+sdk: $(BIN)/.installed node_modules/.installed spec
+	$(BIN)/python scripts/sdk.py
 
 ## lint: ruff on the code; Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
