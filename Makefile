@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint migrate fuzz bench spec docs sdk clean
+.PHONY: run test lint migrate fuzz bench spec docs sdk spec-diff clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ docs: node_modules/.installed spec
 sdk: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/python scripts/sdk.py
 
+## spec-diff: fail on a breaking change to the contract since SPEC_BASE (default: last tag, else origin/main's merge base, else HEAD~1) unless info.version's major changed
+SPEC_BASE ?=
+spec-diff: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python scripts/spec_diff.py $(if $(SPEC_BASE),--base $(SPEC_BASE))
+
 ## lint: ruff on the code; Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
@@ -47,8 +52,8 @@ lint: $(BIN)/.installed node_modules/.installed spec
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 	npx --no-install redocly lint build/openapi.json --max-problems 1000
 
-## test: set up, lint, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
-test: lint docs
+## test: set up, lint, check for breaking changes, build the docs, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
+test: lint spec-diff docs
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz
 
