@@ -76,21 +76,22 @@ def _git(repo: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def default_base(repo: Path) -> str | None:
-    """The reference to compare with (see the module docstring), or None outside a git repository."""
+def default_base(repo: Path) -> tuple[str, str] | None:
+    """The reference to compare with and what it is (see the module docstring), or None outside
+    a git repository."""
     head = _git(repo, "rev-parse", "--verify", "--quiet", "HEAD")
     if head is None:
         return None
     tag = _git(repo, "describe", "--tags", "--abbrev=0", "HEAD")
     if tag:
-        return tag
+        return tag, "the last tag"
     if _git(repo, "rev-parse", "--verify", "--quiet", "refs/remotes/origin/main"):
         merge_base = _git(repo, "merge-base", "HEAD", "origin/main")
         if merge_base and merge_base != head:
-            return merge_base
+            return merge_base, "the merge base with origin/main"
     if _git(repo, "rev-parse", "--verify", "--quiet", "HEAD~1"):
-        return "HEAD~1"
-    return "HEAD"
+        return "HEAD~1", "the previous commit"
+    return "HEAD", "the last commit"
 
 
 def contract_at(repo: Path, ref: str, spec_dir: Path, into: Path) -> Path | None:
@@ -186,18 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.base_dir:
             before, against = bundle(args.base_dir.resolve() / "openapi.yaml"), str(args.base_dir)
         else:
-            ref = args.base or default_base(spec_dir)
-            if ref is None:
+            found = (args.base, "named by --base") if args.base else default_base(spec_dir)
+            if found is None:
                 print("spec-diff: not in a git repository, nothing to compare with")
                 return 0
+            ref, what = found
             with tempfile.TemporaryDirectory(prefix="charter-spec-base-") as tmp:
                 root = contract_at(spec_dir, ref, spec_dir, Path(tmp))
                 if root is None:
                     print(f"spec-diff: {ref} has no contract at {spec_dir.name}/, nothing to compare with")
                     return 0
                 before = bundle(root)
-            sha = _git(spec_dir, "rev-parse", "--short", f"{ref}^{{commit}}")
-            against = ref if sha is None or ref.startswith(sha) else f"{ref} [{sha}]"
+            sha = _git(spec_dir, "rev-parse", "--short", f"{ref}^{{commit}}") or ref
+            against = f"{sha}, {what}" if ref.startswith(sha) else f"{ref} [{sha}, {what}]"
         status, report = compare(before, after, against=against)
     except (SpecDiffError, ValueError, OSError) as error:
         print(f"spec-diff: {error}", file=sys.stderr)
