@@ -4,8 +4,11 @@ PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONDONTWRITEBYTECODE := 1
+# Redocly CLI: no usage data sent, no update check (nothing but the package registries is reachable).
+export REDOCLY_TELEMETRY := off
+export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint migrate fuzz bench spec clean
+.PHONY: run test lint migrate fuzz bench spec docs sdk spec-diff clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +20,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## run: set up, migrate the default SQLite database under var/, serve on http://127.0.0.1:$(PORT)
-run: $(BIN)/.installed migrate
+## run: set up, migrate the default SQLite database under var/, build the docs, serve on http://127.0.0.1:$(PORT)
+run: $(BIN)/.installed migrate docs
 	$(BIN)/charter serve --host 127.0.0.1 --port $(PORT)
 
 ## migrate: apply every Alembic migration to DATABASE_URL (default sqlite:///var/charter.db)
@@ -29,14 +32,28 @@ migrate: $(BIN)/.installed
 spec: $(BIN)/.installed
 	$(BIN)/python -m server.contract --out build/openapi.json
 
-## lint: ruff on the code, Spectral (spectral:oas + OWASP) on the bundled contract
+## docs: the Redoc reference page (one self-contained HTML file, no CDN) from the bundled contract, served at /api/v1/docs
+docs: node_modules/.installed spec
+	npx --no-install redocly build-docs build/openapi.json --inlineBundle --title "Charter API reference" --output build/docs/index.html
+
+## sdk: a Python client (openapi-python-client) and TypeScript types (openapi-typescript) in build/sdk/; any warning fails
+sdk: $(BIN)/.installed node_modules/.installed spec
+	$(BIN)/python scripts/sdk.py
+
+## spec-diff: fail on a breaking change to the contract since SPEC_BASE (default: last tag, else origin/main's merge base, else HEAD~1) unless info.version's major changed
+SPEC_BASE ?=
+spec-diff: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python scripts/spec_diff.py $(if $(SPEC_BASE),--base $(SPEC_BASE))
+
+## lint: ruff on the code; Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
+	npx --no-install redocly lint build/openapi.json --max-problems 1000
 
-## test: set up, lint, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
-test: lint
+## test: set up, lint, check for breaking changes, build the docs, run the whole suite (SQLite, or PostgreSQL when DATABASE_URL names it), then fuzz
+test: lint spec-diff docs
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz
 

@@ -2,7 +2,9 @@
 
 It migrates a throw-away SQLite database, serves the API with uvicorn on a free loopback
 port, registers a fuzz account, and runs ``schemathesis run --checks all`` with N examples
-per operation (positive and negative data, every phase). The fuzz account logs in through
+per operation (positive and negative data, every phase): first the stateful phase (calls
+chained through the contract's OpenAPI links), then examples, coverage and fuzzing, then the
+one operation that deletes the fuzz account. The fuzz account logs in through
 the contract's own login operation (schemathesis dynamic auth, re-fetched after a 401 so a
 fuzzed logout does not end the run), and task paths use its own user id.
 Exit status: schemathesis's (0 when no failure).
@@ -57,6 +59,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=100, help="examples per operation (default 100)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "extra", nargs="*", help="more `schemathesis run` options, after `--` (e.g. -- --phases stateful)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="charter-fuzz-") as tmp:
@@ -135,10 +140,17 @@ retry_on = [401]
                 "--workers",
                 "1",
             ]
-            # Deleting one's own account ends the fuzzer's identity: that operation runs last, alone.
+            # The stateful phase runs first, on the fresh database: the later runs leave behind
+            # Idempotency-Keys (which the fuzzer reuses with other bodies: 422) and thousands of tasks,
+            # dead ends for its chains. Deleting one's own account ends the fuzzer's identity: that
+            # operation runs last, alone, without links.
             last = "deleteOwnAccount"
-            alone = [*command, "--include-operation-id", last, "--phases", "examples,coverage,fuzzing"]  # no links
-            for run in ([*command, "--exclude-operation-id", last], alone):
+            runs = [
+                [*command, "--exclude-operation-id", last, "--phases", "stateful"],
+                [*command, "--exclude-operation-id", last, "--phases", "examples,coverage,fuzzing"],
+                [*command, "--include-operation-id", last, "--phases", "examples,coverage,fuzzing"],
+            ]
+            for run in (run + args.extra for run in runs):
                 print("+", " ".join(run), flush=True)
                 status = subprocess.run(run, cwd=tmp, check=False).returncode
                 if status != 0:

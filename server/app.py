@@ -23,7 +23,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from persistence.database import make_engine, make_session_factory
 from server import context, metrics
 from server.contract import RouteTable, bundle
-from server.docs import ContractDocumentMiddleware
+from server.docs import ContractDocumentMiddleware, ReferencePageMiddleware
 from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.idempotency import release_on_failure
 from server.log_config import configure_logging
@@ -205,7 +205,7 @@ def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
 def _install_edge(app: connexion.FlaskApp, settings: Settings, spec: dict[str, Any], storage: FallbackStorage) -> None:
     """The ASGI middleware outside connexion, outermost first (see ARCHITECTURE in the README):
     proxy headers, request id, access log and metrics, security headers, CORS, the edge rate
-    limit, the body limit, and the contract document."""
+    limit, the body limit, the contract document and the Redoc reference page."""
     here = MiddlewarePosition.BEFORE_EXCEPTION
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
@@ -252,6 +252,7 @@ def _install_edge(app: connexion.FlaskApp, settings: Settings, spec: dict[str, A
         json_path=f"{API_PREFIX}/openapi.json",
         yaml_path=f"{API_PREFIX}/openapi.yaml",
     )
+    app.add_middleware(ReferencePageMiddleware, position=here, path=f"{API_PREFIX}/docs")
 
 
 def _commit_on_success(response: flask.Response) -> flask.Response:

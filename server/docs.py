@@ -1,4 +1,5 @@
-"""Serves the bundled contract at ``/api/v1/openapi.json`` and ``/api/v1/openapi.yaml``.
+"""Serves the bundled contract at ``/api/v1/openapi.json`` and ``/api/v1/openapi.yaml``, and the
+Redoc reference page that ``make docs`` builds at ``/api/v1/docs``.
 
 Connexion would serve its own copy with every ``$ref`` inlined (about 7x larger, named models
 lost, `servers` rewritten); clients and SDK generators get the bundle instead, with its
@@ -7,11 +8,21 @@ lost, `servers` rewritten); clients and SDK generators get the bundle instead, w
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.edge import reference_docs_csp
+from server.problems import NOT_FOUND, asgi_problem
+
+REFERENCE_PAGE = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
+"""Where `make docs` writes the Redoc page (`redocly build-docs --inlineBundle`; not committed)."""
 
 
 class ContractDocumentMiddleware:
@@ -51,3 +62,76 @@ class ContractDocumentMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+
+
+_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\ssrc=)[^>]*>(.*?)</script>", re.S | re.I)
+
+
+@dataclass(frozen=True)
+class _Page:
+    modified_ns: int
+    body: bytes
+    csp: bytes
+
+
+class ReferencePageMiddleware:
+    """ASGI middleware answering GET/HEAD on `path` (and below it: Redoc links to sections as
+    sub-paths) with the built Redoc page; everything else passes through.
+
+    The page is one self-contained HTML file (its scripts, styles and the contract inlined, so
+    no CDN and no other request). It is read again when the file changes, so `make docs` needs
+    no restart. Its Content-Security-Policy allows exactly its own inline scripts, by SHA-256.
+    Before the page is built the path answers 404 problem+json saying how to build it.
+
+    Args:
+        app: the next ASGI app.
+        path: where to serve the page, e.g. ``/api/v1/docs``.
+        html_file: the page `make docs` builds.
+    """
+
+    def __init__(self, app: ASGIApp, *, path: str, html_file: Path = REFERENCE_PAGE) -> None:
+        self.app = app
+        self.path = path.rstrip("/")
+        self.html_file = html_file
+        self._page: _Page | None = None
+
+    def _load(self) -> _Page | None:
+        """The page as built now (re-read after a rebuild), or None when it has not been built."""
+        try:
+            modified_ns = self.html_file.stat().st_mtime_ns
+        except OSError:
+            return None
+        if self._page is None or self._page.modified_ns != modified_ns:
+            body = self.html_file.read_bytes()
+            hashes = [hashlib.sha256(script).digest() for script in _INLINE_SCRIPT.findall(body)]
+            self._page = _Page(modified_ns, body, reference_docs_csp(hashes).encode())
+        return self._page
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path == self.path or path.startswith(self.path + "/")) or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        page = self._load()
+        if page is None:
+            await asgi_problem(
+                send,
+                NOT_FOUND,
+                "The reference documentation has not been built on this server: run `make docs`. "
+                "Swagger UI at /api/v1/ui/ needs no build.",
+                instance=path,
+            )
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(page.body)).encode()),
+                    (b"cache-control", b"no-cache"),
+                    (b"content-security-policy", page.csp),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": page.body if scope["method"] == "GET" else b""})

@@ -1,0 +1,219 @@
+"""Every OpenAPI link of the contract leads somewhere real: from a successful call of its source
+operation, the link's runtime expressions give the values of a call of its target operation,
+and that call succeeds (and answers what the contract says).
+
+schemathesis' stateful phase follows the same links at random (tests/contract/test_fuzz.py,
+`make fuzz`); this walks each one on purpose, so a link with a wrong pointer, parameter or
+operation fails here even when the fuzzer never happened to reach it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from server.contract import bundle
+from services import users
+from tests.conftest import PASSWORD, ContractClient
+
+SPEC = bundle()
+METHODS = {"get", "put", "post", "delete", "patch"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    parameters: dict[str, str]
+    """name -> location (path, query, header)."""
+    body_example: Any = None
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        kind, name = node["$ref"].removeprefix("#/components/").split("/")
+        node = SPEC["components"][kind][name]
+    return node
+
+
+def _operations() -> dict[str, Operation]:
+    found = {}
+    for path, item in SPEC["paths"].items():
+        shared = item.get("parameters", [])
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            parameters = [_resolve(parameter) for parameter in [*shared, *operation.get("parameters", [])]]
+            content = (operation.get("requestBody") or {}).get("content", {}).get("application/json", {})
+            found[operation["operationId"]] = Operation(
+                method.upper(), path, {p["name"]: p["in"] for p in parameters}, content.get("example")
+            )
+    return found
+
+
+OPERATIONS = _operations()
+LINKS = [
+    (operation["operationId"], status, name, link)
+    for item in SPEC["paths"].values()
+    for method, operation in item.items()
+    if method in METHODS
+    for status, response in operation["responses"].items()
+    for name, link in _resolve(response).get("links", {}).items()
+]
+
+
+@dataclass
+class Call:
+    """One call made through the contract: what was sent and what came back."""
+
+    operation_id: str
+    path: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    response: Any = None
+    token: str | None = None
+
+
+def call(client: ContractClient, operation_id: str, *, token: str | None = None, **values: Any) -> Call:
+    """Call `operation_id`; `values` are its parameters by name, `body` its JSON body."""
+    operation = OPERATIONS[operation_id]
+    body = values.pop("body", None)
+    by_location: dict[str, dict[str, Any]] = {"path": {}, "query": {}, "header": {}}
+    for name, value in values.items():
+        by_location[operation.parameters[name]][name] = value
+    headers = {**by_location["header"], **({"Authorization": f"Bearer {token}"} if token else {})}
+    response = client.request(
+        operation.method,
+        operation.path.format(**by_location["path"]),
+        params=by_location["query"] or None,
+        headers=headers,
+        **({"json": body} if body is not None else {}),
+    )
+    return Call(operation_id, by_location["path"], body, response, token)
+
+
+def evaluate(expression: Any, source: Call) -> Any:
+    """An OpenAPI runtime expression (the forms the contract uses) evaluated against `source`;
+    objects are evaluated member by member, constants stay as they are."""
+    if isinstance(expression, dict):
+        return {key: evaluate(value, source) for key, value in expression.items()}
+    if not isinstance(expression, str) or not expression.startswith("$"):
+        return expression
+    if expression.startswith("$request.path."):
+        return source.path[expression.removeprefix("$request.path.")]
+    if expression.startswith("$response.header."):
+        return source.response.headers[expression.removeprefix("$response.header.")]
+    for prefix, document in (("$request.body#", source.body), ("$response.body#", None)):
+        if expression.startswith(prefix):
+            node = document if document is not None else source.response.json()
+            for token in filter(None, expression.removeprefix(prefix).split("/")):
+                node = node[int(token)] if isinstance(node, list) else node[token]
+            return node
+    raise AssertionError(f"a runtime expression this test does not know: {expression}")
+
+
+def _new_account(client: ContractClient) -> tuple[Call, str]:
+    """Register a new account and log in: (the registration, an access token)."""
+    registered = call(
+        client,
+        "registerUser",
+        body={"email": f"links-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD, "display_name": "Links"},
+    )
+    assert registered.response.status_code == 201, registered.response.text
+    tokens = call(client, "login", body={"email": registered.body["email"], "password": PASSWORD})
+    return registered, tokens.response.json()["access_token"]
+
+
+def _own_task(client: ContractClient, user_id: str, token: str) -> Call:
+    created = call(client, "createTask", token=token, user_id=user_id, body={"title": "Follow the links"})
+    assert created.response.status_code == 201, created.response.text
+    return created
+
+
+def _login(client: ContractClient) -> Call:
+    return call(client, "login", body={"email": _new_account(client)[0].body["email"], "password": PASSWORD})
+
+
+def _refresh(client: ContractClient) -> Call:
+    refresh_token = _login(client).response.json()["refresh_token"]
+    return call(client, "refreshTokens", body={"refresh_token": refresh_token})
+
+
+def _create_task(client: ContractClient) -> Call:
+    registered, token = _new_account(client)
+    return _own_task(client, registered.response.json()["id"], token)
+
+
+def _list_tasks(client: ContractClient) -> Call:
+    created = _create_task(client)
+    return call(client, "listTasks", token=created.token, user_id=created.path["user_id"])
+
+
+def _replace_task(client: ContractClient) -> Call:
+    created = _create_task(client)
+    task_id = created.response.json()["id"]
+    body = {"title": "Followed", "priority": "low"}
+    return call(client, "replaceTask", token=created.token, user_id=created.path["user_id"], task_id=task_id, body=body)
+
+
+SOURCES: dict[str, Callable[[ContractClient], Call]] = {
+    "registerUser": lambda client: _new_account(client)[0],
+    "login": _login,
+    "refreshTokens": _refresh,
+    "getCurrentUser": lambda client: call(client, "getCurrentUser", token=_new_account(client)[1]),
+    "listSessions": lambda client: call(client, "listSessions", token=_new_account(client)[1]),
+    "createTask": _create_task,
+    "listTasks": _list_tasks,
+    "replaceTask": _replace_task,
+}
+"""How to make a successful call of each operation that has links, each as a new account; the
+link's target is called with the same token (an administrator's when the source is public)."""
+
+EXPECTED = {"GetUnchangedTask": 304}
+"""Links whose target answers something other than 2xx on success."""
+
+
+@pytest.fixture(scope="module")
+def admin_token(client: ContractClient, app) -> str:
+    """An administrator (registerUser's links lead to the administrators' operations)."""
+    email = f"links-admin-{uuid.uuid4().hex[:8]}@example.com"
+    state = app.app.extensions["charter"]
+    with state["session_factory"].begin() as db:
+        users.create_admin(db=db, passwords=state["auth"].passwords, email=email, password=PASSWORD, display_name="A")
+    return call(client, "login", body={"email": email, "password": PASSWORD}).response.json()["access_token"]
+
+
+def test_the_contract_has_links_between_its_operations():
+    assert {(source, link["operationId"]) for source, _, _, link in LINKS} >= {
+        ("registerUser", "login"),
+        ("login", "refreshTokens"),
+        ("getCurrentUser", "createTask"),
+        ("createTask", "getTask"),
+        ("createTask", "replaceTask"),
+        ("createTask", "deleteTask"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "status", "name", "link"), LINKS, ids=[f"{source}-{name}" for source, _, name, _ in LINKS]
+)
+def test_link_leads_to_a_successful_call(client, admin_token, source, status, name, link):
+    assert link["operationId"] in OPERATIONS, f"{name} names no operation of the contract"
+    assert source in SOURCES, f"add a way to call {source} successfully to SOURCES"
+    made = SOURCES[source](client)
+    assert made.response.status_code == int(status), made.response.text
+
+    values = {parameter: evaluate(expression, made) for parameter, expression in link.get("parameters", {}).items()}
+    target = OPERATIONS[link["operationId"]]
+    assert set(values) <= set(target.parameters), f"{name} sets parameters {link['operationId']} does not have"
+    body = evaluate(link["requestBody"], made) if "requestBody" in link else target.body_example
+    followed = call(client, link["operationId"], token=made.token or admin_token, body=body, **values)
+
+    expected = EXPECTED.get(name)
+    if expected is not None:
+        assert followed.response.status_code == expected, followed.response.text
+    else:
+        assert 200 <= followed.response.status_code < 300, followed.response.text
