@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.app import create_app
+from server.app import create_app, prepare_for_serving
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 HELLO_BODY = b'{"message":"hello"}'
@@ -45,10 +45,11 @@ def stock_connexion():
 
 
 def with_edge():
-    """The service as deployed: the whole edge middleware stack in front of connexion."""
-    return create_app()
+    """The service as deployed (as `server.asgi` builds it): the whole edge middleware stack in
+    front of connexion."""
+    return prepare_for_serving(create_app())
 
 
 def without_edge():
     """The same service with no edge middleware: connexion, validation and handlers only."""
-    return create_app(edge=False)
+    return prepare_for_serving(create_app(edge=False))

@@ -157,13 +157,15 @@ class TaskRepository:
         return [*keys, (Task.id, last_descending)]
 
     def _tag_list(self) -> ColumnElement:
-        """The task's tags joined by TAG_SEPARATOR, as a correlated subquery (index on task_id)."""
+        """The task's tags joined by TAG_SEPARATOR, as a correlated subquery (index on task_id);
+        '' for a task without tags (not NULL, which would read as "not loaded")."""
         aggregate = (
             func.string_agg(TaskTag.tag, TAG_SEPARATOR)
             if self._postgres
             else func.group_concat(TaskTag.tag, TAG_SEPARATOR)
         )
-        return select(aggregate).where(TaskTag.task_id == Task.id).correlate(Task).scalar_subquery()
+        listed = select(aggregate).where(TaskTag.task_id == Task.id).correlate(Task).scalar_subquery()
+        return func.coalesce(listed, "")
 
     def _conditions(self, owner_id: uuid.UUID, filters: TaskFilters) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = []

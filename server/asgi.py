@@ -1,5 +1,5 @@
 """The ASGI entry point for uvicorn: ``uvicorn server.asgi:app``."""
 
-from server.app import create_app
+from server.app import create_app, prepare_for_serving
 
-app = create_app()
+app = prepare_for_serving(create_app())

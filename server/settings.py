@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Wait for a pooled connection.")
     db_pool_pre_ping: bool = Field(True, description="Test each pooled connection before use.")
     db_connect_timeout_seconds: int = Field(5, ge=1, le=120, description="PostgreSQL connect timeout.")
+    wsgi_threads: int = Field(
+        10, ge=1, le=200, description="Threads per process running the handlers (blocking database calls wait there)."
+    )
     jwt_secret: SecretStr | None = Field(None, description="HS256 signing key, at least 32 bytes.")
     jwt_issuer: str = Field("charter", min_length=1, description="`iss` of access tokens.")
     jwt_audience: str = Field("charter-api", min_length=1, description="`aud` of access tokens.")
