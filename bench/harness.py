@@ -23,9 +23,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def serve(factory: str, port: int, env: dict[str, str], *, ready_path: str = "/api/v1/health") -> subprocess.Popen:
-    """Start uvicorn (one worker, no access log) serving `bench.apps:<factory>` on `port` and
-    wait until `ready_path` answers. Raises SystemExit when it does not within 30 s."""
+def serve(
+    factory: str, port: int, env: dict[str, str], *, ready_path: str = "/api/v1/health", cwd: Path = ROOT
+) -> subprocess.Popen:
+    """Start uvicorn (one worker, no access log) serving `bench.apps:<factory>` on `port` from
+    the checkout at `cwd` (default: this one) and wait until `ready_path` answers. Raises
+    SystemExit when it does not within 30 s."""
     command = [
         str(BIN / "uvicorn"),
         "--factory",
@@ -40,7 +43,7 @@ def serve(factory: str, port: int, env: dict[str, str], *, ready_path: str = "/a
         "--log-level",
         "warning",
     ]
-    server = subprocess.Popen(command, env=env, cwd=ROOT)
+    server = subprocess.Popen(command, env=env, cwd=cwd)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -16,11 +16,13 @@ client and one user would only measure 429s; `bench.edge_cost` measures the limi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import secrets
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,15 +138,16 @@ def _chart(results: dict[str, dict[str, float]], path: Path, title: str) -> None
     plt.close(figure)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def seeded_environment() -> Iterator[tuple[dict[str, str], str, str]]:
+    """A temporary PostgreSQL database on DATABASE_URL's server, migrated and seeded with one
+    user owning TASKS tasks; yields (the server's environment, the user's id, the user's email).
+
+    Raises SystemExit when DATABASE_URL does not name PostgreSQL.
+    """
     server_url = os.environ.get("DATABASE_URL", "")
     if not server_url.startswith("postgresql"):
         raise SystemExit("DATABASE_URL must name a PostgreSQL server (a temporary database is made there)")
-    results: dict[str, dict[str, float]] = {}
     with temporary_postgres_database(server_url, prefix="charter_hot") as url:
         migrate(url)
         engine = make_engine(url)
@@ -152,25 +155,46 @@ def main() -> int:
             engine, users=1, tasks_per_user=TASKS, seed_value=3, password_hash=PasswordHasher(12).hash(PASSWORD)
         )
         engine.dispose()
-        env = {
-            **os.environ,
-            "ENV": "test",
-            "DATABASE_URL": url,
-            "JWT_SECRET": secrets.token_urlsafe(48),
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "json",
-            "RATE_LIMIT_ENABLED": "false",
-        }
+        yield (
+            {
+                **os.environ,
+                "ENV": "test",
+                "DATABASE_URL": url,
+                "JWT_SECRET": secrets.token_urlsafe(48),
+                "LOG_LEVEL": "WARNING",
+                "LOG_FORMAT": "json",
+                "RATE_LIMIT_ENABLED": "false",
+            },
+            str(user_id),
+            email,
+        )
+
+
+@contextlib.contextmanager
+def running_service(env: dict[str, str], user_id: str, email: str, connections: int) -> Iterator[tuple[Any, list]]:
+    """The service (`bench.apps:with_edge`, one uvicorn worker) on a free port; yields (its
+    process, the operations to drive, as `_operations` gives them). Stops it on exit."""
+    port = free_port()
+    server = serve("with_edge", port, env)
+    try:
+        yield server, [{**operation, "port": port} for operation in _operations(port, email, user_id, connections)]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with seeded_environment() as (env, user_id, email):
         results["bare ASGI hello (ceiling)"] = _reference("bare_asgi", "/", env, args.seconds, args.connections)
         results["stock connexion hello"] = _reference("stock_connexion", "/hello", env, args.seconds, args.connections)
-        port = free_port()
-        server = serve("with_edge", port, env)
-        try:
-            for operation in _operations(port, email, str(user_id), args.connections):
-                results[operation["name"]] = _measure(port, operation, args.seconds, args.connections)
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        with running_service(env, user_id, email, args.connections) as (_, operations):
+            for operation in operations:
+                results[operation["name"]] = _measure(operation["port"], operation, args.seconds, args.connections)
 
     stamp = dt.datetime.now(dt.UTC)
     stock, ceiling = results["stock connexion hello"]["rps"], results["bare ASGI hello (ceiling)"]["rps"]
