@@ -49,8 +49,8 @@ def top_entries(collapsed: str, limit: int) -> tuple[int, list[tuple[str, int]],
     samples = 0
     for line in collapsed.splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or not count_text.isdigit():
+            continue  # a frame name with a line break in it (py-spy writes such names as they are)
         count = int(count_text)
         frames = [_short(frame) for frame in stack.split(";")]
         samples += count
