@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +58,35 @@ def serve(
             time.sleep(0.2)
     server.kill()
     raise SystemExit(f"{factory} did not start")
+
+
+def server_environment(database_url: str) -> dict[str, str]:
+    """The environment of a benchmarked server: this process's, plus the database, a throw-away
+    JWT secret, warnings-only JSON logs and no rate limits (one client would only measure 429s;
+    `bench.edge_cost` measures the limits)."""
+    return {
+        **os.environ,
+        "ENV": "test",
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+        "RATE_LIMIT_ENABLED": "false",
+    }
+
+
+@contextlib.contextmanager
+def serving(
+    factory: str, env: dict[str, str], *, ready_path: str = "/api/v1/health", cwd: Path = ROOT
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """`serve` on a free port; yields (the port, the uvicorn process) and stops it on exit."""
+    port = free_port()
+    server = serve(factory, port, env, ready_path=ready_path, cwd=cwd)
+    try:
+        yield port, server
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def _seconds(value: str) -> float:

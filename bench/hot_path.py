@@ -20,13 +20,12 @@ import contextlib
 import datetime as dt
 import json
 import os
-import secrets
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import free_port, serve, wrk
+from bench.harness import server_environment, serving, wrk
 from persistence.database import make_engine
 from persistence.seed import seed
 from server.cli import migrate
@@ -89,29 +88,28 @@ def _operations(port: int, email: str, user_id: str, connections: int) -> list[d
     ]
 
 
-def _measure(port: int, operation: dict[str, Any], seconds: int, connections: int) -> dict[str, float]:
-    env = {**os.environ, **operation.get("env", {})}
-    options = {
+def wrk_options(operation: dict[str, Any], connections: int) -> dict[str, Any]:
+    """The keyword arguments of `bench.harness.wrk` that drive one of `_operations`."""
+    return {
         "connections": connections,
         "headers": operation.get("headers", ()),
         "script": operation.get("script"),
         "threads": operation.get("threads", 1),
-        "env": env,
+        "env": {**os.environ, **operation.get("env", {})},
     }
+
+
+def _measure(port: int, operation: dict[str, Any], seconds: int, connections: int) -> dict[str, float]:
+    options = wrk_options(operation, connections)
     if operation["name"] != "POST /api/v1/auth/refresh":  # a warm-up would use up the refresh chains
         wrk(port, operation["path"], seconds=2, **options)
     return wrk(port, operation["path"], seconds=seconds, **options)
 
 
 def _reference(factory: str, path: str, env: dict[str, str], seconds: int, connections: int) -> dict[str, float]:
-    port = free_port()
-    server = serve(factory, port, env, ready_path=path)
-    try:
+    with serving(factory, env, ready_path=path) as (port, _):
         wrk(port, path, seconds=2, connections=connections)
         return wrk(port, path, seconds=seconds, connections=connections)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _chart(results: dict[str, dict[str, float]], path: Path, title: str) -> None:
@@ -161,15 +159,7 @@ def seeded_environment() -> Iterator[tuple[dict[str, str], str, str]]:
         )
         engine.dispose()
         yield (
-            {
-                **os.environ,
-                "ENV": "test",
-                "DATABASE_URL": url,
-                "JWT_SECRET": secrets.token_urlsafe(48),
-                "LOG_LEVEL": "WARNING",
-                "LOG_FORMAT": "json",
-                "RATE_LIMIT_ENABLED": "false",
-            },
+            server_environment(url),
             str(user_id),
             email,
         )
@@ -179,13 +169,8 @@ def seeded_environment() -> Iterator[tuple[dict[str, str], str, str]]:
 def running_service(env: dict[str, str], user_id: str, email: str, connections: int) -> Iterator[tuple[Any, list]]:
     """The service (`bench.apps:with_edge`, one uvicorn worker) on a free port; yields (its
     process, the operations to drive, as `_operations` gives them). Stops it on exit."""
-    port = free_port()
-    server = serve("with_edge", port, env)
-    try:
+    with serving("with_edge", env) as (port, server):
         yield server, [{**operation, "port": port} for operation in _operations(port, email, user_id, connections)]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def main() -> int:

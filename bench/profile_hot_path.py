@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from bench import harness
-from bench.harness import free_port, wrk
-from bench.hot_path import _call, _operations, seeded_environment
+from bench.harness import serving, wrk
+from bench.hot_path import _operations, seeded_environment, wrk_options
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -71,20 +69,10 @@ def main() -> int:
     out_dir = ROOT / "build" / "profiles"
     out_dir.mkdir(parents=True, exist_ok=True)
     with seeded_environment() as (env, user_id, email):
-        port = free_port()
         env = {**env, "PYTHONPATH": str(args.code_root.resolve())}
-        server = harness.serve("with_edge", port, env, cwd=args.code_root.resolve())
-        try:
+        with serving("with_edge", env, cwd=args.code_root.resolve()) as (port, server):
             operations = _operations(port, email, user_id, args.connections)
             operation = next(op for op in operations if args.operation.lower() in op["name"].lower())
-            _call(port, "GET", "/api/v1/health")
-            options = {
-                "connections": args.connections,
-                "headers": operation.get("headers", ()),
-                "script": operation.get("script"),
-                "threads": operation.get("threads", 1),
-                "env": {**os.environ, **operation.get("env", {})},
-            }
             raw = out_dir / f"{re.sub(r'[^a-z0-9]+', '-', operation['name'].lower()).strip('-')}.txt"
             spy = [
                 str(Path(sys.executable).parent / "py-spy"),
@@ -103,11 +91,9 @@ def main() -> int:
             ]
             recorder = threading.Thread(target=subprocess.run, args=(spy,), kwargs={"capture_output": True})
             recorder.start()
+            options = wrk_options(operation, args.connections)
             figures = wrk(port, operation["path"], seconds=args.seconds, **options)
             recorder.join()
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     samples, own, packages = top_entries(raw.read_text(), args.top)
     code = subprocess.run(
         ["git", "-C", str(args.code_root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True

@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import secrets
 import sys
 import uuid
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 from tqdm import tqdm
 
-from bench.harness import free_port, serve, wrk
+from bench.harness import free_port, serve, server_environment, wrk
 from persistence.database import make_engine
 from persistence.models import Task
 from persistence.seed import add_tasks, seed
@@ -99,15 +98,7 @@ def main() -> int:
     with temporary_postgres_database(server_url, prefix="charter_bench") as url:
         migrate(url)
         engine = make_engine(url)
-        env = {
-            **os.environ,
-            "ENV": "test",
-            "DATABASE_URL": url,
-            "JWT_SECRET": secrets.token_urlsafe(48),
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "json",
-            "RATE_LIMIT_ENABLED": "false",
-        }
+        env = server_environment(url)
         with tqdm(total=args.small, unit="task", unit_scale=True, desc="seeding", file=sys.stderr) as bar:
             ((user_id, email),) = seed(
                 engine,
