@@ -17,7 +17,8 @@ import pytest
 
 import services.tasks
 from handlers.responses import timestamp
-from tests.conftest import Account, ContractClient, assert_problem
+from tests.conftest import assert_problem
+from tests.tasks.conftest import create, list_all, list_page, parameters, pointers, read, task_path
 
 VALIDATION = "/problems/validation-error"
 NOT_FOUND = "/problems/not-found"
@@ -28,54 +29,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-def create(client: ContractClient, account: Account, **fields: Any) -> dict[str, Any]:
-    """Create a task for `account` (title defaults to a unique one) and return its body."""
-    body = {"title": f"Task {uuid.uuid4().hex[:8]}", **fields}
-    response = client.post(account.tasks_path, json=body, headers=account.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def task_path(account: Account, task_id: str) -> str:
-    return f"{account.tasks_path}/{task_id}"
-
-
-def read(client: ContractClient, account: Account, task_id: str) -> dict[str, Any]:
-    response = client.get(task_path(account, task_id), headers=account.headers)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def list_page(client: ContractClient, account: Account, **params: Any) -> dict[str, Any]:
-    response = client.get(account.tasks_path, headers=account.headers, params=params)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def list_all(client: ContractClient, account: Account, **params: Any) -> list[dict[str, Any]]:
-    """Every task of `account`, following the cursors."""
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    for _ in range(100):
-        query = dict(params)
-        if cursor:
-            query["cursor"] = cursor
-        page = list_page(client, account, **query)
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError("pagination does not end")
-
-
-def pointers(problem: dict[str, Any]) -> list[str]:
-    return [error.get("pointer") for error in problem.get("errors", [])]
-
-
-def parameters(problem: dict[str, Any]) -> list[tuple[str | None, str | None]]:
-    return [(error.get("parameter"), error.get("in")) for error in problem.get("errors", [])]
 
 
 def make_cursor(position: Any) -> str:
