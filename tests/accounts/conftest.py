@@ -7,7 +7,6 @@ import contextlib
 import email
 import email.policy
 import re
-import socket
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from starlette.testclient import TestClient
 from persistence.models import User
 from server.app import create_app
 from tests.conftest import PASSWORD, TEST_SECRET, ContractClient, make_settings
+from tests.processes import free_port
 
 MAIL_FROM = "Charter Tests <no-reply@charter.test>"
 RESET_URL = "https://app.example/reset?token={token}"
@@ -43,13 +43,6 @@ NO_ROUTE_LIMITS: dict[str, Any] = {
     "rate_limit_password_reset_account": "1000000/minute",
     "rate_limit_password_change": "1000000/minute",
 }
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def session_id_of(access_token: str) -> str:

@@ -4,35 +4,29 @@ logging out here or everywhere, revocation seen at once by another process, and 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import update
 
 from persistence.models import AuthSession
-from server.settings import Settings
 from services import accounts
 from tests.accounts.conftest import (
     CHROME_ON_MAC,
     Login,
-    free_port,
     login,
     register,
     session_factory,
     unique_email,
 )
 from tests.conftest import TEST_SECRET, ContractClient, assert_problem
+from tests.processes import charter_environment, start_charter_serve, stop_process, wait_until_healthy
 
 SESSIONS = "/api/v1/auth/sessions"
 ME = "/api/v1/auth/me"
-CHARTER = Path(sys.executable).with_name("charter")
 
 
 def _time(value: str) -> datetime:
@@ -186,29 +180,10 @@ class TestLogout:
         assert _me(client, other) == 200
 
 
-def _server_environment(**values: str) -> dict[str, str]:
-    """Our environment minus every inherited setting of the app, plus `values`."""
-    names = {name.upper() for name in Settings.model_fields} | {"PROMETHEUS_MULTIPROC_DIR"}
-    environment = {key: value for key, value in os.environ.items() if key.upper() not in names}
-    environment.update(values)
-    return environment
-
-
-def _log_tail(path: Path) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-40:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture
 def second_process(database_url, tmp_path, openapi, request):
     """`charter serve` in a subprocess on 127.0.0.1, on the session's database."""
-    if not CHARTER.exists():
-        pytest.skip(f"the charter console script is not installed next to {sys.executable}")
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    environment = _server_environment(
+    environment = charter_environment(
         DATABASE_URL=database_url,
         JWT_SECRET=TEST_SECRET,
         ENV="test",
@@ -217,40 +192,12 @@ def second_process(database_url, tmp_path, openapi, request):
         LOG_LEVEL="WARNING",
         RATE_LIMIT_ENABLED="false",
     )
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(CHARTER), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,  # no .env of the project is read
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def stop() -> None:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-    request.addfinalizer(stop)
-    base_url = f"http://127.0.0.1:{port}"
+    base_url, process, log_path = start_charter_serve(environment, workdir=tmp_path)
+    request.addfinalizer(lambda: stop_process(process))
+    wait_until_healthy(base_url, process, log_path)
     http = httpx.Client(base_url=base_url, timeout=5.0)
     request.addfinalizer(http.close)
-    deadline = time.monotonic() + 20.0
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"charter serve exited with {process.returncode}:\n{_log_tail(log_path)}")
-        try:
-            if http.get("/api/v1/health").status_code == 200:
-                return ContractClient(http, openapi)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"charter serve did not become healthy within 20s:\n{_log_tail(log_path)}")
+    return ContractClient(http, openapi)
 
 
 def test_revocation_is_seen_at_once_by_another_process(client, second_process):

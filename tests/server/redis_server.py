@@ -1,4 +1,4 @@
-"""A private, throw-away redis-server (and other subprocesses) for the rate-limit tests.
+"""A private, throw-away redis-server for the rate-limit tests.
 
 Everything listens on 127.0.0.1 only, on a free port; every wait is bounded, and every
 process is terminated (then killed) when the test ends, whatever happened.
@@ -14,35 +14,10 @@ from pathlib import Path
 
 import redis
 
+from tests.processes import free_port, log_tail, stop_process
+
 REDIS_SERVER = shutil.which("redis-server")
 START_TIMEOUT_SECONDS = 10.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stop_process(process: subprocess.Popen | None, *, timeout: float = 5.0) -> None:
-    """Terminate `process` (SIGTERM), and kill it when it does not exit within `timeout`."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a subprocess's log file, for assertion messages."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 class RedisServer:

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import tomllib
@@ -35,6 +34,7 @@ from server.app import create_app
 from server.cli import migrate
 from server.contract import bundle
 from tests.conftest import PASSWORD, ROOT, TEST_SECRET, ContractClient, assert_problem, make_settings
+from tests.processes import free_port
 
 VENV_BIN = ROOT / ".venv" / "bin"
 HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
@@ -786,12 +786,6 @@ class TestMetrics:
         assert "prometheus-client" in names
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(port: int, path: str) -> tuple[int, bytes]:
     """One GET on a fresh connection (so the workers share the requests)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -808,7 +802,7 @@ def test_metrics_add_up_across_workers(tmp_path):
     migrate(f"sqlite:///{database}")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         DATABASE_URL=f"sqlite:///{database}",

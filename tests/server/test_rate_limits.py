@@ -11,9 +11,7 @@ answer of an operation in the contract, 429s included, is checked against the co
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,9 +26,9 @@ from starlette.testclient import TestClient
 from server import rate_limits
 from server.app import create_app
 from server.cli import migrate
-from server.settings import Settings
 from tests.conftest import PASSWORD, TEST_SECRET, ContractClient, assert_problem, make_settings, register_and_login
-from tests.server.redis_server import REDIS_SERVER, RedisServer, free_port, log_tail, stop_process
+from tests.processes import charter_environment, log_tail, start_charter_serve, stop_process, wait_until_healthy
+from tests.server.redis_server import REDIS_SERVER, RedisServer
 
 PEER = "203.0.113.7"
 OTHER_PEER = "198.51.100.9"
@@ -38,7 +36,6 @@ WINDOW_SECONDS = 60
 RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 ROUTE_MAX_RESET = WINDOW_SECONDS  # a route limit's reset, like the edge's, never exceeds its window
 PROBES = ("/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready", "/metrics")
-CHARTER = Path(sys.executable).with_name("charter")
 needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis)")
 
 
@@ -453,35 +450,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def _server_environment(**values: str) -> dict[str, str]:
-    """The environment for `charter serve`: ours, minus every inherited setting of the app."""
-    names = {name.upper() for name in Settings.model_fields} | {"PROMETHEUS_MULTIPROC_DIR"}
-    environment = {key: value for key, value in os.environ.items() if key.upper() not in names}
-    environment.update(values)
-    return environment
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
-    """Start `charter serve` processes on loopback; all of them are stopped at the end."""
-    if not CHARTER.exists():
-        pytest.skip(f"the charter console script is not installed next to {sys.executable}")
+    """Start `charter serve` processes on loopback and wait until each is healthy; all of them
+    are stopped at the end."""
     processes: list[subprocess.Popen] = []
 
     def start(environment: dict[str, str]) -> tuple[str, Path]:
-        port = free_port()
-        log_path = tmp_path / f"serve-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [str(CHARTER), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=tmp_path,  # no .env of the project is read
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        base_url, process, log_path = start_charter_serve(environment, workdir=tmp_path)
         processes.append(process)
-        return f"http://127.0.0.1:{port}", log_path
+        wait_until_healthy(base_url, process, log_path)
+        return base_url, log_path
 
     try:
         yield start
@@ -490,24 +469,11 @@ def serve(tmp_path: Path) -> Iterator[Any]:
             stop_process(process)
 
 
-def _wait_until_healthy(base_url: str, log_path: Path, *, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=base_url, timeout=1.0) as probe:
-        while time.monotonic() < deadline:
-            try:
-                if probe.get("/api/v1/health").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-    pytest.fail(f"{base_url} did not answer /api/v1/health within {timeout}s:\n{log_tail(log_path)}")
-
-
 @needs_redis
 def test_limit_holds_across_two_processes_sharing_redis(redis_server, serve, tmp_path, openapi):
     database_url = f"sqlite:///{tmp_path / 'shared.db'}"
     migrate(database_url)
-    environment = _server_environment(
+    environment = charter_environment(
         DATABASE_URL=database_url,
         JWT_SECRET=TEST_SECRET,
         ENV="test",
@@ -518,8 +484,6 @@ def test_limit_holds_across_two_processes_sharing_redis(redis_server, serve, tmp
         LOG_LEVEL="WARNING",
     )
     servers = [serve(environment), serve(environment)]
-    for base_url, log_path in servers:
-        _wait_until_healthy(base_url, log_path)
     clients = [ContractClient(httpx.Client(base_url=base_url, timeout=5.0), openapi) for base_url, _ in servers]
     try:
         for client in clients:
