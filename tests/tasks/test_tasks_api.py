@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-import services.tasks
 from handlers.responses import timestamp
 from tests.conftest import assert_problem
-from tests.tasks.conftest import create, list_all, list_page, parameters, pointers, read, task_path
+from tests.tasks.conftest import create, frozen_clock, list_all, list_page, parameters, pointers, read, task_path
 
 VALIDATION = "/problems/validation-error"
 NOT_FOUND = "/problems/not-found"
@@ -551,13 +550,7 @@ class TestList:
         The service's clock is frozen while creating, so every task gets the same created_at."""
         fixed = datetime(2026, 11, 22, 10, 0, 0, microsecond, tzinfo=UTC)
 
-        class FrozenClock(datetime):
-            @classmethod
-            def now(cls, tz=None):  # type: ignore[override]
-                return fixed
-
-        with monkeypatch.context() as patch:
-            patch.setattr(services.tasks, "datetime", FrozenClock)
+        with frozen_clock(monkeypatch, fixed):
             created = [create(client, account)["id"] for _ in range(7)]
         items = list_all(client, account, limit=3)
         assert {item["created_at"] for item in items} == {timestamp(fixed)}
