@@ -48,9 +48,10 @@ class _Answer:
 class BufferedWSGIBridge:
     """An ASGI application that serves a WSGI application, buffering request and response.
 
-    ``app``: the WSGI callable (Flask's ``wsgi_app``); ``workers``: threads in the pool that runs
-    it (a2wsgi's default, 10). Exceptions raised by the WSGI application propagate to the caller
-    (connexion's exception middleware turns them into problem details), as with a2wsgi.
+    ``app``: the WSGI callable (the Flask application); ``workers``: threads in the pool that
+    runs it (``WSGI_THREADS``; a2wsgi's default is also 10). Exceptions raised by the WSGI
+    application propagate to the caller (connexion's exception middleware turns them into
+    problem details), as with a2wsgi.
     """
 
     def __init__(self, app: Any, workers: int = 10) -> None:

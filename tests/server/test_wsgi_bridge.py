@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
+from server.app import create_app
 from server.wsgi_bridge import BufferedWSGIBridge
+from tests.conftest import ROOT, TEST_SECRET, make_settings
+from tests.processes import charter_environment
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
 
@@ -122,5 +128,23 @@ def test_a_client_that_leaves_mid_body_gets_no_answer_and_the_app_is_not_run() -
     assert ran == []
 
 
-def test_the_service_is_served_through_the_bridge(app) -> None:
-    assert isinstance(app._middleware_app.asgi_app, BufferedWSGIBridge)
+def test_the_service_is_served_through_the_bridge_with_wsgi_threads_threads(tmp_path) -> None:
+    app = create_app(make_settings(f"sqlite:///{tmp_path / 'bridge.db'}", tmp_path / "var", wsgi_threads=3))
+    bridge = app._middleware_app.asgi_app
+    assert isinstance(bridge, BufferedWSGIBridge)
+    assert bridge.executor._max_workers == 3
+
+
+def test_a_serving_process_freezes_its_start_up_heap(tmp_path) -> None:
+    """`server.asgi` (what `charter serve` and uvicorn load) moves the start-up objects out of
+    the collector's sight; the test process itself is left alone."""
+    environment = charter_environment(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'frozen.db'}", ENV="test", JWT_SECRET=TEST_SECRET, VAR_DIR=str(tmp_path)
+    )
+    script = "import gc, server.asgi; print(gc.get_freeze_count())"
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=environment, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) > 10_000  # the contract, validators and routes: tens of thousands
+    assert gc.get_freeze_count() == 0
