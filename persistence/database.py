@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Engine, Select, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+_Row = TypeVar("_Row", bound=tuple)
 
 
 def make_engine(
@@ -100,6 +103,51 @@ def make_session_factory(engine: Engine, *, autocommit: bool = False) -> session
     """
     bind = engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+def hold_write_lock(db: Session) -> None:
+    """Make the rest of `db`'s transaction see the latest committed data and keep other writers
+    out until it ends: what ``SELECT … FOR UPDATE`` does for the rows it reads on PostgreSQL.
+
+    On SQLite there are no row locks; the database has one writer at a time. Python's sqlite3
+    driver (in its default, legacy transaction mode) opens a transaction only before the first
+    INSERT, UPDATE or DELETE, so reads before that see the latest commit, each on its own, and a
+    transaction that is open has written and so holds the write lock. When none is open this
+    opens one with ``BEGIN IMMEDIATE``, which takes the write lock at once (waiting up to the
+    busy timeout for another writer to finish): from here to the commit nobody else writes, so
+    a value read, checked and written back cannot be changed in between. Rails 7.1 and Django 5.1
+    (``transaction_mode``) use IMMEDIATE transactions on SQLite for the same reason.
+
+    On PostgreSQL this does nothing: use `for_update`, which adds ``FOR UPDATE`` to the read.
+    Only for the unit of work of a request that writes (never on an autocommit read session).
+    """
+    connection = db.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
+
+
+def for_update(db: Session, statement: Select[_Row]) -> Select[_Row]:
+    """`statement` as a locking read, for a read-check-write that must not lose a concurrent
+    change: PostgreSQL locks the rows it returns until the transaction ends (``FOR UPDATE``; a
+    concurrent locker waits, then reads the committed row), SQLite holds the write lock
+    (`hold_write_lock`). Loaded objects are refreshed from the row, not taken from the session.
+    """
+    hold_write_lock(db)
+    return statement.with_for_update().execution_options(populate_existing=True)
+
+
+def savepoint(db: Session) -> SessionTransaction:
+    """A savepoint in `db`'s write transaction (``SAVEPOINT``), to undo part of the work.
+
+    The write lock is taken first (`hold_write_lock`): on SQLite a SAVEPOINT outside a
+    transaction would open a deferred one, which holds no lock until it first writes, and a
+    locking read inside it would read a snapshot another writer may already have replaced.
+    """
+    hold_write_lock(db)
+    return db.begin_nested()
 
 
 def ping(engine: Engine) -> None:

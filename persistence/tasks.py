@@ -30,8 +30,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.orm import Session, lazyload, with_expression
+from sqlalchemy.orm import Session, SessionTransaction, lazyload, with_expression
 
+from persistence.database import for_update, savepoint
 from persistence.models import TAG_SEPARATOR, Task, TaskTag
 
 SORT_COLUMNS = {
@@ -100,6 +101,18 @@ class TaskRepository:
     def get(self, *, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
         """The owner's task with this id, or None (also when it belongs to someone else)."""
         return self.db.scalars(select(Task).where(Task.id == task_id, Task.owner_id == owner_id)).one_or_none()
+
+    def get_for_change(self, *, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
+        """The owner's task, locked until the unit of work ends (`persistence.database.for_update`):
+        a concurrent change waits for this one and then reads its result, so a version checked
+        here is still the version when the change is written. None when there is no such task
+        (also after a concurrent delete)."""
+        statement = select(Task).where(Task.id == task_id, Task.owner_id == owner_id)
+        return self.db.scalars(for_update(self.db, statement)).one_or_none()
+
+    def savepoint(self) -> SessionTransaction:
+        """A savepoint for one operation of a bulk request (`persistence.database.savepoint`)."""
+        return savepoint(self.db)
 
     def delete(self, task: Task) -> None:
         """Delete a task that was read through `get` (its tags go with it)."""

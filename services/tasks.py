@@ -246,7 +246,7 @@ def bulk(*, db: Session, owner_id: uuid.UUID, operations: Sequence[dict[str, Any
     results = []
     for index, operation in enumerate(operations):
         op = operation["op"]
-        savepoint = db.begin_nested()
+        savepoint = TaskRepository(db).savepoint()
         try:
             result = _apply(db, owner_id, index, op, operation)
             savepoint.commit()
@@ -293,7 +293,12 @@ def _apply(db: Session, owner_id: uuid.UUID, index: int, op: str, operation: dic
 def _get_for_change(
     db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None
 ) -> Task:
-    task = get_task(db=db, owner_id=owner_id, task_id=task_id)
+    """The task to change, locked until the unit of work ends, so the version compared here is
+    the one the change replaces (no concurrent writer in between: issue 11). Raises NotFound or
+    PreconditionFailed."""
+    task = TaskRepository(db).get_for_change(owner_id=owner_id, task_id=task_id)
+    if task is None:
+        raise NotFound("No task with this id exists for this user.")
     if expected_versions is not None and task.version not in expected_versions:
         raise PreconditionFailed(f"The task has changed (its version is now {task.version}); read it again and retry.")
     return task

@@ -230,3 +230,20 @@ def assert_problem(response: Any, status: int, type_: str | None = None) -> dict
     if type_ is not None:
         assert body["type"] == type_
     return body
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The app with the default threads and pool, served by uvicorn over HTTP, on a fresh
+    database of each kind (so the race and pool tests prove both, whichever DATABASE_URL names).
+    PostgreSQL is skipped, saying so, only when no server answers."""
+    from tests.served import Served, migrated_database, serve
+
+    workdir = tmp_path_factory.mktemp(f"served-{request.param}")
+    with migrated_database(request.param, workdir) as url:
+        served_app = create_app(make_settings(url, workdir))
+        try:
+            with serve(served_app) as base_url:
+                yield Served(base_url, served_app, request.param)
+        finally:
+            served_app.app.extensions["charter"]["engine"].dispose()
