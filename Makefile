@@ -62,9 +62,10 @@ test: lint spec-diff docs
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M (needs wrk and PostgreSQL)
+## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M (PostgreSQL; installs wrk when missing)
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: $(BIN)/.installed
+	scripts/install_wrk.sh
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.hot_path
 	$(BIN)/python -m bench.edge_cost
 	$(BIN)/python -m bench.session_check

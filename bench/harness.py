@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -108,8 +109,11 @@ def wrk(
     """Drive GET `path` with `wrk -t1` (optionally a Lua `script`); requests/second and
     p50/p99 latency in ms.
 
-    Raises SystemExit when any answer is not 2xx/3xx: such a figure would measure errors.
+    Raises SystemExit when any answer is not 2xx/3xx: such a figure would measure errors, or
+    when wrk is not installed (`make bench` installs it: scripts/install_wrk.sh).
     """
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: run `make bench` (it installs wrk) or `apt-get install wrk`")
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         command += ["-H", header]

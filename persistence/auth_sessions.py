@@ -67,12 +67,21 @@ class AuthSessionRepository:
 
     def mark_used(self, session_id: uuid.UUID, *, now: datetime, older_than: datetime) -> None:
         """Record that the session was used at `now`, unless that was recorded after `older_than`
-        (the condition also guards against a concurrent request having just written it)."""
-        self.db.execute(
-            update(AuthSession)
-            .where(AuthSession.id == session_id, AuthSession.last_used_at < older_than)
-            .values(last_used_at=now)
-        )
+        (the condition also guards against a concurrent request having just written it).
+
+        The write stands alone: one autocommit statement on a connection of its own, never part
+        of the caller's transaction. Inside it, the row would stay locked until the request
+        ended (every other request of the session waiting on PostgreSQL) and SQLite's write
+        lock would be held from the request's first line on, blocking the transactions of its
+        own that the request opens later (an idempotency claim).
+        """
+        bind = self.db.get_bind().execution_options(isolation_level="AUTOCOMMIT")
+        with bind.connect() as connection:
+            connection.execute(
+                update(AuthSession)
+                .where(AuthSession.id == session_id, AuthSession.last_used_at < older_than)
+                .values(last_used_at=now)
+            )
 
     def revoke_all(self, user_id: uuid.UUID, *, now: datetime, reason: str, keep: uuid.UUID | None = None) -> int:
         """End every open session of the user (but `keep`); returns how many were ended."""

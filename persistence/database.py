@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event, exc, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -148,6 +150,21 @@ def savepoint(db: Session) -> SessionTransaction:
     """
     hold_write_lock(db)
     return db.begin_nested()
+
+
+def insert_if_absent(db: Session, table: Any, values: dict[str, Any], *, key: list[str]) -> None:
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` on either database: the row exists afterwards,
+    made by this call or by a concurrent one (which this waits for), and no unique violation
+    aborts the transaction. Lock it with `for_update` to change it.
+
+    Args:
+        table: the mapped class or Table.
+        values: the new row's columns.
+        key: the columns of the primary key or unique index that may conflict.
+    """
+    dialect = db.get_bind().dialect.name
+    statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
+    db.execute(statement.on_conflict_do_nothing(index_elements=key))
 
 
 def ping(engine: Engine) -> None:

@@ -12,6 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from persistence.models import IdempotencyRecord
 
 
+class IdempotencyClaimContended(RuntimeError):
+    """A key claimed and released by other requests faster than a claim could settle."""
+
+
 class IdempotencyRepository:
     """Claims, completes and releases records. `claim` and `release` run in transactions of
     their own (committed at once), so a concurrent request sees a claim while the first is
@@ -21,36 +25,51 @@ class IdempotencyRepository:
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
 
+    CLAIM_ATTEMPTS = 3
+    """A claim that loses to a concurrent one which is then released (its request failed) tries
+    again; three attempts bound the loop whatever happens."""
+
     def claim(
         self, *, owner_id: uuid.UUID, key: str, fingerprint: str, now: datetime, expires_at: datetime
     ) -> IdempotencyRecord | None:
-        """Mark the key as in progress and return None, or return the record already there."""
-        with self.session_factory() as db:
-            db.execute(
-                delete(IdempotencyRecord).where(
-                    IdempotencyRecord.owner_id == owner_id,
-                    IdempotencyRecord.key == key,
-                    IdempotencyRecord.expires_at <= now,
+        """Mark the key as in progress and return None, or return the record already there.
+
+        Of concurrent claims of one key exactly one inserts (the primary key decides); the
+        others read its record. Raises IdempotencyClaimContended when, three times over, the
+        key was taken and then released before its record could be read.
+        """
+        for _ in range(self.CLAIM_ATTEMPTS):
+            with self.session_factory() as db:
+                db.execute(
+                    delete(IdempotencyRecord).where(
+                        IdempotencyRecord.owner_id == owner_id,
+                        IdempotencyRecord.key == key,
+                        IdempotencyRecord.expires_at <= now,
+                    )
                 )
-            )
-            db.add(
-                IdempotencyRecord(
-                    owner_id=owner_id,
-                    key=key,
-                    fingerprint=fingerprint,
-                    state="in_progress",
-                    created_at=now,
-                    expires_at=expires_at,
+                db.add(
+                    IdempotencyRecord(
+                        owner_id=owner_id,
+                        key=key,
+                        fingerprint=fingerprint,
+                        state="in_progress",
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
                 )
-            )
-            try:
-                db.commit()
-                return None
-            except IntegrityError:
-                db.rollback()
-            return db.scalars(
-                select(IdempotencyRecord).where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
-            ).one_or_none()
+                try:
+                    db.commit()
+                    return None
+                except IntegrityError:
+                    db.rollback()
+                existing = db.scalars(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key
+                    )
+                ).one_or_none()
+                if existing is not None:
+                    return existing
+        raise IdempotencyClaimContended(key)
 
     @staticmethod
     def complete(

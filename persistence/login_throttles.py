@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from persistence.database import for_update, insert_if_absent
 from persistence.models import LoginThrottle
 
 
@@ -26,16 +27,21 @@ class LoginThrottleRepository:
     ) -> datetime | None:
         """Count a failed login; returns the end of the lockout when this failure starts one.
 
-        Failures count within `window` from the first; the row is locked for update so
-        concurrent failures for one email are all counted.
+        Failures count within `window` from the first. The email's row is made if missing
+        (without a unique violation when concurrent failures make it at once) and locked until
+        the unit of work ends, so concurrent failures for one email are each counted once and
+        exactly one of them starts the lockout.
         """
+        insert_if_absent(
+            self.db,
+            LoginThrottle,
+            {"email_digest": email_digest, "failures": 0, "window_started_at": now, "locked_until": None},
+            key=["email_digest"],
+        )
         row = self.db.scalars(
-            select(LoginThrottle).where(LoginThrottle.email_digest == email_digest).with_for_update()
-        ).one_or_none()
-        if row is None:
-            row = LoginThrottle(email_digest=email_digest, failures=0, window_started_at=now, locked_until=None)
-            self.db.add(row)
-        elif row.window_started_at + window <= now:
+            for_update(self.db, select(LoginThrottle).where(LoginThrottle.email_digest == email_digest))
+        ).one()
+        if row.window_started_at + window <= now:
             row.failures, row.window_started_at, row.locked_until = 0, now, None
         row.failures += 1
         started = None

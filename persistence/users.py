@@ -6,8 +6,10 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from persistence.database import for_update, savepoint
 from persistence.models import User
 
 
@@ -17,10 +19,19 @@ class UserRepository:
     def __init__(self, db: Session) -> None:
         self.db = db
 
-    def add(self, user: User) -> None:
-        """Stage a new user; the unique email index is checked at flush (IntegrityError)."""
-        self.db.add(user)
-        self.db.flush()
+    def add(self, user: User) -> bool:
+        """Insert a new user; False, and nothing inserted, when the (lower-cased) email is
+        already taken, also by a concurrent registration that committed first (the unique index
+        decides, inside a savepoint, so the rest of the unit of work goes on)."""
+        try:
+            with savepoint(self.db):
+                self.db.add(user)
+                self.db.flush()
+        except IntegrityError:
+            if self.email_taken(user.email):
+                return False
+            raise
+        return True
 
     def get(self, user_id: uuid.UUID) -> User | None:
         """The user with this id, or None."""
@@ -64,12 +75,13 @@ class UserRepository:
             statement = statement.where(tuple_(User.created_at, User.id) < tuple_(*before))
         return list(self.db.scalars(statement.order_by(User.created_at.desc(), User.id.desc()).limit(limit)))
 
-    def count_admins(self) -> int:
-        """How many active administrators there are."""
-        return (
-            self.db.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.status == "active"))
-            or 0
-        )
+    def lock_active_admins(self) -> list[User]:
+        """The active administrators, locked until the unit of work ends (in id order, so two
+        callers never wait for each other in a cycle) and refreshed from their rows: a rule
+        about administrators (there is always one left; an actor still is one) checked on this
+        list holds when the change is committed."""
+        statement = select(User).where(User.role == "admin", User.status == "active").order_by(User.id)
+        return list(self.db.scalars(for_update(self.db, statement)))
 
     def delete(self, user: User) -> None:
         """Delete an account; its sessions, tokens and tasks go with it (ON DELETE CASCADE)."""

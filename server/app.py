@@ -188,7 +188,14 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         # After load_principal, so the per-user limit knows the user.
         app.middleware.app, app.middleware.middleware_stack = app.middleware._build_middleware_stack()
         install_route_limits(flask_app, make_limiter(settings=settings), settings)
-    metrics.watch_pool(engine, settings.db_pool_size)
+    metrics.watch_pool(engine, settings.db_pool_size, settings.db_max_overflow)
+    if settings.db_pool_size < settings.wsgi_threads:
+        log.warning(
+            "db_pool_smaller_than_threads",
+            db_pool_size=settings.db_pool_size,
+            wsgi_threads=settings.wsgi_threads,
+            hint="under load the pool opens and closes connections; set DB_POOL_SIZE to WSGI_THREADS",
+        )
     return app
 
 
@@ -298,12 +305,13 @@ def _commit_on_success(response: flask.Response) -> flask.Response:
 def _end_unit_of_work(error: BaseException | None) -> None:
     """Close the session; a failed request's changes are rolled back, unless its domain error
     is one whose decision must persist (e.g. revoking a session on refresh-token reuse)."""
-    release_on_failure(error is not None)
     unit = flask.g.pop("unit_of_work", None)
-    if unit is None:
-        return
     try:
-        if isinstance(error, DomainError) and error.persist_changes:
+        if unit is not None and isinstance(error, DomainError) and error.persist_changes:
             unit.commit()
     finally:
-        unit.close()
+        if unit is not None:
+            unit.close()
+        # After the unit of work has ended: on SQLite its transaction may hold the write lock,
+        # which the release (a transaction of its own) would otherwise wait for in vain.
+        release_on_failure(error is not None)

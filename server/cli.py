@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
 
 from server.settings import Settings
 
@@ -143,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]).upper()
+            message = problem["msg"].removeprefix("Value error, ")
+            print(f"charter: configuration refused: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        return 2
     if args.command == "migrate":
         migrate(settings.database_url)
     elif args.command == "seed":

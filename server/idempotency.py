@@ -22,7 +22,7 @@ from typing import Any
 
 import flask
 
-from persistence.idempotency import IdempotencyRepository
+from persistence.idempotency import IdempotencyClaimContended, IdempotencyRepository
 from server.context import db, principal, state
 from services.errors import IdempotencyInProgress, IdempotencyKeyReused
 
@@ -48,9 +48,14 @@ def idempotent(handler: Callable[..., tuple]) -> Callable[..., tuple]:
         records = IdempotencyRepository(state()["session_factory"])
         now = datetime.now(UTC)
         fingerprint = _fingerprint(kwargs.get("body"))
-        existing = records.claim(
-            owner_id=owner_id, key=key, fingerprint=fingerprint, now=now, expires_at=now + RETENTION
-        )
+        try:
+            existing = records.claim(
+                owner_id=owner_id, key=key, fingerprint=fingerprint, now=now, expires_at=now + RETENTION
+            )
+        except IdempotencyClaimContended:
+            raise IdempotencyInProgress(
+                "Other requests with this Idempotency-Key are being processed; retry later."
+            ) from None
         if existing is not None:
             if existing.fingerprint != fingerprint:
                 raise IdempotencyKeyReused(

@@ -48,13 +48,46 @@ DB_POOL_CHECKED_OUT = Gauge(
 DB_POOL_SIZE = Gauge(
     "charter_db_pool_size", "Connections the pool keeps open (per process).", multiprocess_mode="livemax"
 )
+DB_POOL_MAX_OVERFLOW = Gauge(
+    "charter_db_pool_max_overflow",
+    "Connections the pool may open beyond its size (per process).",
+    multiprocess_mode="livemax",
+)
+DB_POOL_OVERFLOW = Gauge(
+    "charter_db_pool_overflow_connections",
+    "Connections open beyond the pool's size now (closed again when they are returned).",
+    multiprocess_mode="livesum",
+)
+DB_POOL_CHECKOUTS = Counter("charter_db_pool_checkouts_total", "Connections handed out by the pool.")
+DB_POOL_CONNECTS = Counter(
+    "charter_db_pool_connections_opened_total",
+    "Database connections opened. Growing under a steady load means the pool is smaller than "
+    "the threads that use it (connections are opened and closed instead of reused).",
+)
 
 
-def watch_pool(engine: Engine, pool_size: int) -> None:
-    """Keep the pool gauges current from the engine's checkout/checkin events."""
+def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
+    """Keep the pool's gauges and counters current from the engine's pool events: connections
+    in use, overflow connections open, checkouts and connections opened."""
     DB_POOL_SIZE.set(pool_size)
-    event.listen(engine, "checkout", lambda *_: DB_POOL_CHECKED_OUT.inc())
-    event.listen(engine, "checkin", lambda *_: DB_POOL_CHECKED_OUT.dec())
+    DB_POOL_MAX_OVERFLOW.set(max_overflow)
+    pool = engine.pool
+    overflow = getattr(pool, "overflow", None)  # QueuePool's: open connections beyond its size
+
+    def on_checkout(*_: object) -> None:
+        DB_POOL_CHECKED_OUT.inc()
+        DB_POOL_CHECKOUTS.inc()
+        if overflow is not None:
+            DB_POOL_OVERFLOW.set(max(0, overflow()))
+
+    def on_checkin(*_: object) -> None:
+        DB_POOL_CHECKED_OUT.dec()
+        if overflow is not None:
+            DB_POOL_OVERFLOW.set(max(0, overflow()))
+
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
+    event.listen(engine, "connect", lambda *_: DB_POOL_CONNECTS.inc())
 
 
 def exposition(multiprocess_dir: Path | None) -> tuple[bytes, str]:

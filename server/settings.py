@@ -40,8 +40,12 @@ class Settings(BaseSettings):
         "sqlite:///var/charter.db",
         description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db.",
     )
-    db_pool_size: int = Field(5, ge=1, le=100, description="Connections kept open per process.")
-    db_max_overflow: int = Field(10, ge=0, le=100, description="Extra connections under load.")
+    db_pool_size: int = Field(
+        10, ge=1, le=200, description="Connections kept open per process; unset: WSGI_THREADS (one per handler thread)."
+    )
+    db_max_overflow: int = Field(
+        10, ge=0, le=200, description="Extra connections for short bursts (a request's second, brief connection)."
+    )
     db_pool_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Wait for a pooled connection.")
     db_pool_pre_ping: bool = Field(True, description="Test each pooled connection before use.")
     db_connect_timeout_seconds: int = Field(5, ge=1, le=120, description="PostgreSQL connect timeout.")
@@ -137,6 +141,28 @@ class Settings(BaseSettings):
     def _limit_string(cls, value: str) -> str:
         parse_many(value)  # e.g. "5/minute;20/hour"; ValueError when malformed
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_covers_the_threads(cls, data: object) -> object:
+        """DB_POOL_SIZE defaults to WSGI_THREADS: each handler thread keeps one connection, so a
+        steady load opens none (a pool smaller than the threads opens and closes its overflow
+        connections on every burst: issue 11)."""
+        if isinstance(data, dict) and data.get("db_pool_size") is None and data.get("wsgi_threads") is not None:
+            return {**data, "db_pool_size": data["wsgi_threads"]}
+        return data
+
+    @model_validator(mode="after")
+    def _threads_fit_the_pool(self) -> Settings:
+        connections = self.db_pool_size + self.db_max_overflow
+        if self.wsgi_threads > connections:
+            raise ValueError(
+                f"WSGI_THREADS={self.wsgi_threads} is more than DB_POOL_SIZE + DB_MAX_OVERFLOW = "
+                f"{self.db_pool_size} + {self.db_max_overflow} = {connections}: the extra handler threads would "
+                "only wait for a connection (then answer 503). Set DB_POOL_SIZE to at least WSGI_THREADS "
+                "(or leave it unset: it follows WSGI_THREADS), or lower WSGI_THREADS."
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

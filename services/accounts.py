@@ -114,7 +114,8 @@ def password_context(email: str, display_name: str) -> list[str]:
 
 
 def register(*, db: Session, auth: AuthConfig, email: str, password: str, display_name: str, meta: RequestMeta) -> User:
-    """Create an account. Raises WeakPassword, or EmailTaken when the email is in use."""
+    """Create an account. Raises WeakPassword, or EmailTaken when the email is in use (also when
+    a concurrent registration of the same email commits first: the unique index decides)."""
     users = UserRepository(db)
     email = normalise_email(email)
     auth.policy.check(password, context=password_context(email, display_name))
@@ -131,7 +132,8 @@ def register(*, db: Session, auth: AuthConfig, email: str, password: str, displa
         created_at=now,
         updated_at=now,
     )
-    users.add(user)
+    if not users.add(user):  # a concurrent registration took the email after the check above
+        raise EmailTaken("An account with this email already exists.")
     audit.record(db, EventType.REGISTERED, meta=meta, actor_id=user.id, subject_id=user.id, now=now)
     return user
 

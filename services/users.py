@@ -80,10 +80,15 @@ def delete_account(*, db: Session, user: User, actor: User, meta: RequestMeta) -
     the event, naming the account only by id.
 
     Raises Conflict when the last active administrator would delete themselves (nobody could
-    manage accounts any more; `charter create-admin` would be the only way back).
+    manage accounts any more; `charter create-admin` would be the only way back). The
+    administrators are locked for the check, so two last administrators deleting themselves at
+    once cannot both succeed (issue 11). An administrator deleting another account has been
+    checked by `administer_delete`.
     """
-    if user.role == "admin" and user.status == "active" and UserRepository(db).count_admins() <= 1:
-        raise Conflict("You are the last administrator; make another administrator before deleting your account.")
+    if user.role == "admin" and actor.id == user.id:
+        admins = UserRepository(db).lock_active_admins()  # refreshes `user` from its locked row
+        if user in admins and len(admins) <= 1:
+            raise Conflict("You are the last administrator; make another administrator before deleting your account.")
     audit.record(
         db,
         EventType.ACCOUNT_DELETED,
@@ -132,8 +137,10 @@ def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, 
     Deactivating ends every session of the account at once. An administrator cannot change
     their own role or status (so the last administrator cannot lock everyone out).
 
-    Raises NotFound, or Conflict for a change to one's own role or status.
+    Raises NotFound, Conflict for a change to one's own role or status, or Forbidden when the
+    caller stopped being an active administrator while the request waited (`_still_admin`).
     """
+    _still_admin(db, admin)
     user = get_user(db=db, user_id=user_id)
     now = datetime.now(UTC)
     if user.id == admin.id and (
@@ -183,12 +190,26 @@ def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, 
 
 
 def administer_delete(*, db: Session, admin: User, user_id: uuid.UUID, meta: RequestMeta) -> None:
-    """An administrator deletes an account. Raises NotFound, or Conflict for their own (use
-    DELETE /api/v1/users/me for that)."""
+    """An administrator deletes an account. Raises NotFound, Conflict for their own (use
+    DELETE /api/v1/users/me for that), or Forbidden (`_still_admin`)."""
+    _still_admin(db, admin)
     user = get_user(db=db, user_id=user_id)
     if user.id == admin.id:
         raise Conflict("Delete your own account with DELETE /api/v1/users/me.")
     delete_account(db=db, user=user, actor=admin, meta=meta)
+
+
+def _still_admin(db: Session, admin: User) -> None:
+    """Check, with every active administrator locked until the unit of work ends, that `admin`
+    still is one. The request's check of the caller's role ran before this; another
+    administrator may have demoted or deactivated the caller since (two demoting each other at
+    once would otherwise both succeed and leave none: issue 11). An administrator cannot change
+    their own role or status, so after a change checked here at least the caller is left.
+
+    Raises Forbidden when the caller is no longer an active administrator.
+    """
+    if admin not in UserRepository(db).lock_active_admins():
+        raise Forbidden("You are no longer an administrator.")
 
 
 def audit_events(
@@ -255,7 +276,8 @@ def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password
         created_at=now,
         updated_at=now,
     )
-    users.add(user)
+    if not users.add(user):
+        raise EmailTaken("An account with this email was created meanwhile; run the command again.")
     audit.record(
         db,
         EventType.REGISTERED,

@@ -25,6 +25,8 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from server.cli import migrate
+from tests.conftest import Account, temporary_postgres_database
+from tests.conftest import register_and_login as register_and_login_in_process
 
 T = TypeVar("T")
 
@@ -77,8 +79,6 @@ def migrated_database(kind: str, workdir: Path) -> Iterator[str]:
 
     PostgreSQL's is created on `postgres_server_url()` and dropped afterwards; the test is
     skipped, saying so, when no server answers."""
-    from tests.conftest import temporary_postgres_database
-
     if kind == "sqlite":
         url = f"sqlite:///{workdir / 'charter.db'}"
         migrate(url)
@@ -107,7 +107,8 @@ class Served:
         return self.app.app.extensions["charter"]
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        """An HTTP client for the served app (30 s timeout unless `kwargs` say otherwise)."""
+        return httpx.Client(base_url=self.url, **{"timeout": 30, **kwargs})
 
 
 def at_once(count: int, request: Callable[[httpx.Client, int], T], *, served: Served) -> list[T]:
@@ -129,35 +130,8 @@ def at_once(count: int, request: Callable[[httpx.Client, int], T], *, served: Se
         return list(pool.map(run, range(count), timeout=120))
 
 
-@dataclass(frozen=True)
-class HttpAccount:
-    """An account registered and logged in over HTTP, as the README's flow does."""
-
-    id: str
-    email: str
-    access_token: str
-    refresh_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-    @property
-    def tasks_path(self) -> str:
-        return f"/api/v1/users/{self.id}/tasks"
-
-
-def register_and_login(base_url: str, *, prefix: str = "user") -> HttpAccount:
-    """Register a new account (unique email starting with `prefix`) and log it in."""
-    from tests.conftest import PASSWORD
-
-    email = f"{prefix}-{time.time_ns()}-{threading.get_ident() % 10_000}@example.com"
+def register_and_login(base_url: str) -> Account:
+    """Register a new account over HTTP and log it in (`tests.conftest.register_and_login`,
+    through a real connection instead of the in-process client)."""
     with httpx.Client(base_url=base_url, timeout=30) as http:
-        registered = http.post(
-            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "Served Tester"}
-        )
-        assert registered.status_code == 201, registered.text
-        login = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-    tokens = login.json()
-    return HttpAccount(registered.json()["id"], email, tokens["access_token"], tokens["refresh_token"])
+        return register_and_login_in_process(http)  # type: ignore[arg-type]  # same .post(...) shape

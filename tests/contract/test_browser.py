@@ -104,7 +104,7 @@ def _execute(page, tag: str, operation_id: str) -> tuple[str, dict]:
 
 
 def test_swagger_ui_try_it_out(browser, live_server: LiveServer):
-    account = register_and_login_live(live_server, prefix="browser")
+    account = register_and_login_live(live_server)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     watch = PageWatch(page, live_server.url)
     try:

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import tomllib
@@ -35,6 +36,7 @@ from server.cli import migrate
 from server.contract import bundle
 from tests.conftest import PASSWORD, ROOT, TEST_SECRET, ContractClient, assert_problem, make_settings
 from tests.processes import free_port
+from tests.served import serve as served_over_http
 
 VENV_BIN = ROOT / ".venv" / "bin"
 HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
@@ -629,6 +631,67 @@ class TestBodyLimit:
             headers={"Content-Type": "application/json"},
         )
         assert response.status_code == 201, response.text
+
+
+@pytest.fixture(scope="module")
+def http_port(database_url, tmp_path_factory) -> Iterator[int]:
+    """The port of the app (MAX_BODY_BYTES at its default, 1 MiB) served by a real uvicorn."""
+    app = create_app(make_settings(database_url, tmp_path_factory.mktemp("http-413")))
+    try:
+        with served_over_http(app) as url:
+            yield int(url.rsplit(":", 1)[1])
+    finally:
+        app.app.extensions["charter"]["engine"].dispose()
+
+
+class TestBodyLimitOverHTTP:
+    """A client that sends its whole body before reading (Python's http.client and urllib)
+    reads the 413 of a 20 MiB body instead of a connection reset (issue 11): the server reads
+    and discards the rest of the body, up to a bound, before it answers and closes."""
+
+    BIG = 20 * 1024 * 1024
+
+    def _post(self, port: int, body: Any, **kwargs: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request(
+                "POST", "/api/v1/auth/register", body=body, headers={"Content-Type": "application/json"}, **kwargs
+            )
+            response = connection.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(response.read())
+        finally:
+            connection.close()
+
+    def _assert_413(self, status: int, headers: dict[str, str], problem: dict[str, Any]) -> None:
+        assert status == 413
+        assert headers["content-type"].startswith("application/problem+json")
+        assert headers["connection"] == "close"
+        assert problem["type"] == "/problems/payload-too-large" and problem["status"] == 413
+
+    def test_http_client_reads_the_413_of_a_declared_length(self, http_port):
+        email = _email()
+        status, headers, problem = self._post(http_port, _padded(_register_body(email), self.BIG))
+        self._assert_413(status, headers, problem)
+        status, _, _ = self._post(http_port, json.dumps(_register_body(email)).encode())
+        assert status == 201  # the refused body registered nothing
+
+    def test_http_client_reads_the_413_of_a_chunked_body(self, http_port):
+        body = _padded(_register_body(_email()), self.BIG)
+        chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
+        self._assert_413(*self._post(http_port, chunks, encode_chunked=True))
+
+    def test_a_client_that_expects_100_continue_is_answered_before_it_sends_the_body(self, http_port):
+        with socket.create_connection(("127.0.0.1", http_port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/v1/auth/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {self.BIG}\r\nExpect: 100-continue\r\n\r\n".encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed without answering"
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]  # not "100 Continue": never asked for the body
 
 
 # --- 6. metrics --------------------------------------------------------------------------------

@@ -10,20 +10,21 @@ from collections import Counter
 
 import httpx
 
-from tests.served import HttpAccount, Served, at_once, register_and_login
+from tests.conftest import Account
+from tests.served import Served, at_once, register_and_login
 
 RACERS = 12
 PRECONDITION_FAILED = "/problems/precondition-failed"
 
 
-def _create(served: Served, account: HttpAccount, **fields) -> dict:
+def _create(served: Served, account: Account, **fields) -> dict:
     with served.client() as http:
         created = http.post(account.tasks_path, json={"title": "contended", **fields}, headers=account.headers)
     assert created.status_code == 201, created.text
     return created.json()
 
 
-def _read(served: Served, account: HttpAccount, task_id: str) -> httpx.Response:
+def _read(served: Served, account: Account, task_id: str) -> httpx.Response:
     with served.client() as http:
         return http.get(f"{account.tasks_path}/{task_id}", headers=account.headers)
 
@@ -39,7 +40,7 @@ def _assert_losers_are_412(responses: list[httpx.Response], winner_status: int) 
 
 
 def test_one_of_twelve_completions_with_the_same_if_match_wins(served: Served):
-    account = register_and_login(served.url, prefix="race-complete")
+    account = register_and_login(served.url)
     task = _create(served, account)
     path = f"{account.tasks_path}/{task['id']}/complete"
 
@@ -54,7 +55,7 @@ def test_one_of_twelve_completions_with_the_same_if_match_wins(served: Served):
 
 
 def test_one_of_twelve_replacements_with_the_same_if_match_wins(served: Served):
-    account = register_and_login(served.url, prefix="race-put")
+    account = register_and_login(served.url)
     task = _create(served, account)
     path = f"{account.tasks_path}/{task['id']}"
 
@@ -71,7 +72,7 @@ def test_one_of_twelve_replacements_with_the_same_if_match_wins(served: Served):
 
 
 def test_replacements_and_deletions_with_the_same_if_match_have_one_winner(served: Served):
-    account = register_and_login(served.url, prefix="race-delete")
+    account = register_and_login(served.url)
     task = _create(served, account)
     path = f"{account.tasks_path}/{task['id']}"
     condition = {**account.headers, "If-Match": '"1"'}
@@ -98,7 +99,7 @@ def test_replacements_and_deletions_with_the_same_if_match_have_one_winner(serve
 
 
 def test_twenty_unconditional_replacements_each_bump_the_version_once(served: Served):
-    account = register_and_login(served.url, prefix="race-lww")
+    account = register_and_login(served.url)
     task = _create(served, account)
     path = f"{account.tasks_path}/{task['id']}"
     writers = 20
@@ -116,7 +117,7 @@ def test_twenty_unconditional_replacements_each_bump_the_version_once(served: Se
 
 
 def test_one_of_twelve_bulk_completions_with_the_same_version_wins(served: Served):
-    account = register_and_login(served.url, prefix="race-bulk")
+    account = register_and_login(served.url)
     task = _create(served, account)
     operation = {"op": "complete", "id": task["id"], "if_match_version": 1}
 
@@ -133,3 +134,23 @@ def test_one_of_twelve_bulk_completions_with_the_same_version_wins(served: Serve
     assert Counter(result["status"] for result in results) == {200: 1, 412: RACERS - 1}
     assert all(result["problem"]["type"] == PRECONDITION_FAILED for result in results if result["status"] == 412)
     assert _read(served, account, task["id"]).json()["version"] == 2
+
+
+def test_twelve_creations_with_one_idempotency_key_create_one_task(served: Served):
+    account = register_and_login(served.url)
+    headers = {**account.headers, "Idempotency-Key": "race-0001"}
+
+    responses = at_once(
+        RACERS, lambda http, _: http.post(account.tasks_path, json={"title": "once"}, headers=headers), served=served
+    )
+
+    statuses = Counter(r.status_code for r in responses)
+    assert set(statuses) <= {201, 409}, statuses
+    # The first is processed; every other is either a replay of its answer or told it is in progress.
+    created = [r for r in responses if r.status_code == 201]
+    assert len({r.json()["id"] for r in created}) == 1
+    assert sum(1 for r in created if r.headers.get("idempotent-replayed") != "true") == 1
+    assert all(r.json()["type"] == "/problems/idempotency-in-progress" for r in responses if r.status_code == 409)
+    with served.client() as http:
+        listed = http.get(account.tasks_path, headers=account.headers).json()["items"]
+    assert [task["title"] for task in listed] == ["once"]
