@@ -6,10 +6,8 @@ import time
 
 from handlers.responses import json_answer, now_timestamp
 from server.context import state
-from server.problems import PROBLEM_JSON, ProblemType, problem_body
+from server.problems import NOT_READY, PROBLEM_JSON, problem_body
 from services import health
-
-NOT_READY = ProblemType("/problems/not-ready", "Not ready", 503)
 
 
 def get_health() -> tuple:

@@ -9,7 +9,6 @@ their traceback under the request id and answered with no internals (Zalando rul
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -25,43 +24,37 @@ from server import metrics
 from server.contract import RouteTable
 from server.request_context import current_request_id
 from services import errors
+from services.errors import ProblemType
 
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
 
-@dataclass(frozen=True)
-class ProblemType:
-    """A documented kind of problem: its relative type URI, title and status."""
-
-    type: str
-    title: str
-    status: int
-
-
-VALIDATION = ProblemType("/problems/validation-error", "Request validation failed", 400)
-UNAUTHORIZED = ProblemType("/problems/unauthorized", "Unauthorized", 401)
-INVALID_CREDENTIALS = ProblemType("/problems/invalid-credentials", "Invalid credentials", 401)
-REFRESH_TOKEN_REUSED = ProblemType("/problems/refresh-token-reused", "Refresh token reused", 401)
-FORBIDDEN = ProblemType("/problems/forbidden", "Forbidden", 403)
-ACCOUNT_DEACTIVATED = ProblemType("/problems/account-deactivated", "Account deactivated", 403)
-WRONG_PASSWORD = ProblemType("/problems/wrong-password", "Current password incorrect", 403)
-WEAK_PASSWORD = ProblemType("/problems/weak-password", "Password refused", 422)
-INVALID_RESET_TOKEN = ProblemType("/problems/invalid-reset-token", "Invalid reset token", 422)
-LOGIN_LOCKED = ProblemType("/problems/login-locked", "Too many failed logins", 429)
-PRECONDITION_FAILED = ProblemType("/problems/precondition-failed", "Precondition failed", 412)
-IDEMPOTENCY_KEY_REUSED = ProblemType("/problems/idempotency-key-reused", "Idempotency key reused", 422)
-IDEMPOTENCY_IN_PROGRESS = ProblemType("/problems/idempotency-in-progress", "Request in progress", 409)
-NOT_FOUND = ProblemType("/problems/not-found", "Not found", 404)
+VALIDATION = errors.InvalidInput.problem
+UNAUTHORIZED = errors.InvalidToken.problem
+FORBIDDEN = errors.Forbidden.problem
+NOT_FOUND = errors.NotFound.problem
+CONFLICT = errors.Conflict.problem
 METHOD_NOT_ALLOWED = ProblemType("/problems/method-not-allowed", "Method not allowed", 405)
-CONFLICT = ProblemType("/problems/conflict", "Conflict", 409)
-EMAIL_TAKEN = ProblemType("/problems/email-taken", "Email already registered", 409)
 PAYLOAD_TOO_LARGE = ProblemType("/problems/payload-too-large", "Payload too large", 413)
 UNSUPPORTED_MEDIA_TYPE = ProblemType("/problems/unsupported-media-type", "Unsupported media type", 415)
 RATE_LIMITED = ProblemType("/problems/rate-limited", "Too many requests", 429)
 INTERNAL = ProblemType("/problems/internal-error", "Internal server error", 500)
 SERVICE_UNAVAILABLE = ProblemType("/problems/service-unavailable", "Service unavailable", 503)
+NOT_READY = ProblemType("/problems/not-ready", "Not ready", 503)
+
+EDGE_PROBLEMS = (
+    METHOD_NOT_ALLOWED,
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    RATE_LIMITED,
+    INTERNAL,
+    SERVICE_UNAVAILABLE,
+    NOT_READY,
+)
+"""The problems the HTTP edge answers on its own (the router, the body limit, the rate limiter,
+the readiness probe, a bug); the services' errors declare theirs (`services.errors`)."""
 
 _BY_STATUS = {
     p.status: p
@@ -79,25 +72,20 @@ _BY_STATUS = {
         SERVICE_UNAVAILABLE,
     )
 }
+"""The problem for a status that connexion, Starlette or Werkzeug raise on their own."""
 
-_DOMAIN = [  # most specific first
-    (errors.PreconditionFailed, PRECONDITION_FAILED),
-    (errors.IdempotencyKeyReused, IDEMPOTENCY_KEY_REUSED),
-    (errors.IdempotencyInProgress, IDEMPOTENCY_IN_PROGRESS),
-    (errors.LoginLocked, LOGIN_LOCKED),
-    (errors.AccountDeactivated, ACCOUNT_DEACTIVATED),
-    (errors.Forbidden, FORBIDDEN),
-    (errors.WrongPassword, WRONG_PASSWORD),
-    (errors.WeakPassword, WEAK_PASSWORD),
-    (errors.InvalidResetToken, INVALID_RESET_TOKEN),
-    (errors.RefreshTokenReused, REFRESH_TOKEN_REUSED),
-    (errors.InvalidToken, UNAUTHORIZED),
-    (errors.InvalidCredentials, INVALID_CREDENTIALS),
-    (errors.EmailTaken, EMAIL_TAKEN),
-    (errors.Conflict, CONFLICT),
-    (errors.NotFound, NOT_FOUND),
-    (errors.InvalidInput, VALIDATION),
-]
+
+def known_problem_types() -> dict[str, ProblemType]:
+    """Every problem type the service can answer, by type URI: the edge's own and the one each
+    `DomainError` subclass declares (every subclass defined so far, in any module)."""
+    found = {problem.type: problem for problem in EDGE_PROBLEMS}
+    pending: list[type[errors.DomainError]] = [errors.DomainError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "problem" in vars(cls):
+            found[cls.problem.type] = cls.problem
+    return found
 
 
 class RequestValidationProblem(Exception):
@@ -216,8 +204,7 @@ def _http_exception_handler(routes: RouteTable):
 
 def problem_body_for(exc: errors.DomainError, *, instance: str) -> dict[str, Any]:
     """The problem body a domain error would be answered with (for a bulk result)."""
-    kind = next(k for cls, k in _DOMAIN if isinstance(exc, cls))
-    return problem_body(kind, exc.detail, instance=instance, **_domain_extensions(exc))
+    return problem_body(exc.problem, exc.detail, instance=instance, **_domain_extensions(exc))
 
 
 def _domain_extensions(exc: errors.DomainError) -> dict[str, Any]:
@@ -235,8 +222,8 @@ def _domain_extensions(exc: errors.DomainError) -> dict[str, Any]:
 
 
 def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> ConnexionResponse:
-    kind = next(k for cls, k in _DOMAIN if isinstance(exc, cls))
-    if kind is INVALID_CREDENTIALS:
+    kind = exc.problem
+    if isinstance(exc, errors.InvalidCredentials):
         metrics.LOGIN_FAILURES.inc()
     extra = _domain_extensions(exc)
     headers = _unauthorized_headers(kind.status)

@@ -14,7 +14,7 @@ import handlers.auth
 import handlers.meta
 import services.accounts
 from server.contract import bundle
-from services.errors import Conflict
+from services.errors import Conflict, ProblemType
 from tests.conftest import PASSWORD, assert_problem
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -247,3 +247,20 @@ class TestFailedRequestsChangeNothing:
         assert_problem(wrong, 401, "/problems/invalid-credentials")
         # The account's own session is untouched and still works.
         assert client.get("/api/v1/auth/me", headers=account.headers).status_code == 200
+
+
+class SeatsTaken(Conflict):
+    """An error of an area that does not exist yet: declared in its own module, nowhere else."""
+
+    problem = ProblemType("/problems/test-seats-taken", "Seats taken", 409)
+
+
+def test_an_error_declared_in_a_new_module_is_answered_with_its_own_problem(client, monkeypatch):
+    def refuse(**_kwargs):
+        raise SeatsTaken("Every seat of this plan is taken.")
+
+    monkeypatch.setattr(services.accounts, "register", refuse)
+    response = client.post("/api/v1/auth/register", json=_register_body(_new_email()))
+
+    problem = assert_problem(response, 409, "/problems/test-seats-taken")
+    assert problem["title"] == "Seats taken" and problem["detail"] == "Every seat of this plan is taken."

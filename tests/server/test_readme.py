@@ -1,11 +1,17 @@
 """The README stays true: its configuration table names every setting, and no setting it
-names is missing from the code."""
+names is missing from the code; its table of problem types lists exactly the problems the
+service answers, each with the status its error class declares."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
+import handlers
+import services
+from server.problems import known_problem_types
 from server.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -18,3 +24,17 @@ def _documented() -> set[str]:
 
 def test_every_setting_is_documented():
     assert {name.upper() for name in Settings.model_fields} == _documented()
+
+
+def _documented_problems() -> dict[str, int]:
+    rows = re.findall(r"^\| `(/problems/[a-z0-9-]+)` \| (\d{3}) \|", README.read_text(), flags=re.MULTILINE)
+    return {type_: int(status) for type_, status in rows}
+
+
+def test_every_problem_type_is_documented_with_its_status():
+    for package in (services, handlers):  # every area's errors, wherever they are defined
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            importlib.import_module(module.name)
+    declared = {type_: problem.status for type_, problem in known_problem_types().items()}
+    test_only = {type_ for type_ in declared if type_.startswith("/problems/test-")}  # tests' own areas
+    assert {type_: status for type_, status in declared.items() if type_ not in test_only} == _documented_problems()
