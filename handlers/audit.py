@@ -6,7 +6,7 @@ import uuid
 
 from handlers.representations import audit_event_representation
 from handlers.responses import json_answer
-from server.context import db, principal
+from server.context import principal, unit_of_work
 from services import users
 from services.timestamps import parse_instant
 
@@ -22,7 +22,7 @@ def list_audit_events(
     """GET /api/v1/audit-events — administrators; filters by account, type and time."""
     users.require_admin(principal())
     result = users.audit_events(
-        db=db(),
+        uow=unit_of_work(),
         limit=limit,
         cursor=cursor,
         user_id=uuid.UUID(user_id) if user_id else None,

@@ -8,7 +8,7 @@ from typing import Any
 
 from handlers.representations import session_representation, user_representation
 from handlers.responses import json_answer, no_content
-from server.context import access_claims, auth_config, db, principal, request_meta
+from server.context import access_claims, auth_config, clock, principal, request_meta, unit_of_work
 from services import accounts
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -31,7 +31,8 @@ def _token_pair(tokens: accounts.IssuedTokens) -> tuple:
 def register_user(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/register — 201 with the new account; 409 taken email; 422 weak password."""
     user = accounts.register(
-        db=db(),
+        uow=unit_of_work(),
+        clock=clock(),
         auth=auth_config(),
         email=body["email"],
         password=body["password"],
@@ -44,21 +45,35 @@ def register_user(body: dict[str, Any]) -> tuple:
 def login(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/login — a new session's tokens; 401 bad credentials; 429 locked."""
     return _token_pair(
-        accounts.login(db=db(), auth=auth_config(), email=body["email"], password=body["password"], meta=request_meta())
+        accounts.login(
+            uow=unit_of_work(),
+            clock=clock(),
+            auth=auth_config(),
+            email=body["email"],
+            password=body["password"],
+            meta=request_meta(),
+        )
     )
 
 
 def refresh_tokens(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/refresh — rotate the refresh token; reuse ends the session."""
     return _token_pair(
-        accounts.refresh(db=db(), auth=auth_config(), refresh_token=body["refresh_token"], meta=request_meta())
+        accounts.refresh(
+            uow=unit_of_work(),
+            clock=clock(),
+            auth=auth_config(),
+            refresh_token=body["refresh_token"],
+            meta=request_meta(),
+        )
     )
 
 
 def logout(body: dict[str, Any] | None = None) -> tuple:
     """POST /api/v1/auth/logout — end this session, or all of them."""
     accounts.logout(
-        db=db(),
+        uow=unit_of_work(),
+        clock=clock(),
         user=principal(),
         claims=access_claims(),  # type: ignore[arg-type]
         all_sessions=bool((body or {}).get("all_sessions", False)),
@@ -75,7 +90,8 @@ def get_current_user() -> tuple:
 def list_sessions(limit: int = 20, cursor: str | None = None) -> tuple:
     """GET /api/v1/auth/sessions — the caller's open sessions."""
     result = accounts.list_sessions(
-        db=db(),
+        uow=unit_of_work(),
+        clock=clock(),
         user=principal(),
         claims=access_claims(),  # type: ignore[arg-type]
         limit=limit,
@@ -87,14 +103,17 @@ def list_sessions(limit: int = 20, cursor: str | None = None) -> tuple:
 
 def revoke_session(session_id: str) -> tuple:
     """DELETE /api/v1/auth/sessions/{session_id} — end one of the caller's sessions."""
-    accounts.revoke_session(db=db(), user=principal(), session_id=uuid.UUID(session_id), meta=request_meta())
+    accounts.revoke_session(
+        uow=unit_of_work(), clock=clock(), user=principal(), session_id=uuid.UUID(session_id), meta=request_meta()
+    )
     return no_content()
 
 
 def change_password(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/password — new password; every other session ends."""
     accounts.change_password(
-        db=db(),
+        uow=unit_of_work(),
+        clock=clock(),
         auth=auth_config(),
         user=principal(),
         claims=access_claims(),  # type: ignore[arg-type]
@@ -107,13 +126,20 @@ def change_password(body: dict[str, Any]) -> tuple:
 
 def request_password_reset(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/password-reset — 202 whether or not the account exists."""
-    accounts.request_password_reset(db=db(), auth=auth_config(), email=body["email"], meta=request_meta())
+    accounts.request_password_reset(
+        uow=unit_of_work(), clock=clock(), auth=auth_config(), email=body["email"], meta=request_meta()
+    )
     return None, 202
 
 
 def confirm_password_reset(body: dict[str, Any]) -> tuple:
     """POST /api/v1/auth/password-reset/confirm — set the password with a reset token."""
     accounts.confirm_password_reset(
-        db=db(), auth=auth_config(), token=body["token"], new_password=body["new_password"], meta=request_meta()
+        uow=unit_of_work(),
+        clock=clock(),
+        auth=auth_config(),
+        token=body["token"],
+        new_password=body["new_password"],
+        meta=request_meta(),
     )
     return no_content()

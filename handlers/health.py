@@ -12,7 +12,7 @@ from services import health
 
 def get_health() -> tuple:
     """GET /api/v1/health — the process answers; no dependency is checked."""
-    return json_answer({"status": "healthy", "version": state()["service_info"].version, "timestamp": now_timestamp()})
+    return json_answer({"status": "healthy", "version": state().service_info.version, "timestamp": now_timestamp()})
 
 
 def get_liveness() -> tuple:
@@ -21,9 +21,9 @@ def get_liveness() -> tuple:
     return json_answer(
         {
             "status": "alive",
-            "version": app["service_info"].version,
+            "version": app.service_info.version,
             "timestamp": now_timestamp(),
-            "uptime_seconds": round(time.monotonic() - app["started_at"], 3),
+            "uptime_seconds": round(time.monotonic() - app.started_at, 3),
         }
     )
 
@@ -31,11 +31,11 @@ def get_liveness() -> tuple:
 def get_readiness() -> tuple:
     """GET /api/v1/health/ready — 200 when every dependency answers, else 503 naming it."""
     app = state()
-    checks = health.check_dependencies(engine=app["engine"], redis_client=app["redis"])
+    checks = health.check_dependencies(app.probes)
     if checks["database"] != "ok":
         body = problem_body(NOT_READY, "Unavailable: database.", instance="/api/v1/health/ready", checks=checks)
         return body, 503, {"Content-Type": PROBLEM_JSON, "Retry-After": "5"}
     status = "ready" if checks["redis"] != "unavailable" else "degraded"
     return json_answer(
-        {"status": status, "version": app["service_info"].version, "timestamp": now_timestamp(), "checks": checks}
+        {"status": status, "version": app.service_info.version, "timestamp": now_timestamp(), "checks": checks}
     )

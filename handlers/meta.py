@@ -10,7 +10,7 @@ from services.errors import NotFound
 
 def get_service_info() -> tuple:
     """GET / — name, version and where the docs, the contract and the API live (brief 001)."""
-    info = state()["service_info"]
+    info = state().service_info
     return json_answer(
         {
             "name": info.name,
@@ -25,7 +25,7 @@ def get_service_info() -> tuple:
 
 def get_metrics() -> tuple:
     """GET /metrics — Prometheus text format; 404 when METRICS_ENABLED is false."""
-    settings = state()["settings"]
+    settings = state().settings
     if not settings.metrics_enabled:
         raise NotFound("Metrics are not served by this instance.")
     body, content_type = metrics.exposition(settings.prometheus_multiproc_dir)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers.etags import etag, expected_versions, matches_current
 from handlers.responses import json_answer, no_content, not_modified, timestamp
-from server.context import db, header, principal
+from server.context import clock, header, principal, unit_of_work
 from server.idempotency import idempotent
 from server.problems import problem_body_for
 from services import tasks
@@ -15,6 +15,10 @@ from services.errors import NotFound
 
 if TYPE_CHECKING:
     from persistence.models import Task
+
+
+BULK_STATUS = {tasks.BulkOutcome.CREATED: 201, tasks.BulkOutcome.CHANGED: 200, tasks.BulkOutcome.DELETED: 204}
+"""The status of each outcome of a bulk operation (RFC 9110: created, done, no content)."""
 
 
 def task_representation(task: Task) -> dict[str, Any]:
@@ -73,20 +77,22 @@ def list_tasks(
         q=q,
         sort=sort,
     )
-    page = tasks.list_tasks(db=db(), owner_id=_owner(user_id), limit=limit, cursor=cursor, query=query)
+    page = tasks.list_tasks(
+        uow=unit_of_work(), clock=clock(), owner_id=_owner(user_id), limit=limit, cursor=cursor, query=query
+    )
     return json_answer({"items": [task_representation(t) for t in page.items], "next_cursor": page.next_cursor})
 
 
 @idempotent
 def create_task(user_id: str, body: dict[str, Any]) -> tuple:
     """POST /api/v1/users/{user_id}/tasks — 201 with the task, its Location and ETag."""
-    task = tasks.create_task(db=db(), owner_id=_owner(user_id), data=body)
+    task = tasks.create_task(uow=unit_of_work(), clock=clock(), owner_id=_owner(user_id), data=body)
     return _task_answer(task, 201, {"Location": f"/api/v1/users/{user_id}/tasks/{task.id}"})
 
 
 def get_task(user_id: str, task_id: str) -> tuple:
     """GET /api/v1/users/{user_id}/tasks/{task_id} — 304 when If-None-Match names its ETag."""
-    task = tasks.get_task(db=db(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id))
+    task = tasks.get_task(uow=unit_of_work(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id))
     if matches_current(header("If-None-Match"), task.version):
         return not_modified({"ETag": etag(task.version)})
     return _task_answer(task)
@@ -95,14 +101,21 @@ def get_task(user_id: str, task_id: str) -> tuple:
 def replace_task(user_id: str, task_id: str, body: dict[str, Any]) -> tuple:
     """PUT /api/v1/users/{user_id}/tasks/{task_id} — full replacement, If-Match honoured."""
     task = tasks.replace_task(
-        db=db(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id), data=body, expected_versions=_if_match()
+        uow=unit_of_work(),
+        clock=clock(),
+        owner_id=_owner(user_id),
+        task_id=uuid.UUID(task_id),
+        data=body,
+        expected_versions=_if_match(),
     )
     return _task_answer(task)
 
 
 def delete_task(user_id: str, task_id: str) -> tuple:
     """DELETE /api/v1/users/{user_id}/tasks/{task_id} — 204, If-Match honoured."""
-    tasks.delete_task(db=db(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id), expected_versions=_if_match())
+    tasks.delete_task(
+        uow=unit_of_work(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id), expected_versions=_if_match()
+    )
     return no_content()
 
 
@@ -110,7 +123,8 @@ def complete_task(user_id: str, task_id: str, body: dict[str, Any] | None = None
     """PATCH /api/v1/users/{user_id}/tasks/{task_id}/complete — done by default, or reopen."""
     completed = True if body is None else bool(body.get("completed", True))
     task = tasks.set_completion(
-        db=db(),
+        uow=unit_of_work(),
+        clock=clock(),
         owner_id=_owner(user_id),
         task_id=uuid.UUID(task_id),
         completed=completed,
@@ -122,15 +136,15 @@ def complete_task(user_id: str, task_id: str, body: dict[str, Any] | None = None
 @idempotent
 def bulk_tasks(user_id: str, body: dict[str, Any]) -> tuple:
     """POST /api/v1/users/{user_id}/tasks/bulk — 207 with one result per operation."""
-    results = tasks.bulk(db=db(), owner_id=_owner(user_id), operations=body["operations"])
+    results = tasks.bulk(uow=unit_of_work(), clock=clock(), owner_id=_owner(user_id), operations=body["operations"])
     answer = []
     for result in results:
         item: dict[str, Any] = {"index": result.index, "op": result.op}
         if result.error is not None:
             problem = problem_body_for(result.error, instance=f"/api/v1/users/{user_id}/tasks/bulk")
             item |= {"status": problem["status"], "problem": problem}
-        else:
-            item["status"] = result.status
+        elif result.outcome is not None:
+            item["status"] = BULK_STATUS[result.outcome]
         if result.task_id is not None:
             item["id"] = str(result.task_id)
         if result.task is not None and result.error is None:
@@ -141,7 +155,7 @@ def bulk_tasks(user_id: str, body: dict[str, Any]) -> tuple:
 
 def get_task_stats(user_id: str) -> tuple:
     """GET /api/v1/users/{user_id}/tasks/stats — aggregates computed by the database."""
-    computed, now = tasks.stats(db=db(), owner_id=_owner(user_id))
+    computed, now = tasks.stats(uow=unit_of_work(), clock=clock(), owner_id=_owner(user_id))
     return json_answer(
         {
             "total": computed.total,
@@ -160,7 +174,7 @@ def get_task_stats(user_id: str) -> tuple:
 
 def list_tags(user_id: str, limit: int = 20, cursor: str | None = None) -> tuple:
     """GET /api/v1/users/{user_id}/tags — the user's tags with task counts."""
-    items, next_cursor = tasks.tag_counts(db=db(), owner_id=_owner(user_id), limit=limit, cursor=cursor)
+    items, next_cursor = tasks.tag_counts(uow=unit_of_work(), owner_id=_owner(user_id), limit=limit, cursor=cursor)
     return json_answer({"items": [{"tag": t, "task_count": n} for t, n in items], "next_cursor": next_cursor})
 
 

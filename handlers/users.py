@@ -13,7 +13,7 @@ from handlers.representations import (
 )
 from handlers.responses import json_answer, no_content, now_timestamp
 from handlers.tasks import task_representation
-from server.context import db, principal, request_meta
+from server.context import clock, principal, request_meta, unit_of_work
 from services import users
 
 
@@ -25,20 +25,22 @@ def get_own_profile() -> tuple:
 def update_own_profile(body: dict[str, Any]) -> tuple:
     """PATCH /api/v1/users/me — display name only (the contract refuses other fields)."""
     return json_answer(
-        user_representation(users.update_profile(db=db(), user=principal(), data=body, meta=request_meta()))
+        user_representation(
+            users.update_profile(uow=unit_of_work(), clock=clock(), user=principal(), data=body, meta=request_meta())
+        )
     )
 
 
 def delete_own_account() -> tuple:
     """DELETE /api/v1/users/me — the account and everything it owns."""
     caller = principal()
-    users.delete_account(db=db(), user=caller, actor=caller, meta=request_meta())
+    users.delete_account(uow=unit_of_work(), clock=clock(), user=caller, actor=caller, meta=request_meta())
     return no_content()
 
 
 def export_own_data() -> tuple:
     """GET /api/v1/users/me/export — everything stored about the caller."""
-    exported = users.export(db=db(), user=principal(), meta=request_meta())
+    exported = users.export(uow=unit_of_work(), clock=clock(), user=principal(), meta=request_meta())
     return json_answer(
         {
             "exported_at": now_timestamp(),
@@ -53,7 +55,7 @@ def export_own_data() -> tuple:
 
 def list_own_audit_events(limit: int = 20, cursor: str | None = None) -> tuple:
     """GET /api/v1/users/me/audit-events."""
-    result = users.audit_events(db=db(), limit=limit, cursor=cursor, user_id=principal().id)
+    result = users.audit_events(uow=unit_of_work(), limit=limit, cursor=cursor, user_id=principal().id)
     return json_answer(
         {"items": [audit_event_representation(e) for e in result.items], "next_cursor": result.next_cursor}
     )
@@ -68,21 +70,23 @@ def list_users(
 ) -> tuple:
     """GET /api/v1/users — administrators."""
     users.require_admin(principal())
-    result = users.list_users(db=db(), limit=limit, cursor=cursor, q=q, role=role, status=status)
+    result = users.list_users(uow=unit_of_work(), limit=limit, cursor=cursor, q=q, role=role, status=status)
     return json_answer({"items": [user_representation(u) for u in result.items], "next_cursor": result.next_cursor})
 
 
 def get_user(user_id: str) -> tuple:
     """GET /api/v1/users/{user_id} — administrators."""
     users.require_admin(principal())
-    return json_answer(user_representation(users.get_user(db=db(), user_id=uuid.UUID(user_id))))
+    return json_answer(user_representation(users.get_user(uow=unit_of_work(), user_id=uuid.UUID(user_id))))
 
 
 def update_user(user_id: str, body: dict[str, Any]) -> tuple:
     """PATCH /api/v1/users/{user_id} — administrators: role, status, display name."""
     admin = principal()
     users.require_admin(admin)
-    user = users.administer(db=db(), admin=admin, user_id=uuid.UUID(user_id), data=body, meta=request_meta())
+    user = users.administer(
+        uow=unit_of_work(), clock=clock(), admin=admin, user_id=uuid.UUID(user_id), data=body, meta=request_meta()
+    )
     return json_answer(user_representation(user))
 
 
@@ -90,5 +94,7 @@ def delete_user(user_id: str) -> tuple:
     """DELETE /api/v1/users/{user_id} — administrators."""
     admin = principal()
     users.require_admin(admin)
-    users.administer_delete(db=db(), admin=admin, user_id=uuid.UUID(user_id), meta=request_meta())
+    users.administer_delete(
+        uow=unit_of_work(), clock=clock(), admin=admin, user_id=uuid.UUID(user_id), meta=request_meta()
+    )
     return no_content()

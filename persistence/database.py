@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Engine, Select, create_engine, event, exc, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -13,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 _Row = TypeVar("_Row", bound=tuple)
+log = structlog.get_logger(__name__)
 
 
 def make_engine(
@@ -171,6 +173,17 @@ def ping(engine: Engine) -> None:
     """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the DB does not answer."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def database_answers(engine: Engine) -> bool:
+    """Whether the database answers a trivial query (`ping`); a failure is logged with its
+    error class, never its message (which may hold a connection string)."""
+    try:
+        ping(engine)
+    except exc.SQLAlchemyError as error:
+        log.warning("readiness_check_failed", dependency="database", error=type(error).__name__)
+        return False
+    return True
 
 
 def _lower(value: object) -> object:

@@ -16,11 +16,11 @@ class IdempotencyClaimContended(RuntimeError):
     """A key claimed and released by other requests faster than a claim could settle."""
 
 
-class IdempotencyRepository:
-    """Claims, completes and releases records. `claim` and `release` run in transactions of
-    their own (committed at once), so a concurrent request sees a claim while the first is
-    still running; `complete` runs in the request's unit of work, so the stored answer is
-    committed together with the change it describes, or not at all."""
+class IdempotencyClaims:
+    """Claims and releases records, each in a transaction of its own (committed at once), so a
+    concurrent request sees a claim while the first is still running. Completing a claim is
+    the unit of work's (`IdempotencyRecords`), so the stored answer is committed together with
+    the change it describes, or not at all."""
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
@@ -71,17 +71,6 @@ class IdempotencyRepository:
                     return existing
         raise IdempotencyClaimContended(key)
 
-    @staticmethod
-    def complete(
-        db: Session, *, owner_id: uuid.UUID, key: str, status: int, headers: dict[str, str], body: str | None
-    ) -> None:
-        """Store the answer, in the request's own unit of work."""
-        db.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
-            .values(state="completed", response_status=status, response_headers=headers, response_body=body)
-        )
-
     def release(self, *, owner_id: uuid.UUID, key: str) -> None:
         """Forget an in-progress claim whose request failed, so a retry can run."""
         with self.session_factory() as db:
@@ -93,3 +82,20 @@ class IdempotencyRepository:
                 )
             )
             db.commit()
+
+
+class IdempotencyRecords:
+    """Stores the answer of a claimed key within the caller's unit of work."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+
+    def complete(
+        self, *, owner_id: uuid.UUID, key: str, status: int, headers: dict[str, str], body: str | None
+    ) -> None:
+        """Store the answer of the request that claimed (`owner_id`, `key`)."""
+        self.db.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
+            .values(state="completed", response_status=status, response_headers=headers, response_body=body)
+        )

@@ -30,9 +30,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.orm import Session, SessionTransaction, lazyload, with_expression
+from sqlalchemy.orm import Session, lazyload, with_expression
 
-from persistence.database import for_update, savepoint
+from persistence.database import for_update
 from persistence.models import TAG_SEPARATOR, Task, TaskTag
 
 SORT_COLUMNS = {
@@ -109,10 +109,6 @@ class TaskRepository:
         (also after a concurrent delete)."""
         statement = select(Task).where(Task.id == task_id, Task.owner_id == owner_id)
         return self.db.scalars(for_update(self.db, statement)).one_or_none()
-
-    def savepoint(self) -> SessionTransaction:
-        """A savepoint for one operation of a bulk request (`persistence.database.savepoint`)."""
-        return savepoint(self.db)
 
     def delete(self, task: Task) -> None:
         """Delete a task that was read through `get` (its tags go with it)."""

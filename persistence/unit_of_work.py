@@ -1,50 +1,141 @@
-"""One unit of work per request: a session opened on first use, committed once or rolled back."""
+"""The unit of work (cosmicpython's `unit_of_work.py`): one database session per request or
+job, opened on first use, the repositories over it, and an explicit commit. Services receive
+it and reach the database only through its repositories; they never see SQLAlchemy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
+from persistence.audit import AuditRepository
+from persistence.auth_sessions import AuthSessionRepository
+from persistence.database import hold_write_lock, savepoint
+from persistence.exports import ExportRepository
+from persistence.idempotency import IdempotencyRecords
+from persistence.login_throttles import LoginThrottleRepository
+from persistence.password_resets import PasswordResetRepository
+from persistence.tasks import TaskRepository
+from persistence.users import UserRepository
+
 
 class UnitOfWork:
-    """Owns at most one SQLAlchemy session for the duration of a request.
+    """Owns at most one SQLAlchemy session, and the repositories that work in it.
 
-    The session is opened lazily, so requests that never touch the database (health,
-    liveness) never take a pooled connection. The app commits once when the request
-    succeeds and rolls back otherwise; services never commit themselves.
+    The session is opened when a repository is first used, so requests that never touch the
+    database (health, liveness) never take a pooled connection. Nothing is committed unless
+    `commit` is called: the app commits once when a request succeeds and rolls back otherwise;
+    services never commit.
+
+    Args:
+        session_factory: makes the session (a transactional one for writes; an autocommit one
+            for requests that only read).
     """
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self._session_factory = session_factory
         self._session: Session | None = None
 
+    def __enter__(self) -> UnitOfWork:
+        """Use outside a request (the CLI, tests, jobs): ``with UnitOfWork(factory) as uow:``
+        commits when the block ends normally, rolls back when it raises (unless the error's
+        `persist_changes` is true, as a request would: `services.errors.DomainError`), and
+        closes."""
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, error: BaseException | None, _traceback: object) -> None:
+        try:
+            if error is None or getattr(error, "persist_changes", False):
+                self.commit()
+            else:
+                self.rollback()
+        finally:
+            self.close()
+
     @property
     def session(self) -> Session:
-        """The request's session, opened on first access."""
+        """The SQLAlchemy session, opened on first access (for persistence code only)."""
         if self._session is None:
             self._session = self._session_factory()
         return self._session
 
+    @cached_property
+    def users(self) -> UserRepository:
+        """Accounts."""
+        return UserRepository(self.session)
+
+    @cached_property
+    def sessions(self) -> AuthSessionRepository:
+        """Login sessions and their refresh tokens."""
+        return AuthSessionRepository(self.session)
+
+    @cached_property
+    def tasks(self) -> TaskRepository:
+        """Todo tasks and their tags."""
+        return TaskRepository(self.session)
+
+    @cached_property
+    def audit(self) -> AuditRepository:
+        """The append-only audit log."""
+        return AuditRepository(self.session)
+
+    @cached_property
+    def throttles(self) -> LoginThrottleRepository:
+        """Failed-login counters (lockout)."""
+        return LoginThrottleRepository(self.session)
+
+    @cached_property
+    def resets(self) -> PasswordResetRepository:
+        """Password reset tokens."""
+        return PasswordResetRepository(self.session)
+
+    @cached_property
+    def exports(self) -> ExportRepository:
+        """Everything stored about one account (data export)."""
+        return ExportRepository(self.session)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyRecords:
+        """Idempotency records, for storing an answer with the change it describes."""
+        return IdempotencyRecords(self.session)
+
+    def flush(self) -> None:
+        """Send pending changes to the database now (within the transaction), so constraints
+        are checked and generated values are known before the commit."""
+        if self._session is not None:
+            self._session.flush()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the work that can fail alone: leaving the block by an exception rolls back
+        what it did (and re-raises); the rest of the unit of work goes on."""
+        with savepoint(self.session):
+            yield
+
+    def lock_for_writing(self) -> None:
+        """Keep other writers out from here to the end (`persistence.database.hold_write_lock`)."""
+        hold_write_lock(self.session)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once, after the commit (never if the work is rolled back): for side
+        effects outside the database, such as mail, that must not happen for undone work."""
+        event.listen(self.session, "after_commit", lambda _session: callback(), once=True)
+
     def commit(self) -> None:
-        """Commit the request's changes, if a session was opened."""
+        """Commit the work, if anything was opened."""
         if self._session is not None:
             self._session.commit()
 
     def rollback(self) -> None:
-        """Discard the request's changes, if a session was opened."""
+        """Discard the work, if anything was opened."""
         if self._session is not None:
             self._session.rollback()
 
     def close(self) -> None:
-        """Return the connection to the pool; uncommitted changes are discarded."""
+        """Return the connection to the pool; uncommitted work is discarded."""
         if self._session is not None:
             self._session.close()
             self._session = None
-
-
-def after_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run `callback` once, after `session` commits (never if it rolls back): for side effects
-    outside the database, such as mail, that must not happen for a change that was undone."""
-    event.listen(session, "after_commit", lambda _session: callback(), once=True)

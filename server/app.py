@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from persistence.database import make_engine, make_session_factory
+from persistence.database import database_answers, make_engine, make_session_factory
 from server import context, metrics
 from server.contract import RouteTable, bundle
 from server.docs import ContractDocumentMiddleware, ReferencePageMiddleware
@@ -38,6 +37,7 @@ from server.settings import Settings
 from server.validation import VALIDATORS, ProblemParameterValidator, check_response_body
 from server.wsgi_bridge import BufferedWSGIBridge
 from services.accounts import AuthConfig, Lockout, PasswordReset
+from services.clock import SystemClock
 from services.errors import DomainError
 from services.passwords import PasswordHasher, PasswordPolicy
 from services.tokens import TokenIssuer
@@ -46,17 +46,6 @@ log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
 HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
-
-
-@dataclass(frozen=True)
-class ServiceInfo:
-    """What `GET /` tells about the service (brief 001)."""
-
-    name: str
-    version: str
-    docs_url: str
-    openapi_url: str
-    api_prefix: str
 
 
 class OrjsonModule:
@@ -158,27 +147,31 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     install_problem_handlers(app, spec)
 
     flask_app = app.app
-    flask_app.extensions[context.EXTENSION] = {
-        "settings": settings,
-        "engine": engine,
-        "edge_storage": edge_storage,
-        "redis": (
-            redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
-            if settings.redis_url
-            else None
-        ),
-        "session_factory": make_session_factory(engine),
-        "read_session_factory": make_session_factory(engine, autocommit=True),
-        "auth": auth,
-        "started_at": time.monotonic(),
-        "service_info": ServiceInfo(
+    redis_client = (
+        redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        if settings.redis_url
+        else None
+    )
+    flask_app.extensions[context.EXTENSION] = context.AppContext(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        read_session_factory=make_session_factory(engine, autocommit=True),
+        auth=auth,
+        clock=SystemClock(),
+        probes={
+            "database": lambda: database_answers(engine),
+            "redis": (lambda: redis_answers(redis_client)) if redis_client is not None else None,
+        },
+        started_at=time.monotonic(),
+        service_info=context.ServiceInfo(
             name=spec["info"]["title"],
             version=spec["info"]["version"],
             docs_url=f"{API_PREFIX}/ui/",
             openapi_url=f"{API_PREFIX}/openapi.json",
             api_prefix=API_PREFIX,
         ),
-    }
+    )
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)
@@ -212,6 +205,17 @@ def prepare_for_serving(app: connexion.FlaskApp) -> connexion.FlaskApp:
     gc.collect()
     gc.freeze()
     return app
+
+
+def redis_answers(client: redis.Redis) -> bool:
+    """Whether Redis answers a PING (within the client's 0.5 s timeouts); a failure is logged
+    with its error class."""
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        log.warning("readiness_check_failed", dependency="redis", error=type(error).__name__)
+        return False
+    return True
 
 
 def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:

@@ -88,6 +88,8 @@ def create_admin(settings: Settings, *, email: str, display_name: str, from_stdi
     password) promoted. The password is asked for (or read from standard input), never taken
     from the command line, where other users could see it. Returns the exit status."""
     from persistence.database import make_engine, make_session_factory
+    from persistence.unit_of_work import UnitOfWork
+    from services.clock import SystemClock
     from services.errors import DomainError
     from services.passwords import PasswordHasher, PasswordPolicy
     from services.users import create_admin as create
@@ -104,9 +106,10 @@ def create_admin(settings: Settings, *, email: str, display_name: str, from_stdi
         PasswordPolicy(min_length=settings.password_min_length, min_strength=settings.password_min_strength).check(
             password, context=[email, email.split("@")[0], display_name]
         )
-        with make_session_factory(engine).begin() as db:
+        with UnitOfWork(make_session_factory(engine)) as uow:
             user = create(
-                db=db,
+                uow=uow,
+                clock=SystemClock(),
                 passwords=PasswordHasher(settings.bcrypt_rounds),
                 email=email,
                 password=password,

@@ -1,29 +1,79 @@
-"""What a handler needs from the request it serves: the unit of work's database session,
-the account configuration and the authenticated user. Handlers import these, never Flask."""
+"""What a handler needs from the request it serves: the unit of work, the clock, the account
+configuration and the authenticated user, and the app-wide objects in a typed `AppContext`.
+Handlers import these, never Flask."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import flask
 from connexion import context as connexion_context
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.models import User
 from persistence.unit_of_work import UnitOfWork
 from server.request_context import current_request_id, current_state
+from server.settings import Settings
 from services import accounts
 from services.accounts import AuthConfig
 from services.audit import RequestMeta
+from services.clock import Clock
 from services.errors import InvalidToken, NotFound
 from services.tokens import AccessClaims
 
 EXTENSION = "charter"
 
 
-def state() -> dict[str, Any]:
-    """The app-wide objects built by `create_app` (settings, engine, auth config, …)."""
-    return flask.current_app.extensions[EXTENSION]
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What `GET /` tells about the service (brief 001)."""
+
+    name: str
+    version: str
+    docs_url: str
+    openapi_url: str
+    api_prefix: str
+
+
+@dataclass
+class AppContext:
+    """The objects `create_app` builds once and every request shares.
+
+    Attributes:
+        settings: the configuration, read once.
+        engine: the process's database engine (its pool).
+        session_factory: transactional sessions, for requests that write.
+        read_session_factory: autocommit sessions, for GET and HEAD.
+        auth: token issuer, password hasher and policies, lockout and reset settings.
+        clock: what the services take as the current time (a test may swap in a FrozenClock).
+        probes: readiness checks by dependency name: each answers True when it is reachable,
+            or is None when the dependency is not configured.
+        started_at: `time.monotonic()` at start-up, for the liveness probe's uptime.
+        service_info: what `GET /` says.
+    """
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    read_session_factory: sessionmaker[Session]
+    auth: AuthConfig
+    clock: Clock
+    probes: dict[str, Callable[[], bool] | None]
+    started_at: float
+    service_info: ServiceInfo
+
+
+def state() -> AppContext:
+    """The app-wide objects built by `create_app`."""
+    context: AppContext = flask.current_app.extensions[EXTENSION]
+    return context
+
+
+def clock() -> Clock:
+    """The clock the services read the current time from."""
+    return state().clock
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -37,19 +87,16 @@ def unit_of_work() -> UnitOfWork:
     once-a-minute `last_used_at` of a session, and the audit event of a data export.
     """
     if "unit_of_work" not in flask.g:
-        factory = "read_session_factory" if flask.request.method in READ_METHODS else "session_factory"
-        flask.g.unit_of_work = UnitOfWork(state()[factory])
-    return flask.g.unit_of_work
-
-
-def db() -> Session:
-    """The request's database session (one per request; committed by the app, never by handlers)."""
-    return unit_of_work().session
+        app = state()
+        factory = app.read_session_factory if flask.request.method in READ_METHODS else app.session_factory
+        flask.g.unit_of_work = UnitOfWork(factory)
+    unit: UnitOfWork = flask.g.unit_of_work
+    return unit
 
 
 def auth_config() -> AuthConfig:
     """Token issuer, password hasher and lifetimes."""
-    return state()["auth"]
+    return state().auth
 
 
 def header(name: str) -> str | None:
@@ -107,7 +154,7 @@ def load_principal() -> None:
         raise NotFound("No operation matches this path.") from None
     claims = access_claims()
     if claims is not None:
-        flask.g.principal = accounts.current_user(db=db(), claims=claims)
+        flask.g.principal = accounts.current_user(uow=unit_of_work(), clock=clock(), claims=claims)
         request_state = current_state()
         if request_state is not None:
             request_state.user_id = str(flask.g.principal.id)

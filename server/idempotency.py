@@ -17,13 +17,13 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import flask
 
-from persistence.idempotency import IdempotencyClaimContended, IdempotencyRepository
-from server.context import db, principal, state
+from persistence.idempotency import IdempotencyClaimContended, IdempotencyClaims
+from server.context import clock, principal, state, unit_of_work
 from services.errors import IdempotencyInProgress, IdempotencyKeyReused
 
 HEADER = "Idempotency-Key"
@@ -45,8 +45,8 @@ def idempotent(handler: Callable[..., tuple]) -> Callable[..., tuple]:
         if key is None:
             return handler(*args, **kwargs)
         owner_id = principal().id
-        records = IdempotencyRepository(state()["session_factory"])
-        now = datetime.now(UTC)
+        records = IdempotencyClaims(state().session_factory)
+        now = clock().now()
         fingerprint = _fingerprint(kwargs.get("body"))
         try:
             existing = records.claim(
@@ -71,8 +71,7 @@ def idempotent(handler: Callable[..., tuple]) -> Callable[..., tuple]:
         flask.g.idempotency_claim = (records, owner_id, key)
         body, status, headers = handler(*args, **kwargs)
         stored = {name: value for name, value in headers.items() if name in REPLAYED_HEADERS}
-        IdempotencyRepository.complete(
-            db(),
+        unit_of_work().idempotency.complete(
             owner_id=owner_id,
             key=key,
             status=status,

@@ -83,3 +83,15 @@ class LogMailer:
 
     def send(self, message: EmailMessage) -> None:
         log.warning("mail_not_sent", subject=str(message["Subject"]), reason="SMTP_HOST is not set")
+
+
+class MemoryMailer:
+    """The in-memory fake of `services.notifications.Mailer`, for service tests: keeps every
+    message it is given, in order, in `sent`."""
+
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+
+    def send(self, message: EmailMessage) -> None:
+        """Keep `message`."""
+        self.sent.append(message)

@@ -8,18 +8,13 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
-
-from persistence.auth_sessions import AuthSessionRepository
-from persistence.login_throttles import LoginThrottleRepository
 from persistence.models import AuthSession, PasswordResetToken, RefreshToken, User
-from persistence.password_resets import PasswordResetRepository
-from persistence.unit_of_work import after_commit
-from persistence.users import UserRepository
+from persistence.unit_of_work import UnitOfWork
 from services import audit
 from services.audit import EventType, RequestMeta
+from services.clock import Clock
 from services.cursors import decode_cursor, page
 from services.errors import (
     AccountDeactivated,
@@ -113,15 +108,17 @@ def password_context(email: str, display_name: str) -> list[str]:
     return list(dict.fromkeys(word.lower() for word in words if word))
 
 
-def register(*, db: Session, auth: AuthConfig, email: str, password: str, display_name: str, meta: RequestMeta) -> User:
+def register(
+    *, uow: UnitOfWork, clock: Clock, auth: AuthConfig, email: str, password: str, display_name: str, meta: RequestMeta
+) -> User:
     """Create an account. Raises WeakPassword, or EmailTaken when the email is in use (also when
     a concurrent registration of the same email commits first: the unique index decides)."""
-    users = UserRepository(db)
+    users = uow.users
     email = normalise_email(email)
     auth.policy.check(password, context=password_context(email, display_name))
     if users.email_taken(email):
         raise EmailTaken("An account with this email already exists.")
-    now = datetime.now(UTC)
+    now = clock.now()
     user = User(
         id=uuid.uuid4(),
         email=email,
@@ -134,11 +131,13 @@ def register(*, db: Session, auth: AuthConfig, email: str, password: str, displa
     )
     if not users.add(user):  # a concurrent registration took the email after the check above
         raise EmailTaken("An account with this email already exists.")
-    audit.record(db, EventType.REGISTERED, meta=meta, actor_id=user.id, subject_id=user.id, now=now)
+    audit.record(uow, EventType.REGISTERED, meta=meta, actor_id=user.id, subject_id=user.id, now=now)
     return user
 
 
-def login(*, db: Session, auth: AuthConfig, email: str, password: str, meta: RequestMeta) -> IssuedTokens:
+def login(
+    *, uow: UnitOfWork, clock: Clock, auth: AuthConfig, email: str, password: str, meta: RequestMeta
+) -> IssuedTokens:
     """Check credentials and start a session.
 
     Raises:
@@ -148,24 +147,24 @@ def login(*, db: Session, auth: AuthConfig, email: str, password: str, meta: Req
             bcrypt check either way). The failure counts towards the lockout.
         AccountDeactivated: right password, but an administrator deactivated the account.
     """
-    now = datetime.now(UTC)
+    now = clock.now()
     digest = email_digest(email)
-    throttles = LoginThrottleRepository(db)
+    throttles = uow.throttles
     locked_until = throttles.locked_until(digest, now)
     if locked_until is not None:
         raise _locked(locked_until, now)
-    user = UserRepository(db).get_by_email(normalise_email(email))
+    user = uow.users.get_by_email(normalise_email(email))
     if not auth.passwords.verify(password, user.password_hash if user else None) or user is None:
-        _record_failed_login(db, auth, throttles, digest, user, meta, now)
+        _record_failed_login(uow, auth, digest, user, meta, now)
         raise InvalidCredentials("The email or password is incorrect.")
     if user.status != "active":
         raise AccountDeactivated("This account has been deactivated. Contact an administrator.")
     throttles.clear(digest)
     if auth.passwords.needs_rehash(user.password_hash):
         user.password_hash = auth.passwords.hash(password)  # the configured bcrypt cost changed
-    session = _start_session(db, auth, user, meta, now)
+    session = _start_session(uow, auth, user, meta, now)
     audit.record(
-        db,
+        uow,
         EventType.LOGIN_SUCCEEDED,
         meta=meta,
         actor_id=user.id,
@@ -184,9 +183,8 @@ def _locked(until: datetime, now: datetime) -> LoginLocked:
 
 
 def _record_failed_login(
-    db: Session,
+    uow: UnitOfWork,
     auth: AuthConfig,
-    throttles: LoginThrottleRepository,
     digest: str,
     user: User | None,
     meta: RequestMeta,
@@ -194,8 +192,8 @@ def _record_failed_login(
 ) -> None:
     subject = user.id if user else None
     details = {"email_digest": digest, "account_exists": user is not None}
-    audit.record(db, EventType.LOGIN_FAILED, meta=meta, subject_id=subject, details=details, now=now)
-    locked_until = throttles.record_failure(
+    audit.record(uow, EventType.LOGIN_FAILED, meta=meta, subject_id=subject, details=details, now=now)
+    locked_until = uow.throttles.record_failure(
         digest,
         now=now,
         window=auth.lockout.window,
@@ -204,7 +202,7 @@ def _record_failed_login(
     )
     if locked_until is not None:
         audit.record(
-            db,
+            uow,
             EventType.LOCKED_OUT,
             meta=meta,
             subject_id=subject,
@@ -219,7 +217,7 @@ class _NewSession:
     refresh_token: str
 
 
-def _start_session(db: Session, auth: AuthConfig, user: User, meta: RequestMeta, now: datetime) -> _NewSession:
+def _start_session(uow: UnitOfWork, auth: AuthConfig, user: User, meta: RequestMeta, now: datetime) -> _NewSession:
     session = AuthSession(
         id=uuid.uuid4(),
         user_id=user.id,
@@ -230,7 +228,7 @@ def _start_session(db: Session, auth: AuthConfig, user: User, meta: RequestMeta,
         client_address=meta.client_address,
     )
     refresh_token, token_hash = new_refresh_token()
-    AuthSessionRepository(db).add(
+    uow.sessions.add(
         session,
         RefreshToken(
             id=uuid.uuid4(), session_id=session.id, token_hash=token_hash, created_at=now, expires_at=session.expires_at
@@ -239,7 +237,7 @@ def _start_session(db: Session, auth: AuthConfig, user: User, meta: RequestMeta,
     return _NewSession(session.id, refresh_token)
 
 
-def refresh(*, db: Session, auth: AuthConfig, refresh_token: str, meta: RequestMeta) -> IssuedTokens:
+def refresh(*, uow: UnitOfWork, clock: Clock, auth: AuthConfig, refresh_token: str, meta: RequestMeta) -> IssuedTokens:
     """Rotate a refresh token: the one presented is used up and a new pair is issued.
 
     Raises:
@@ -247,8 +245,8 @@ def refresh(*, db: Session, auth: AuthConfig, refresh_token: str, meta: RequestM
         RefreshTokenReused: the token was already rotated (OAuth 2.0 Security BCP, RFC 9700
             section 4.14.2): the whole session is revoked, and that revocation is committed.
     """
-    sessions = AuthSessionRepository(db)
-    now = datetime.now(UTC)
+    sessions = uow.sessions
+    now = clock.now()
     found = sessions.find_refresh_token(hash_refresh_token(refresh_token))
     if found is None:
         raise InvalidToken("The refresh token is invalid or expired.")
@@ -258,7 +256,7 @@ def refresh(*, db: Session, auth: AuthConfig, refresh_token: str, meta: RequestM
     if stored.used_at is not None or not sessions.mark_refresh_token_used(stored.id, now):
         sessions.revoke(session.id, now=now, reason="refresh_token_reuse")
         audit.record(
-            db,
+            uow,
             EventType.REFRESH_TOKEN_REUSED,
             meta=meta,
             subject_id=session.user_id,
@@ -273,7 +271,7 @@ def refresh(*, db: Session, auth: AuthConfig, refresh_token: str, meta: RequestM
     )
     sessions.touch(session.id, now=now, expires_at=expires_at)
     audit.record(
-        db,
+        uow,
         EventType.TOKEN_REFRESHED,
         meta=meta,
         actor_id=session.user_id,
@@ -284,15 +282,17 @@ def refresh(*, db: Session, auth: AuthConfig, refresh_token: str, meta: RequestM
     return _issue(auth, user_id=session.user_id, session_id=session.id, refresh_token=new_token, now=now)
 
 
-def logout(*, db: Session, user: User, claims: AccessClaims, all_sessions: bool, meta: RequestMeta) -> None:
+def logout(
+    *, uow: UnitOfWork, clock: Clock, user: User, claims: AccessClaims, all_sessions: bool, meta: RequestMeta
+) -> None:
     """End the caller's session, or with `all_sessions` every session of the account: their
     access and refresh tokens fail from the next request on, on every process."""
-    sessions = AuthSessionRepository(db)
-    now = datetime.now(UTC)
+    sessions = uow.sessions
+    now = clock.now()
     if all_sessions:
         ended = sessions.revoke_all(user.id, now=now, reason="logout_all")
         audit.record(
-            db,
+            uow,
             EventType.LOGGED_OUT_EVERYWHERE,
             meta=meta,
             actor_id=user.id,
@@ -303,7 +303,7 @@ def logout(*, db: Session, user: User, claims: AccessClaims, all_sessions: bool,
     else:
         sessions.revoke(claims.session_id, now=now, reason="logout")
         audit.record(
-            db,
+            uow,
             EventType.LOGGED_OUT,
             meta=meta,
             actor_id=user.id,
@@ -313,14 +313,14 @@ def logout(*, db: Session, user: User, claims: AccessClaims, all_sessions: bool,
         )
 
 
-def current_user(*, db: Session, claims: AccessClaims) -> User:
+def current_user(*, uow: UnitOfWork, clock: Clock, claims: AccessClaims) -> User:
     """The user of a verified access token whose session is still open and whose account is
     active; records the session's use (at most once a minute).
 
     Raises InvalidToken when the session was ended, expired, or the account is gone or deactivated.
     """
-    sessions = AuthSessionRepository(db)
-    now = datetime.now(UTC)
+    sessions = uow.sessions
+    now = clock.now()
     found = sessions.active_user(session_id=claims.session_id, user_id=claims.user_id, now=now)
     if found is None:
         raise InvalidToken("The session of this access token has ended.")
@@ -330,23 +330,25 @@ def current_user(*, db: Session, claims: AccessClaims) -> User:
     return user
 
 
-def list_sessions(*, db: Session, user: User, claims: AccessClaims, limit: int, cursor: str | None) -> SessionPage:
+def list_sessions(
+    *, uow: UnitOfWork, clock: Clock, user: User, claims: AccessClaims, limit: int, cursor: str | None
+) -> SessionPage:
     """A page of the user's open sessions, newest first. Raises InvalidInput for a bad cursor."""
     before = decode_cursor(cursor) if cursor else None
-    rows = AuthSessionRepository(db).list_active(user_id=user.id, now=datetime.now(UTC), limit=limit + 1, before=before)
+    rows = uow.sessions.list_active(user_id=user.id, now=clock.now(), limit=limit + 1, before=before)
     items, next_cursor = page(rows, limit, lambda session: (session.created_at, session.id))
     return SessionPage(items=items, current_id=claims.session_id, next_cursor=next_cursor)
 
 
-def revoke_session(*, db: Session, user: User, session_id: uuid.UUID, meta: RequestMeta) -> None:
+def revoke_session(*, uow: UnitOfWork, clock: Clock, user: User, session_id: uuid.UUID, meta: RequestMeta) -> None:
     """End one of the user's open sessions. Raises NotFound for another user's or an ended one."""
-    sessions = AuthSessionRepository(db)
-    now = datetime.now(UTC)
+    sessions = uow.sessions
+    now = clock.now()
     if sessions.get_active(user_id=user.id, session_id=session_id, now=now) is None:
         raise NotFound("No open session with this id for this user.")
     sessions.revoke(session_id, now=now, reason="revoked")
     audit.record(
-        db,
+        uow,
         EventType.SESSION_REVOKED,
         meta=meta,
         actor_id=user.id,
@@ -358,7 +360,8 @@ def revoke_session(*, db: Session, user: User, session_id: uuid.UUID, meta: Requ
 
 def change_password(
     *,
-    db: Session,
+    uow: UnitOfWork,
+    clock: Clock,
     auth: AuthConfig,
     user: User,
     claims: AccessClaims,
@@ -373,12 +376,12 @@ def change_password(
     if not auth.passwords.verify(current_password, user.password_hash):
         raise WrongPassword("The current password is not correct.")
     auth.policy.check(new_password, context=password_context(user.email, user.display_name), pointer="/new_password")
-    now = datetime.now(UTC)
+    now = clock.now()
     user.password_hash = auth.passwords.hash(new_password)
     user.updated_at = now
-    ended = AuthSessionRepository(db).revoke_all(user.id, now=now, reason="password_changed", keep=claims.session_id)
+    ended = uow.sessions.revoke_all(user.id, now=now, reason="password_changed", keep=claims.session_id)
     audit.record(
-        db,
+        uow,
         EventType.PASSWORD_CHANGED,
         meta=meta,
         actor_id=user.id,
@@ -388,17 +391,17 @@ def change_password(
     )
 
 
-def request_password_reset(*, db: Session, auth: AuthConfig, email: str, meta: RequestMeta) -> None:
+def request_password_reset(*, uow: UnitOfWork, clock: Clock, auth: AuthConfig, email: str, meta: RequestMeta) -> None:
     """Mail a single-use reset link if an active account has this email.
 
     The caller answers the same whether or not it does: the mail goes out after the commit,
     from a background thread, so neither the answer nor its timing tells.
     """
-    now = datetime.now(UTC)
-    user = UserRepository(db).get_by_email(normalise_email(email))
+    now = clock.now()
+    user = uow.users.get_by_email(normalise_email(email))
     details = {"email_digest": email_digest(email), "account_exists": user is not None}
     audit.record(
-        db,
+        uow,
         EventType.PASSWORD_RESET_REQUESTED,
         meta=meta,
         subject_id=user.id if user else None,
@@ -407,7 +410,7 @@ def request_password_reset(*, db: Session, auth: AuthConfig, email: str, meta: R
     )
     if user is None or user.status != "active":
         return
-    resets = PasswordResetRepository(db)
+    resets = uow.resets
     resets.discard_unused(user.id)
     token, token_hash = new_refresh_token()
     resets.add(
@@ -420,20 +423,22 @@ def request_password_reset(*, db: Session, auth: AuthConfig, email: str, meta: R
         link=auth.reset.url_template.replace("{token}", token),
         ttl_minutes=int(auth.reset.ttl.total_seconds() // 60),
     )
-    after_commit(db, lambda: auth.reset.mailer.send(message))
+    uow.after_commit(lambda: auth.reset.mailer.send(message))
 
 
-def confirm_password_reset(*, db: Session, auth: AuthConfig, token: str, new_password: str, meta: RequestMeta) -> None:
+def confirm_password_reset(
+    *, uow: UnitOfWork, clock: Clock, auth: AuthConfig, token: str, new_password: str, meta: RequestMeta
+) -> None:
     """Set a new password with a reset token; the token is used up and every session ended.
 
     Raises InvalidResetToken (unknown, expired, used) or WeakPassword (policy).
     """
-    now = datetime.now(UTC)
-    resets = PasswordResetRepository(db)
+    now = clock.now()
+    resets = uow.resets
     stored = resets.find(hash_refresh_token(token))
     if stored is None or stored.used_at is not None or stored.expires_at <= now:
         raise InvalidResetToken("This reset link is invalid, expired or already used. Ask for a new one.")
-    user = UserRepository(db).get(stored.user_id)
+    user = uow.users.get(stored.user_id)
     if user is None or user.status != "active":
         raise InvalidResetToken("This reset link is invalid, expired or already used. Ask for a new one.")
     auth.policy.check(new_password, context=password_context(user.email, user.display_name), pointer="/new_password")
@@ -441,11 +446,11 @@ def confirm_password_reset(*, db: Session, auth: AuthConfig, token: str, new_pas
         raise InvalidResetToken("This reset link is invalid, expired or already used. Ask for a new one.")
     user.password_hash = auth.passwords.hash(new_password)
     user.updated_at = now
-    ended = AuthSessionRepository(db).revoke_all(user.id, now=now, reason="password_reset")
+    ended = uow.sessions.revoke_all(user.id, now=now, reason="password_reset")
     resets.discard_unused(user.id)
-    LoginThrottleRepository(db).clear(email_digest(user.email))
+    uow.throttles.clear(email_digest(user.email))
     audit.record(
-        db,
+        uow,
         EventType.PASSWORD_RESET_COMPLETED,
         meta=meta,
         actor_id=user.id,

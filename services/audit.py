@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from persistence.audit import AuditRepository
 from persistence.models import AuditEvent
+from persistence.unit_of_work import UnitOfWork
 
 
 class EventType(StrEnum):
@@ -52,19 +50,19 @@ class RequestMeta:
 
 
 def record(
-    db: Session,
+    uow: UnitOfWork,
     event_type: EventType,
     *,
     meta: RequestMeta,
+    now: datetime,
     actor_id: uuid.UUID | None = None,
     subject_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
-    now: datetime | None = None,
 ) -> AuditEvent:
-    """Append one event to the audit log within the caller's unit of work."""
+    """Append one event, which happened at `now`, to the audit log within `uow`."""
     event = AuditEvent(
         id=uuid.uuid4(),
-        occurred_at=now or datetime.now(UTC),
+        occurred_at=now,
         type=str(event_type),
         actor_id=actor_id,
         subject_id=subject_id,
@@ -73,5 +71,5 @@ def record(
         request_id=meta.request_id,
         details=details or {},
     )
-    AuditRepository(db).append(event)
+    uow.audit.append(event)
     return event

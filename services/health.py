@@ -1,31 +1,20 @@
-"""Dependency checks for the readiness probe."""
+"""Dependency checks for the readiness probe (brief 001)."""
 
 from __future__ import annotations
 
-import redis
-import structlog
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-
-from persistence.database import ping
-
-log = structlog.get_logger(__name__)
+from collections.abc import Callable, Mapping
 
 
-def check_dependencies(*, engine: Engine, redis_client: redis.Redis | None) -> dict[str, str]:
-    """The state of each dependency: ``database`` and ``redis`` are ``ok`` or ``unavailable``
-    (``redis`` is ``not_configured`` without REDIS_URL). A failure is logged with its error class."""
-    checks = {"database": "ok", "redis": "not_configured"}
-    try:
-        ping(engine)
-    except SQLAlchemyError as error:
-        log.warning("readiness_check_failed", dependency="database", error=type(error).__name__)
-        checks["database"] = "unavailable"
-    if redis_client is not None:
-        try:
-            redis_client.ping()
-            checks["redis"] = "ok"
-        except redis.RedisError as error:
-            log.warning("readiness_check_failed", dependency="redis", error=type(error).__name__)
-            checks["redis"] = "unavailable"
-    return checks
+def check_dependencies(probes: Mapping[str, Callable[[], bool] | None]) -> dict[str, str]:
+    """The state of each dependency, by name: ``ok`` when its probe answers True,
+    ``unavailable`` when it answers False, ``not_configured`` when there is no probe (e.g.
+    Redis without REDIS_URL).
+
+    Args:
+        probes: a check per dependency (the database's, Redis's), each returning whether the
+            dependency answered; the probes log their own failures.
+    """
+    return {
+        name: "not_configured" if probe is None else ("ok" if probe() else "unavailable")
+        for name, probe in probes.items()
+    }

@@ -7,13 +7,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from persistence.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
-from persistence.tasks import SORT_COLUMNS, Stats, TaskFilters, TaskOrder, TaskRepository
+from persistence.tasks import SORT_COLUMNS, Stats, TaskFilters, TaskOrder
+from persistence.unit_of_work import UnitOfWork
+from services.clock import Clock
 from services.cursors import decode_values, encode_values
 from services.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
 from services.timestamps import parse_instant
@@ -55,13 +56,21 @@ class TaskQuery:
     sort: str | None = None
 
 
+class BulkOutcome(Enum):
+    """What one operation of a bulk request did (the handler answers each with its status)."""
+
+    CREATED = "created"
+    CHANGED = "changed"
+    DELETED = "deleted"
+
+
 @dataclass(frozen=True)
 class BulkResult:
-    """The outcome of one operation of a bulk request: a status and the task, or the error."""
+    """The outcome of one operation of a bulk request: what it did and the task, or the error."""
 
     index: int
     op: str
-    status: int
+    outcome: BulkOutcome | None
     task: Task | None = None
     task_id: uuid.UUID | None = None
     error: DomainError | None = None
@@ -82,9 +91,12 @@ def normalise_tags(tags: Sequence[str], *, pointer: str | None = "/tags", parame
     return normalised
 
 
-def create_task(*, db: Session, owner_id: uuid.UUID, data: dict[str, Any], pointer: str = "") -> Task:
-    """Create an open task from a validated `TaskCreate` body (title required)."""
-    now = datetime.now(UTC)
+def create_task(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, data: dict[str, Any], pointer: str = "") -> Task:
+    """Create an open task from a validated `TaskCreate` body (title required).
+
+    Raises InvalidInput (naming the member under `pointer`) for tags or a due date the
+    contract's schema allows but the rules refuse."""
+    now = clock.now()
     task = Task(
         id=uuid.uuid4(),
         owner_id=owner_id,
@@ -95,13 +107,13 @@ def create_task(*, db: Session, owner_id: uuid.UUID, data: dict[str, Any], point
         version=1,
     )
     _assign(task, data, pointer=pointer)
-    TaskRepository(db).add(task)
+    uow.tasks.add(task)
     return task
 
 
-def get_task(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task:
+def get_task(*, uow: UnitOfWork, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task:
     """The owner's task. Raises NotFound for an unknown id and for another user's task alike."""
-    task = TaskRepository(db).get(owner_id=owner_id, task_id=task_id)
+    task = uow.tasks.get(owner_id=owner_id, task_id=task_id)
     if task is None:
         raise NotFound("No task with this id exists for this user.")
     return task
@@ -109,7 +121,8 @@ def get_task(*, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task:
 
 def replace_task(
     *,
-    db: Session,
+    uow: UnitOfWork,
+    clock: Clock,
     owner_id: uuid.UUID,
     task_id: uuid.UUID,
     data: dict[str, Any],
@@ -118,18 +131,19 @@ def replace_task(
 ) -> Task:
     """Set the whole state of a task from a validated `TaskReplace` body; omitted optional
     fields go back to their defaults. Raises NotFound or PreconditionFailed."""
-    task = _get_for_change(db, owner_id, task_id, expected_versions)
-    now = datetime.now(UTC)
+    task = _get_for_change(uow, owner_id, task_id, expected_versions)
+    now = clock.now()
     _assign(task, data, pointer=pointer)
     _set_completed(task, bool(data.get("completed", False)), now)
     _touch(task, now)
-    db.flush()
+    uow.flush()
     return task
 
 
 def set_completion(
     *,
-    db: Session,
+    uow: UnitOfWork,
+    clock: Clock,
     owner_id: uuid.UUID,
     task_id: uuid.UUID,
     completed: bool,
@@ -137,23 +151,25 @@ def set_completion(
 ) -> Task:
     """Mark a task done (stamping `completed_at`) or open again; no change, no new version.
     Raises NotFound or PreconditionFailed."""
-    task = _get_for_change(db, owner_id, task_id, expected_versions)
+    task = _get_for_change(uow, owner_id, task_id, expected_versions)
     if task.completed != completed:
-        now = datetime.now(UTC)
+        now = clock.now()
         _set_completed(task, completed, now)
         _touch(task, now)
-        db.flush()
+        uow.flush()
     return task
 
 
 def delete_task(
-    *, db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None = None
+    *, uow: UnitOfWork, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None = None
 ) -> None:
     """Delete the owner's task. Raises NotFound or PreconditionFailed."""
-    TaskRepository(db).delete(_get_for_change(db, owner_id, task_id, expected_versions))
+    uow.tasks.delete(_get_for_change(uow, owner_id, task_id, expected_versions))
 
 
-def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None, query: TaskQuery) -> TaskPage:
+def list_tasks(
+    *, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, limit: int, cursor: str | None, query: TaskQuery
+) -> TaskPage:
     """A page of the owner's tasks: filtered, searched (`q`), sorted (`sort`; by relevance when
     `q` is given without `sort`, else newest first), keyset-paginated.
 
@@ -161,7 +177,7 @@ def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | No
         InvalidInput: a sort outside the allow-list or repeated, a cursor not made for this
             sort, or an instant Python cannot represent.
     """
-    now = datetime.now(UTC)
+    now = clock.now()
     order, scope, kinds = _order(query)
     filters = TaskFilters(
         completed=query.completed,
@@ -178,7 +194,7 @@ def list_tasks(*, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | No
         order = TaskOrder()
         scope, kinds = "created_at:desc", ["instant", "uuid"]
     after = decode_values(cursor, kinds=kinds, scope=scope) if cursor else None
-    rows = TaskRepository(db).list_page(owner_id=owner_id, limit=limit + 1, filters=filters, order=order, after=after)
+    rows = uow.tasks.list_page(owner_id=owner_id, limit=limit + 1, filters=filters, order=order, after=after)
     items = [task for task, _ in rows[:limit]]
     next_cursor = encode_values(rows[limit - 1][1], scope=scope) if len(rows) > limit else None
     return TaskPage(items=items, next_cursor=next_cursor)
@@ -216,10 +232,10 @@ def _order(query: TaskQuery) -> tuple[TaskOrder, str, list[str]]:
     return TaskOrder(), "created_at:desc", ["instant", "uuid"]
 
 
-def stats(*, db: Session, owner_id: uuid.UUID) -> tuple[Stats, datetime]:
+def stats(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID) -> tuple[Stats, datetime]:
     """The owner's statistics (computed by the database) and the instant they refer to."""
-    now = datetime.now(UTC)
-    computed = TaskRepository(db).stats(
+    now = clock.now()
+    computed = uow.tasks.stats(
         owner_id=owner_id,
         now=now,
         week_ago=now - timedelta(days=7),
@@ -230,73 +246,78 @@ def stats(*, db: Session, owner_id: uuid.UUID) -> tuple[Stats, datetime]:
 
 
 def tag_counts(
-    *, db: Session, owner_id: uuid.UUID, limit: int, cursor: str | None
+    *, uow: UnitOfWork, owner_id: uuid.UUID, limit: int, cursor: str | None
 ) -> tuple[list[tuple[str, int]], str | None]:
-    """A page of the owner's tags (alphabetical) with task counts, and the next page's cursor."""
+    """A page of the owner's tags (alphabetical) with task counts, and the next page's cursor.
+    Raises InvalidInput for a cursor not made by this operation."""
     after = decode_values(cursor, kinds=["text"], scope="tags")[0] if cursor else None
-    rows = TaskRepository(db).tag_counts(owner_id=owner_id, limit=limit + 1, after=after)
+    rows = uow.tasks.tag_counts(owner_id=owner_id, limit=limit + 1, after=after)
     items = rows[:limit]
     return items, (encode_values([items[-1][0]], scope="tags") if len(rows) > limit else None)
 
 
-def bulk(*, db: Session, owner_id: uuid.UUID, operations: Sequence[dict[str, Any]]) -> list[BulkResult]:
+def bulk(
+    *, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, operations: Sequence[dict[str, Any]]
+) -> list[BulkResult]:
     """Apply up to 100 operations (create, replace, complete, delete), each on its own: an
-    operation that fails leaves no trace (a savepoint is rolled back) and the others go on.
+    operation that fails leaves no trace (its savepoint is rolled back) and the others go on.
     The caller answers 207 Multi-Status with one result per operation (Zalando rule 152)."""
     results = []
     for index, operation in enumerate(operations):
         op = operation["op"]
-        savepoint = TaskRepository(db).savepoint()
         try:
-            result = _apply(db, owner_id, index, op, operation)
-            savepoint.commit()
+            with uow.savepoint():
+                result = _apply(uow, clock, owner_id, index, op, operation)
         except DomainError as error:
-            savepoint.rollback()
             task_id = operation.get("id")
             result = BulkResult(
-                index=index, op=op, status=0, error=error, task_id=uuid.UUID(task_id) if task_id else None
+                index=index, op=op, outcome=None, error=error, task_id=uuid.UUID(task_id) if task_id else None
             )
         results.append(result)
     return results
 
 
-def _apply(db: Session, owner_id: uuid.UUID, index: int, op: str, operation: dict[str, Any]) -> BulkResult:
+def _apply(
+    uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, index: int, op: str, operation: dict[str, Any]
+) -> BulkResult:
     pointer = f"/operations/{index}/task"
     if op == "create":
-        task = create_task(db=db, owner_id=owner_id, data=operation["task"], pointer=pointer)
-        return BulkResult(index=index, op=op, status=201, task=task, task_id=task.id)
+        task = create_task(uow=uow, clock=clock, owner_id=owner_id, data=operation["task"], pointer=pointer)
+        return BulkResult(index=index, op=op, outcome=BulkOutcome.CREATED, task=task, task_id=task.id)
     task_id = uuid.UUID(operation["id"])
     versions = {operation["if_match_version"]} if "if_match_version" in operation else None
     if op == "replace":
         task = replace_task(
-            db=db,
+            uow=uow,
+            clock=clock,
             owner_id=owner_id,
             task_id=task_id,
             data=operation["task"],
             expected_versions=versions,
             pointer=pointer,
         )
-        return BulkResult(index=index, op=op, status=200, task=task, task_id=task_id)
+        return BulkResult(index=index, op=op, outcome=BulkOutcome.CHANGED, task=task, task_id=task_id)
     if op == "complete":
         task = set_completion(
-            db=db,
+            uow=uow,
+            clock=clock,
             owner_id=owner_id,
             task_id=task_id,
             completed=operation.get("completed", True),
             expected_versions=versions,
         )
-        return BulkResult(index=index, op=op, status=200, task=task, task_id=task_id)
-    delete_task(db=db, owner_id=owner_id, task_id=task_id, expected_versions=versions)
-    return BulkResult(index=index, op=op, status=204, task_id=task_id)
+        return BulkResult(index=index, op=op, outcome=BulkOutcome.CHANGED, task=task, task_id=task_id)
+    delete_task(uow=uow, owner_id=owner_id, task_id=task_id, expected_versions=versions)
+    return BulkResult(index=index, op=op, outcome=BulkOutcome.DELETED, task_id=task_id)
 
 
 def _get_for_change(
-    db: Session, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None
+    uow: UnitOfWork, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None
 ) -> Task:
     """The task to change, locked until the unit of work ends, so the version compared here is
     the one the change replaces (no concurrent writer in between: issue 11). Raises NotFound or
     PreconditionFailed."""
-    task = TaskRepository(db).get_for_change(owner_id=owner_id, task_id=task_id)
+    task = uow.tasks.get_for_change(owner_id=owner_id, task_id=task_id)
     if task is None:
         raise NotFound("No task with this id exists for this user.")
     if expected_versions is not None and task.version not in expected_versions:

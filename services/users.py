@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from persistence.audit import AuditRepository
-from persistence.auth_sessions import AuthSessionRepository
-from persistence.exports import ExportRepository
 from persistence.models import AuditEvent, AuthSession, Task, User
-from persistence.users import UserRepository
+from persistence.unit_of_work import UnitOfWork
 from services import audit
 from services.audit import EventType, RequestMeta
+from services.clock import Clock
 from services.cursors import decode_cursor, page
 from services.errors import Conflict, EmailTaken, Forbidden, NotFound
 from services.passwords import PasswordHasher
@@ -54,16 +50,16 @@ def require_admin(user: User) -> None:
         raise Forbidden("Only administrators may do this.")
 
 
-def update_profile(*, db: Session, user: User, data: dict[str, Any], meta: RequestMeta) -> User:
+def update_profile(*, uow: UnitOfWork, clock: Clock, user: User, data: dict[str, Any], meta: RequestMeta) -> User:
     """Change the caller's own profile (display name); nothing else can be set this way."""
     changed = {name: data[name] for name in ("display_name",) if name in data and data[name] != getattr(user, name)}
     if changed:
-        now = datetime.now(UTC)
+        now = clock.now()
         for name, value in changed.items():
             setattr(user, name, value)
         user.updated_at = now
         audit.record(
-            db,
+            uow,
             EventType.PROFILE_UPDATED,
             meta=meta,
             actor_id=user.id,
@@ -71,11 +67,11 @@ def update_profile(*, db: Session, user: User, data: dict[str, Any], meta: Reque
             now=now,
             details={"fields": sorted(changed)},
         )
-        db.flush()
+        uow.flush()
     return user
 
 
-def delete_account(*, db: Session, user: User, actor: User, meta: RequestMeta) -> None:
+def delete_account(*, uow: UnitOfWork, clock: Clock, user: User, actor: User, meta: RequestMeta) -> None:
     """Delete an account and everything it owns (sessions, tokens, tasks). The audit trail keeps
     the event, naming the account only by id.
 
@@ -86,25 +82,26 @@ def delete_account(*, db: Session, user: User, actor: User, meta: RequestMeta) -
     checked by `administer_delete`.
     """
     if user.role == "admin" and actor.id == user.id:
-        admins = UserRepository(db).lock_active_admins()  # refreshes `user` from its locked row
+        admins = uow.users.lock_active_admins()  # refreshes `user` from its locked row
         if user in admins and len(admins) <= 1:
             raise Conflict("You are the last administrator; make another administrator before deleting your account.")
     audit.record(
-        db,
+        uow,
         EventType.ACCOUNT_DELETED,
         meta=meta,
+        now=clock.now(),
         actor_id=actor.id,
         subject_id=user.id,
         details={"by_administrator": actor.id != user.id},
     )
-    UserRepository(db).delete(user)
+    uow.users.delete(user)
 
 
-def export(*, db: Session, user: User, meta: RequestMeta) -> Export:
+def export(*, uow: UnitOfWork, clock: Clock, user: User, meta: RequestMeta) -> Export:
     """Everything stored about the caller, and an audit event saying it was exported."""
-    stored = ExportRepository(db)
-    audit.record(db, EventType.DATA_EXPORTED, meta=meta, actor_id=user.id, subject_id=user.id)
-    db.flush()
+    stored = uow.exports
+    audit.record(uow, EventType.DATA_EXPORTED, meta=meta, now=clock.now(), actor_id=user.id, subject_id=user.id)
+    uow.flush()
     return Export(
         user=user,
         sessions=stored.sessions(user.id),
@@ -114,24 +111,26 @@ def export(*, db: Session, user: User, meta: RequestMeta) -> Export:
 
 
 def list_users(
-    *, db: Session, limit: int, cursor: str | None, q: str | None, role: str | None, status: str | None
+    *, uow: UnitOfWork, limit: int, cursor: str | None, q: str | None, role: str | None, status: str | None
 ) -> UserPage:
     """A page of accounts, newest first, filtered. Raises InvalidInput for a bad cursor."""
     before = decode_cursor(cursor) if cursor else None
-    rows = UserRepository(db).list_page(limit=limit + 1, before=before, q=q, role=role, status=status)
+    rows = uow.users.list_page(limit=limit + 1, before=before, q=q, role=role, status=status)
     items, next_cursor = page(rows, limit, lambda user: (user.created_at, user.id))
     return UserPage(items=items, next_cursor=next_cursor)
 
 
-def get_user(*, db: Session, user_id: uuid.UUID) -> User:
+def get_user(*, uow: UnitOfWork, user_id: uuid.UUID) -> User:
     """Any account by id. Raises NotFound."""
-    user = UserRepository(db).get(user_id)
+    user = uow.users.get(user_id)
     if user is None:
         raise NotFound("No user with this id.")
     return user
 
 
-def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, Any], meta: RequestMeta) -> User:
+def administer(
+    *, uow: UnitOfWork, clock: Clock, admin: User, user_id: uuid.UUID, data: dict[str, Any], meta: RequestMeta
+) -> User:
     """An administrator changes an account's role, status or display name.
 
     Deactivating ends every session of the account at once. An administrator cannot change
@@ -140,16 +139,16 @@ def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, 
     Raises NotFound, Conflict for a change to one's own role or status, or Forbidden when the
     caller stopped being an active administrator while the request waited (`_still_admin`).
     """
-    _still_admin(db, admin)
-    user = get_user(db=db, user_id=user_id)
-    now = datetime.now(UTC)
+    _still_admin(uow, admin)
+    user = get_user(uow=uow, user_id=user_id)
+    now = clock.now()
     if user.id == admin.id and (
         ("role" in data and data["role"] != user.role) or ("status" in data and data["status"] != user.status)
     ):
         raise Conflict("You cannot change your own role or status; ask another administrator.")
     if "role" in data and data["role"] != user.role:
         audit.record(
-            db,
+            uow,
             EventType.ROLE_CHANGED,
             meta=meta,
             actor_id=admin.id,
@@ -161,9 +160,9 @@ def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, 
     if "status" in data and data["status"] != user.status:
         user.status = data["status"]
         if user.status == "deactivated":
-            ended = AuthSessionRepository(db).revoke_all(user.id, now=now, reason="deactivated")
+            ended = uow.sessions.revoke_all(user.id, now=now, reason="deactivated")
             audit.record(
-                db,
+                uow,
                 EventType.USER_DEACTIVATED,
                 meta=meta,
                 actor_id=admin.id,
@@ -172,11 +171,11 @@ def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, 
                 details={"sessions_ended": ended},
             )
         else:
-            audit.record(db, EventType.USER_REACTIVATED, meta=meta, actor_id=admin.id, subject_id=user.id, now=now)
+            audit.record(uow, EventType.USER_REACTIVATED, meta=meta, actor_id=admin.id, subject_id=user.id, now=now)
     if "display_name" in data and data["display_name"] != user.display_name:
         user.display_name = data["display_name"]
         audit.record(
-            db,
+            uow,
             EventType.PROFILE_UPDATED,
             meta=meta,
             actor_id=admin.id,
@@ -185,21 +184,21 @@ def administer(*, db: Session, admin: User, user_id: uuid.UUID, data: dict[str, 
             details={"fields": ["display_name"]},
         )
     user.updated_at = now
-    db.flush()
+    uow.flush()
     return user
 
 
-def administer_delete(*, db: Session, admin: User, user_id: uuid.UUID, meta: RequestMeta) -> None:
+def administer_delete(*, uow: UnitOfWork, clock: Clock, admin: User, user_id: uuid.UUID, meta: RequestMeta) -> None:
     """An administrator deletes an account. Raises NotFound, Conflict for their own (use
     DELETE /api/v1/users/me for that), or Forbidden (`_still_admin`)."""
-    _still_admin(db, admin)
-    user = get_user(db=db, user_id=user_id)
+    _still_admin(uow, admin)
+    user = get_user(uow=uow, user_id=user_id)
     if user.id == admin.id:
         raise Conflict("Delete your own account with DELETE /api/v1/users/me.")
-    delete_account(db=db, user=user, actor=admin, meta=meta)
+    delete_account(uow=uow, clock=clock, user=user, actor=admin, meta=meta)
 
 
-def _still_admin(db: Session, admin: User) -> None:
+def _still_admin(uow: UnitOfWork, admin: User) -> None:
     """Check, with every active administrator locked until the unit of work ends, that `admin`
     still is one. The request's check of the caller's role ran before this; another
     administrator may have demoted or deactivated the caller since (two demoting each other at
@@ -208,13 +207,13 @@ def _still_admin(db: Session, admin: User) -> None:
 
     Raises Forbidden when the caller is no longer an active administrator.
     """
-    if admin not in UserRepository(db).lock_active_admins():
+    if admin not in uow.users.lock_active_admins():
         raise Forbidden("You are no longer an administrator.")
 
 
 def audit_events(
     *,
-    db: Session,
+    uow: UnitOfWork,
     limit: int,
     cursor: str | None,
     user_id: uuid.UUID | None = None,
@@ -224,7 +223,7 @@ def audit_events(
 ) -> AuditPage:
     """A page of audit events, newest first, filtered. Raises InvalidInput for a bad cursor."""
     before = decode_cursor(cursor) if cursor else None
-    rows = AuditRepository(db).list_page(
+    rows = uow.audit.list_page(
         limit=limit + 1,
         before=before,
         user_id=user_id,
@@ -236,14 +235,16 @@ def audit_events(
     return AuditPage(items=items, next_cursor=next_cursor)
 
 
-def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password: str, display_name: str) -> User:
+def create_admin(
+    *, uow: UnitOfWork, clock: Clock, passwords: PasswordHasher, email: str, password: str, display_name: str
+) -> User:
     """The first administrator (CLI `charter create-admin`): a new admin account, or an existing
     account promoted when the email is taken and `password` is its password.
 
     Raises EmailTaken when the email is taken and the password does not match.
     """
-    users = UserRepository(db)
-    now = datetime.now(UTC)
+    users = uow.users
+    now = clock.now()
     existing = users.get_by_email(email.lower())
     if existing is not None:
         if not passwords.verify(password, existing.password_hash):
@@ -251,7 +252,7 @@ def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password
         cli = RequestMeta(user_agent="charter-cli")
         if existing.role != "admin":
             audit.record(
-                db,
+                uow,
                 EventType.ROLE_CHANGED,
                 meta=cli,
                 subject_id=existing.id,
@@ -261,7 +262,7 @@ def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password
             existing.role = "admin"
         if existing.status != "active":
             audit.record(
-                db, EventType.USER_REACTIVATED, meta=cli, subject_id=existing.id, now=now, details={"via": "cli"}
+                uow, EventType.USER_REACTIVATED, meta=cli, subject_id=existing.id, now=now, details={"via": "cli"}
             )
             existing.status = "active"
         existing.updated_at = now
@@ -279,7 +280,7 @@ def create_admin(*, db: Session, passwords: PasswordHasher, email: str, password
     if not users.add(user):
         raise EmailTaken("An account with this email was created meanwhile; run the command again.")
     audit.record(
-        db,
+        uow,
         EventType.REGISTERED,
         meta=RequestMeta(user_agent="charter-cli"),
         subject_id=user.id,

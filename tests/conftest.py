@@ -219,6 +219,25 @@ def other_account(client: ContractClient) -> Account:
     return register_and_login(client)
 
 
+def create_admin(app: Any, email: str, *, display_name: str = "Admin") -> str:
+    """Make an administrator the way `charter create-admin` does (services.users.create_admin,
+    in a unit of work of its own) in `app`'s database; returns the account's id."""
+    from persistence.unit_of_work import UnitOfWork
+    from services import users
+
+    context = app.app.extensions["charter"]
+    with UnitOfWork(context.session_factory) as uow:
+        admin = users.create_admin(
+            uow=uow,
+            clock=context.clock,
+            passwords=context.auth.passwords,
+            email=email,
+            password=PASSWORD,
+            display_name=display_name,
+        )
+        return str(admin.id)
+
+
 def assert_problem(response: Any, status: int, type_: str | None = None) -> dict[str, Any]:
     """Assert an RFC 9457 problem answer with this status (and type) and a request id."""
     assert response.status_code == status, response.text
@@ -246,4 +265,4 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             with serve(served_app) as base_url:
                 yield Served(base_url, served_app, request.param)
         finally:
-            served_app.app.extensions["charter"]["engine"].dispose()
+            served_app.app.extensions["charter"].engine.dispose()

@@ -93,7 +93,7 @@ def login(client: ContractClient, email: str, password: str = PASSWORD, **kwargs
 
 def session_factory(app: Any) -> Any:
     """The app's own SQLAlchemy session factory (same database as every app of the session)."""
-    return app.app.extensions["charter"]["session_factory"]
+    return app.app.extensions["charter"].session_factory
 
 
 def stored_password_hash(app: Any, user_id: str) -> str:

@@ -20,7 +20,7 @@ WRONG_PASSWORD = "not the password at all, sorry"
 
 
 def _audit_count(served: Served, event_type: str, **details: str) -> int:
-    with served.state["session_factory"]() as db:
+    with served.state.session_factory() as db:
         events = db.scalars(select(AuditEvent).where(AuditEvent.type == event_type)).all()
     return sum(1 for event in events if all(event.details.get(k) == v for k, v in details.items()))
 
@@ -62,7 +62,7 @@ def test_twelve_refreshes_of_one_token_at_once_rotate_it_once(served: Served):
 
 def test_concurrent_failed_logins_are_all_counted_and_lock_the_account_once(served: Served):
     account = register_and_login(served.url)
-    max_failures = served.state["settings"].login_max_failures
+    max_failures = served.state.settings.login_max_failures
 
     responses = at_once(
         RACERS,
@@ -92,7 +92,7 @@ def test_twelve_registrations_of_one_email_at_once_create_one_account(served: Se
     assert Counter(r.status_code for r in responses) == {201: 1, 409: RACERS - 1}
     assert {r.json()["type"] for r in responses if r.status_code == 409} == {"/problems/email-taken"}
     assert _audit_count(served, "registered") >= 1
-    with served.state["session_factory"]() as db:
+    with served.state.session_factory() as db:
         registered = db.scalars(
             select(func.count())
             .select_from(AuditEvent)
@@ -110,7 +110,7 @@ def test_a_stale_session_still_creates_with_an_idempotency_key(served: Served):
     account = register_and_login(served.url)
     session_id = uuid.UUID(session_id_of(account.access_token))
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
-    with served.state["session_factory"].begin() as db:
+    with served.state.session_factory.begin() as db:
         db.execute(update(AuthSession).where(AuthSession.id == session_id).values(last_used_at=long_ago))
 
     with served.client(timeout=10) as http:
@@ -121,6 +121,6 @@ def test_a_stale_session_still_creates_with_an_idempotency_key(served: Served):
         )
 
     assert created.status_code == 201, created.text
-    with served.state["session_factory"]() as db:
+    with served.state.session_factory() as db:
         last_used_at = db.scalars(select(AuthSession.last_used_at).where(AuthSession.id == session_id)).one()
     assert last_used_at > long_ago + timedelta(minutes=4)

@@ -1,12 +1,12 @@
 """Account lockout after repeated failed logins: 429 with Retry-After even for the right
-password, alike for unknown emails, reset by a success or a password reset, bounded in time,
+password, alike for unknown emails, reset by a success or a password reset (bounded in time:
+tests/accounts/test_account_rules.py, on a frozen clock),
 and audited without the email in plain text."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 
 import pytest
@@ -39,20 +39,6 @@ def locking(database_url, tmp_path_factory, openapi, smtp_server):
         login_failure_window_seconds=60,
         login_lockout_seconds=LOCKOUT_SECONDS,
         **smtp_server.settings,
-    ) as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-def short(database_url, tmp_path_factory, openapi):
-    """3 failures within 1 s lock an email for 1 s."""
-    with app_client(
-        database_url,
-        tmp_path_factory.mktemp("short-lockout"),
-        openapi,
-        login_max_failures=3,
-        login_failure_window_seconds=1,
-        login_lockout_seconds=1,
     ) as pair:
         yield pair
 
@@ -185,23 +171,3 @@ class TestLockout:
         )
         assert confirmed.status_code == 204, confirmed.text
         assert _attempt(client, email, STRONG_PASSWORD).status_code == 200
-
-
-class TestLockoutTiming:
-    def test_lockout_ends_after_its_duration(self, short):
-        _, client = short
-        email = unique_email("expires")
-        register(client, email)
-        _fail(client, email, 3)
-        _assert_locked(_attempt(client, email, PASSWORD), lockout_seconds=1)
-        time.sleep(1.2)
-        assert _attempt(client, email, PASSWORD).status_code == 200
-
-    def test_failures_outside_the_window_do_not_add_up(self, short):
-        _, client = short
-        email = unique_email("window")
-        register(client, email)
-        _fail(client, email, 2)
-        time.sleep(1.2)
-        _fail(client, email, 1)  # a third failure, but the first two are out of the window
-        assert _attempt(client, email, PASSWORD).status_code == 200

@@ -158,7 +158,7 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     assert requested.status_code == 202
     raw_token = secrets.token_urlsafe(32)
     probe.secrets.add(raw_token)
-    session_factory = app.app.extensions["charter"]["session_factory"]
+    session_factory = app.app.extensions["charter"].session_factory
     with session_factory.begin() as db:
         now = datetime.now(UTC)
         db.add(
@@ -338,7 +338,7 @@ class TestListing:
 
 class TestAppendOnly:
     def test_update_and_delete_are_refused_by_the_database_insert_works(self, app, client):
-        engine = app.app.extensions["charter"]["engine"]
+        engine = app.app.extensions["charter"].engine
         account = register(client)
         with engine.connect() as connection:
             row = connection.execute(
@@ -415,7 +415,7 @@ def isolated(tmp_path, openapi):
             url = f"sqlite:///{tmp_path / 'isolated.db'}"
         migrate(url)
         app = create_app(make_settings(url, tmp_path))
-        stack.callback(app.app.extensions["charter"]["engine"].dispose)
+        stack.callback(app.app.extensions["charter"].engine.dispose)
         test_client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
         yield app, ContractClient(test_client, openapi)
 

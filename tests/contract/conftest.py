@@ -29,7 +29,7 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         with serve(app) as url:
             yield LiveServer(url=url)
     finally:
-        app.app.extensions["charter"]["engine"].dispose()
+        app.app.extensions["charter"].engine.dispose()
 
 
 def register_and_login_live(server: LiveServer) -> Account:

@@ -18,8 +18,7 @@ from schemathesis.engine import Status, events, from_schema
 from starlette.testclient import TestClient
 
 from server.contract import bundle
-from services import users
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, create_admin
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 OPERATIONS = [
@@ -36,11 +35,7 @@ def fuzz_user(app) -> dict[str, str]:
     """The account the fuzzer acts as: an administrator, so the administrators' operations are
     fuzzed past their 403 too."""
     email = f"fuzz-{uuid.uuid4().hex[:8]}@example.com"
-    session_factory = app.app.extensions["charter"]["session_factory"]
-    passwords = app.app.extensions["charter"]["auth"].passwords
-    with session_factory.begin() as db:
-        admin = users.create_admin(db=db, passwords=passwords, email=email, password=PASSWORD, display_name="Fuzz")
-        user_id = str(admin.id)
+    user_id = create_admin(app, email, display_name="Fuzz")
     return {"id": user_id, "email": email}
 
 

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from server.contract import bundle
-from services import users
-from tests.conftest import PASSWORD, ContractClient
+from tests.conftest import PASSWORD, ContractClient, create_admin
 
 SPEC = bundle()
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -180,9 +179,7 @@ EXPECTED = {"GetUnchangedTask": 304}
 def admin_token(client: ContractClient, app) -> str:
     """An administrator (registerUser's links lead to the administrators' operations)."""
     email = f"links-admin-{uuid.uuid4().hex[:8]}@example.com"
-    state = app.app.extensions["charter"]
-    with state["session_factory"].begin() as db:
-        users.create_admin(db=db, passwords=state["auth"].passwords, email=email, password=PASSWORD, display_name="A")
+    create_admin(app, email, display_name="A")
     return call(client, "login", body={"email": email, "password": PASSWORD}).response.json()["access_token"]
 
 

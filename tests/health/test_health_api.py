@@ -121,7 +121,7 @@ def offline_client(tmp_path_factory: pytest.TempPathFactory, openapi) -> Iterato
         with TestClient(app, raise_server_exceptions=False) as test_client:
             yield ContractClient(test_client, openapi)
     finally:
-        app.app.extensions["charter"]["engine"].dispose()
+        app.app.extensions["charter"].engine.dispose()
         root.handlers[:], root.level = handlers, level  # create_app reconfigures logging
 
 

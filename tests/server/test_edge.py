@@ -74,7 +74,7 @@ def serve(database_url: str, var_dir: Path, openapi: Any, **overrides: Any) -> I
         with TestClient(app, raise_server_exceptions=False) as test_client:
             yield ContractClient(test_client, openapi)
     finally:
-        app.app.extensions["charter"]["engine"].dispose()
+        app.app.extensions["charter"].engine.dispose()
 
 
 def _email(prefix: str = "edge") -> str:
@@ -641,7 +641,7 @@ def http_port(database_url, tmp_path_factory) -> Iterator[int]:
         with served_over_http(app) as url:
             yield int(url.rsplit(":", 1)[1])
     finally:
-        app.app.extensions["charter"]["engine"].dispose()
+        app.app.extensions["charter"].engine.dispose()
 
 
 class TestBodyLimitOverHTTP:
@@ -939,7 +939,7 @@ requires_postgres = pytest.mark.skipif(
 class TestStatementTimeout:
     def test_app_connections_have_the_configured_timeout(self, database_url, tmp_path):
         app = create_app(make_settings(database_url, tmp_path, db_statement_timeout_ms=1234))
-        engine = app.app.extensions["charter"]["engine"]
+        engine = app.app.extensions["charter"].engine
         try:
             for _ in range(2):  # a fresh connection and a pooled one
                 with engine.connect() as connection:

@@ -30,11 +30,11 @@ def _load(served: Served, paths: list[str], headers: dict[str, str], *, rounds: 
 
 
 def test_a_steady_load_opens_no_connection(served: Served):
-    settings = served.state["settings"]
+    settings = served.state.settings
     assert settings.db_pool_size == settings.wsgi_threads  # the default follows the threads
     account = register_and_login(served.url)
     paths = ["/api/v1/auth/me", account.tasks_path]
-    engine = served.state["engine"]
+    engine = served.state.engine
     _load(served, paths, account.headers, rounds=3)  # warm: every thread has had its connection
 
     opened: list[int] = []
@@ -90,7 +90,7 @@ def test_pool_checkouts_and_overflow_are_in_the_metrics(served: Served):
             assert http.get("/api/v1/auth/me", headers=account.headers).status_code == 200
     after = _samples(served)
 
-    settings = served.state["settings"]
+    settings = served.state.settings
     assert after["charter_db_pool_size"] == settings.db_pool_size
     assert after["charter_db_pool_max_overflow"] == settings.db_max_overflow
     assert after["charter_db_pool_checkouts_total"] - before["charter_db_pool_checkouts_total"] >= 5

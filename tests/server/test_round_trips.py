@@ -15,7 +15,7 @@ from tests.conftest import Account, ContractClient
 @contextlib.contextmanager
 def statements(app) -> Iterator[list[str]]:
     """The SQL statements the app's engine sends while the block runs."""
-    engine = app.app.extensions[context.EXTENSION]["engine"]
+    engine = app.app.extensions[context.EXTENSION].engine
     sent: list[str] = []
 
     def record(conn, cursor, statement, parameters, execution_context, executemany) -> None:

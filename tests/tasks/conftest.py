@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-import services.tasks
+from services.clock import SystemClock
 from tests.conftest import Account, ContractClient
 
 IS_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgresql")
@@ -133,18 +133,13 @@ def expected_order(items: list[dict[str, Any]], sort: str | None) -> list[str]:
 
 def session_factory(app: Any) -> sessionmaker[Session]:
     """The app's own session factory, to arrange rows the API cannot (e.g. old timestamps)."""
-    return app.app.extensions["charter"]["session_factory"]
+    return app.app.extensions["charter"].session_factory
 
 
 @contextlib.contextmanager
 def frozen_clock(monkeypatch: pytest.MonkeyPatch, at: datetime) -> Iterator[None]:
-    """Make the task service read `at` as the current time (created_at, updated_at, …)."""
-
-    class FrozenClock(datetime):
-        @classmethod
-        def now(cls, tz=None):  # type: ignore[override]
-            return at
-
+    """Make the services read `at` as the current time (created_at, updated_at, …): the app's
+    clock (`services.clock.SystemClock`) stands still within the block."""
     with monkeypatch.context() as patch:
-        patch.setattr(services.tasks, "datetime", FrozenClock)
+        patch.setattr(SystemClock, "now", lambda _self: at)
         yield

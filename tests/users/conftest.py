@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from persistence.models import AuditEvent, AuthSession, Task, User
-from services import users
-from tests.conftest import PASSWORD, Account, ContractClient
+from tests.conftest import PASSWORD, Account, ContractClient, create_admin
 
 FORBIDDEN = "/problems/forbidden"
 UNAUTHORIZED = "/problems/unauthorized"
@@ -62,12 +61,7 @@ def bearer(token: str) -> dict[str, str]:
 def make_admin(app, client: ContractClient) -> Account:
     """A new administrator (services.users.create_admin, as the CLI does), logged in through the API."""
     email = unique_email("admin")
-    extension = app.app.extensions["charter"]
-    with extension["session_factory"].begin() as db:
-        created = users.create_admin(
-            db=db, passwords=extension["auth"].passwords, email=email, password=PASSWORD, display_name="Admin"
-        )
-        admin_id = str(created.id)
+    admin_id = create_admin(app, email)
     tokens = login(client, email)
     return Account(admin_id, email, PASSWORD, tokens["access_token"], tokens["refresh_token"])
 
@@ -82,7 +76,7 @@ class Database:
     """Reads rows straight from the app's database, bypassing the API."""
 
     def __init__(self, app) -> None:
-        self.session_factory = app.app.extensions["charter"]["session_factory"]
+        self.session_factory = app.app.extensions["charter"].session_factory
 
     def read(self, query: Callable[[Any], Any]) -> Any:
         with self.session_factory() as db:

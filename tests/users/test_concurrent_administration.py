@@ -10,20 +10,14 @@ from collections import Counter
 from sqlalchemy import select, update
 
 from persistence.models import User
-from services import users
-from tests.conftest import PASSWORD, Account
+from tests.conftest import PASSWORD, Account, create_admin
 from tests.served import Served, at_once
 
 
 def _make_admin(served: Served) -> Account:
     """A new administrator, made as `charter create-admin` makes one, logged in over HTTP."""
     email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
-    with served.state["session_factory"].begin() as db:
-        admin_id = str(
-            users.create_admin(
-                db=db, passwords=served.state["auth"].passwords, email=email, password=PASSWORD, display_name="Admin"
-            ).id
-        )
+    admin_id = create_admin(served.app, email)
     with served.client() as http:
         tokens = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
     return Account(admin_id, email, PASSWORD, tokens["access_token"], tokens["refresh_token"])
@@ -32,12 +26,12 @@ def _make_admin(served: Served) -> Account:
 def _only_admins(served: Served, keep: list[Account]) -> None:
     """Arrange that `keep` are the only active administrators (others become plain users)."""
     ids = [uuid.UUID(account.id) for account in keep]
-    with served.state["session_factory"].begin() as db:
+    with served.state.session_factory.begin() as db:
         db.execute(update(User).where(User.role == "admin", User.id.not_in(ids)).values(role="user"))
 
 
 def _active_admins(served: Served) -> set[str]:
-    with served.state["session_factory"]() as db:
+    with served.state.session_factory() as db:
         return {str(i) for i in db.scalars(select(User.id).where(User.role == "admin", User.status == "active"))}
 
 
