@@ -1,9 +1,13 @@
 """The contract: load the split OpenAPI document in `openapi/` and bundle it into one.
 
-Connexion, schemathesis and SDK generators all want one self-contained document. Path files
-refer to shared pieces as ``../components/<kind>.yaml#/<Name>``; bundling turns each into
+Connexion, schemathesis and SDK generators all want one self-contained document. Each area
+owns its components in ``components/<area>.yaml`` and the ones two or more areas use live in
+``components/common.yaml``; a component file holds several kinds, the shape of an OpenAPI
+``components`` object (``schemas:``, ``parameters:``, ``headers:``, ``responses:``, …). Path
+files refer to them as ``../components/<file>.yaml#/<kind>/<Name>``, component files as
+``#/<kind>/<Name>`` (same file) or ``<file>.yaml#/<kind>/<Name>``. Bundling turns each into
 ``#/components/<kind>/<Name>`` and inlines the path items, the way ``redocly bundle`` does,
-so generated clients get named models.
+so generated clients get named models; a name is unique per kind across all the files.
 
 Run ``python -m server.contract [--out FILE]`` to write the bundled document as JSON.
 """
@@ -26,13 +30,51 @@ COMPONENT_KINDS = {"schemas", "parameters", "headers", "responses", "requestBodi
 
 
 class ContractError(ValueError):
-    """The split document has a reference that cannot be bundled."""
+    """The split document cannot be bundled: a reference that cannot be resolved or bundled, a
+    component file that is not a mapping of component kinds, or a name defined twice."""
 
 
 @cache
 def _load(path: Path) -> Any:
-    with path.open(encoding="utf-8") as stream:
-        return yaml.safe_load(stream)
+    try:
+        with path.open(encoding="utf-8") as stream:
+            return yaml.safe_load(stream)
+    except FileNotFoundError as error:
+        raise ContractError(f"no such file: {path}") from error
+
+
+def component_files(directory: Path) -> dict[Path, dict[str, dict[str, Any]]]:
+    """The components of every file in `directory` (``openapi/components``): resolved file path
+    -> kind (``schemas``, ``parameters``, …) -> name -> definition; ``{}`` when there is no such
+    directory.
+
+    A file holds the kinds it names as top-level keys, like an OpenAPI ``components`` object. A
+    file named after a kind (``schemas.yaml``, ``parameters.yaml``, …) holds that one kind, its
+    components as top-level keys: the layout before areas owned their components, which
+    ``make spec-diff`` still bundles when it compares with an older commit.
+
+    Raises:
+        ContractError: a file is not a mapping of component kinds to mappings of components, or
+            the same kind and name are defined in two files (names must stay unique).
+    """
+    files: dict[Path, dict[str, dict[str, Any]]] = {}
+    defined_in: dict[tuple[str, str], Path] = {}
+    for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else ():
+        path = path.resolve()
+        document = _load(path) or {}
+        sections = {path.stem: document} if path.stem in COMPONENT_KINDS else document
+        if not isinstance(sections, dict) or not all(
+            kind in COMPONENT_KINDS and isinstance(section, dict) for kind, section in sections.items()
+        ):
+            kinds = ", ".join(sorted(COMPONENT_KINDS))
+            raise ContractError(f"{path.name}: its top-level keys must be component kinds ({kinds})")
+        for kind, section in sections.items():
+            for name in section:
+                other = defined_in.setdefault((kind, name), path)
+                if other != path:
+                    raise ContractError(f"{kind} {name!r} is defined in both {other.name} and {path.name}")
+        files[path] = sections
+    return files
 
 
 def _resolve_pointer(document: Any, pointer: str, where: str) -> Any:
@@ -50,13 +92,17 @@ def bundle(root: Path = ROOT_DOCUMENT) -> dict[str, Any]:
     """The whole contract as one dict with only internal ``#/…`` references.
 
     Args:
-        root: path of the root document; path and component files sit beside it.
+        root: path of the root document; path files sit beside it, component files in its
+            ``components/`` directory (see `component_files`).
 
     Raises:
-        ContractError: a reference points at a missing file or member, or a component file
-            does not name a known component kind.
+        ContractError: a reference points at a missing file or member, a reference to a
+            component file is not ``<file>.yaml#/<kind>/<Name>`` (``#/<Name>`` in a file named
+            after its kind), a component file is not one, or two component files define the same
+            kind and name.
     """
     root = root.resolve()
+    files = component_files(root.parent / "components")
     components: dict[str, dict[str, Any]] = {}
 
     def rewrite(node: Any, base: Path) -> Any:
@@ -75,14 +121,18 @@ def bundle(root: Path = ROOT_DOCUMENT) -> dict[str, Any]:
         target = (base.parent / file_part).resolve() if file_part else base
         if target == root:
             return dict(node)
-        if target.parent.name == "components":
-            kind, name = target.stem, pointer.strip("/")
-            if kind not in COMPONENT_KINDS or not name or "/" in name:
+        if target in files:
+            tokens = pointer.strip("/").split("/")
+            if target.stem in COMPONENT_KINDS:  # a file of one kind, named after it: #/<Name>
+                tokens.insert(0, target.stem)
+            if len(tokens) != 2 or not all(tokens):
                 raise ContractError(f"cannot bundle $ref {ref!r} in {base.name}")
+            kind, name = tokens
+            definition = _resolve_pointer(files[target], f"/{kind}/{name}", f"{ref!r} in {base.name}")
             section = components.setdefault(kind, {})
             if name not in section:
                 section[name] = None  # placeholder: stops recursion on self-references
-                section[name] = rewrite(_resolve_pointer(_load(target), pointer, f"{ref!r} in {base.name}"), target)
+                section[name] = rewrite(definition, target)
             return {"$ref": f"#/components/{kind}/{name}"}
         return rewrite(_resolve_pointer(_load(target), pointer, f"{ref!r} in {base.name}"), target)
 
