@@ -69,21 +69,18 @@ def list_users(
     status: str | None = None,
 ) -> tuple:
     """GET /api/v1/users — administrators."""
-    users.require_admin(principal())
     result = users.list_users(uow=unit_of_work(), limit=limit, cursor=cursor, q=q, role=role, status=status)
     return json_answer({"items": [user_representation(u) for u in result.items], "next_cursor": result.next_cursor})
 
 
 def get_user(user_id: str) -> tuple:
     """GET /api/v1/users/{user_id} — administrators."""
-    users.require_admin(principal())
     return json_answer(user_representation(users.get_user(uow=unit_of_work(), user_id=uuid.UUID(user_id))))
 
 
 def update_user(user_id: str, body: dict[str, Any]) -> tuple:
     """PATCH /api/v1/users/{user_id} — administrators: role, status, display name."""
     admin = principal()
-    users.require_admin(admin)
     user = users.administer(
         uow=unit_of_work(), clock=clock(), admin=admin, user_id=uuid.UUID(user_id), data=body, meta=request_meta()
     )
@@ -93,7 +90,6 @@ def update_user(user_id: str, body: dict[str, Any]) -> tuple:
 def delete_user(user_id: str) -> tuple:
     """DELETE /api/v1/users/{user_id} — administrators."""
     admin = principal()
-    users.require_admin(admin)
     users.administer_delete(
         uow=unit_of_work(), clock=clock(), admin=admin, user_id=uuid.UUID(user_id), meta=request_meta()
     )

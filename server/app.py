@@ -22,7 +22,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from persistence.database import database_answers, make_engine, make_session_factory
 from server import context, metrics
-from server.contract import RouteTable, bundle
+from server.contract import RouteTable, access_policies, bundle
 from server.docs import ContractDocumentMiddleware, ReferencePageMiddleware
 from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.idempotency import release_on_failure
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
 
     Raises:
         server.settings.ConfigurationError: e.g. production without JWT_SECRET.
+        server.contract.ContractError: an operation without a valid `x-access` policy.
     """
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             openapi_url=f"{API_PREFIX}/openapi.json",
             api_prefix=API_PREFIX,
         ),
+        access=access_policies(spec),
     )
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)

@@ -4,6 +4,7 @@ Handlers import these, never Flask."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from persistence.unit_of_work import UnitOfWork
 from server.request_context import current_request_id, current_state
 from server.settings import Settings
 from services import accounts
+from services.access import Access, authorize
 from services.accounts import AuthConfig
 from services.audit import RequestMeta
 from services.clock import Clock
@@ -52,6 +54,7 @@ class AppContext:
             or is None when the dependency is not configured.
         started_at: `time.monotonic()` at start-up, for the liveness probe's uptime.
         service_info: what `GET /` says.
+        access: each operation's access policy (its `x-access`), by operationId.
     """
 
     settings: Settings
@@ -63,6 +66,7 @@ class AppContext:
     probes: dict[str, Callable[[], bool] | None]
     started_at: float
     service_info: ServiceInfo
+    access: dict[str, Access]
 
 
 def state() -> AppContext:
@@ -141,20 +145,34 @@ def principal() -> User:
 
 def load_principal() -> None:
     """Before each request: when an access token was verified, check its session is still open
-    and remember its user. A logged-out session's tokens fail here, on every process, because
-    the check reads the database.
+    and remember its user; then apply the operation's access policy (`x-access`, through
+    `services.access.authorize`), so no handler runs for a caller its policy refuses. A
+    logged-out session's tokens fail here, on every process, because the check reads the
+    database.
 
     A request that connexion's router did not match never reaches a handler: Flask's router is
     more lenient with odd percent-encoded paths, and connexion's handler wrapper would fail
     without an operation, so such a request is a 404 here.
     """
     try:
-        connexion_context.operation.operation_id  # noqa: B018 - raises when no operation matched
+        operation_id = connexion_context.operation.operation_id
     except RuntimeError:
         raise NotFound("No operation matches this path.") from None
     claims = access_claims()
+    caller = None
     if claims is not None:
-        flask.g.principal = accounts.current_user(uow=unit_of_work(), clock=clock(), claims=claims)
+        caller = flask.g.principal = accounts.current_user(uow=unit_of_work(), clock=clock(), claims=claims)
         request_state = current_state()
         if request_state is not None:
-            request_state.user_id = str(flask.g.principal.id)
+            request_state.user_id = str(caller.id)
+    policy = state().access[operation_id]
+    authorize(policy, caller=caller, owner_id=_path_owner() if policy is Access.OWNER else None)
+
+
+def _path_owner() -> uuid.UUID | None:
+    """The `user_id` of the request's path (already checked as a UUID by the contract)."""
+    value = (flask.request.view_args or {}).get("user_id")
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from services.access import Access
+
 CONTRACT_DIR = Path(__file__).resolve().parent.parent / "openapi"
 ROOT_DOCUMENT = CONTRACT_DIR / "openapi.yaml"
 COMPONENT_KINDS = {"schemas", "parameters", "headers", "responses", "requestBodies", "examples", "links"}
@@ -190,6 +192,40 @@ class RouteTable:
                     methods.append("HEAD")
                 return ", ".join(methods)
         return None
+
+
+def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
+    """Each operation's access policy (its `x-access`), by operationId.
+
+    Args:
+        spec: the bundled contract.
+
+    Raises:
+        ContractError: an operation without a policy or with an unknown one; a `public`
+            operation that asks for a token, or a token-less one that is not `public`; an
+            `owner` operation whose path has no ``{user_id}``.
+    """
+    policies: dict[str, Access] = {}
+    default_security = spec.get("security", [])
+    for template, item in spec.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or not isinstance(operation, dict):
+                continue
+            name = operation["operationId"]
+            try:
+                policy = Access(operation.get("x-access", ""))
+            except ValueError:
+                allowed = ", ".join(policy.value for policy in Access)
+                raise ContractError(f"{name}: x-access must be one of {allowed}") from None
+            public = operation.get("security", default_security) in ([], [{}])
+            if public != (policy is Access.PUBLIC):
+                raise ContractError(
+                    f"{name}: x-access {policy} does not match its security {operation.get('security')}"
+                )
+            if policy is Access.OWNER and "{user_id}" not in template:
+                raise ContractError(f"{name}: x-access owner needs a {{user_id}} in its path {template}")
+            policies[name] = policy
+    return policies
 
 
 def main(argv: list[str] | None = None) -> int:

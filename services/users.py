@@ -44,12 +44,6 @@ class Export:
     audit_events: list[AuditEvent]
 
 
-def require_admin(user: User) -> None:
-    """Raises Forbidden unless `user` is an administrator."""
-    if user.role != "admin":
-        raise Forbidden("Only administrators may do this.")
-
-
 def update_profile(*, uow: UnitOfWork, clock: Clock, user: User, data: dict[str, Any], meta: RequestMeta) -> User:
     """Change the caller's own profile (display name); nothing else can be set this way."""
     changed = {name: data[name] for name in ("display_name",) if name in data and data[name] != getattr(user, name)}
