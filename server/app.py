@@ -20,6 +20,7 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from adapters.mail import LogMailer, SmtpMailer
 from persistence.database import database_answers, make_engine, make_session_factory
 from server import context, metrics
 from server.contract import RouteTable, access_policies, bundle
@@ -27,7 +28,6 @@ from server.docs import ContractDocumentMiddleware, ReferencePageMiddleware
 from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from server.idempotency import release_on_failure
 from server.log_config import configure_logging
-from server.mail import LogMailer, SmtpMailer
 from server.observability import AccessLogMiddleware
 from server.problems import install_problem_handlers
 from server.rate_limits import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage, install_route_limits, make_limiter

@@ -7,7 +7,7 @@ from typing import Protocol
 
 
 class Mailer(Protocol):
-    """Sends mail; implementations deliver in the background (`server.mail`)."""
+    """Sends mail; implementations (`adapters.mail`) deliver in the background."""
 
     def send(self, message: EmailMessage) -> None:
         """Queue `message` for delivery (the sender is filled in by the mailer)."""

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters.mail import MemoryMailer
 from persistence.unit_of_work import UnitOfWork
-from server.mail import MemoryMailer
 from services import accounts
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.audit import RequestMeta

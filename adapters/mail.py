@@ -1,5 +1,6 @@
-"""Outgoing mail over SMTP (smtplib), delivered by a background thread so a request never
-waits on, or reveals by its timing, a mail server."""
+"""Outgoing mail, the adapters of the `services.notifications.Mailer` port: SMTP (smtplib),
+delivered by a background thread so a request never waits on, or reveals by its timing, a mail
+server; a log-only mailer for development without SMTP_HOST; an in-memory fake for tests."""
 
 from __future__ import annotations
 
