@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from persistence.accounts.models import AuthSession, User
 from persistence.database import make_engine, make_session_factory
-from persistence.models import AuthSession, User
 from persistence.unit_of_work import UnitOfWork
 from server.cli import migrate
 from services.accounts import current_user

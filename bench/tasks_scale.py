@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from bench.harness import free_port, serve, server_environment, wrk
 from persistence.database import make_engine
-from persistence.models import Task
 from persistence.seed import add_tasks, seed
+from persistence.tasks.models import Task
 from server.cli import migrate
 from services.cursors import encode_values
 from services.passwords import PasswordHasher

@@ -12,7 +12,8 @@ from server.context import printable
 if TYPE_CHECKING:
     import uuid
 
-    from persistence.models import AuditEvent, AuthSession, User
+    from persistence.accounts.models import AuthSession, User
+    from persistence.audit.models import AuditEvent
 
 
 def user_representation(user: User) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from server.problems import problem_body_for
 from services import tasks
 
 if TYPE_CHECKING:
-    from persistence.models import Task
+    from persistence.tasks.models import Task
 
 
 BULK_STATUS = {tasks.BulkOutcome.CREATED: 201, tasks.BulkOutcome.CHANGED: 200, tasks.BulkOutcome.DELETED: 204}

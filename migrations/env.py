@@ -6,13 +6,14 @@ from logging.config import fileConfig
 
 from alembic import context
 
+from persistence.base import Base, load_models
 from persistence.database import make_engine
-from persistence.models import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
+load_models()  # every area's persistence/<area>/models.py, found rather than listed
 target_metadata = Base.metadata
 
 

@@ -7,7 +7,9 @@ import uuid
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from persistence.models import AuditEvent, AuthSession, Task
+from persistence.accounts.models import AuthSession
+from persistence.audit.models import AuditEvent
+from persistence.tasks.models import Task
 
 
 class ExportRepository:

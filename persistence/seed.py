@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
-from persistence.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag, User
+from persistence.accounts.models import User
+from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
 
 VERBS = [
     "Write",

@@ -11,15 +11,15 @@ from functools import cached_property
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.audit import AuditRepository
-from persistence.auth_sessions import AuthSessionRepository
+from persistence.accounts.login_throttles import LoginThrottleRepository
+from persistence.accounts.password_resets import PasswordResetRepository
+from persistence.accounts.sessions import AuthSessionRepository
+from persistence.accounts.users import UserRepository
+from persistence.audit.repository import AuditRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.exports import ExportRepository
-from persistence.idempotency import IdempotencyRecords
-from persistence.login_throttles import LoginThrottleRepository
-from persistence.password_resets import PasswordResetRepository
-from persistence.tasks import TaskRepository
-from persistence.users import UserRepository
+from persistence.idempotency.repository import IdempotencyRecords
+from persistence.tasks.repository import TaskRepository
 
 
 class UnitOfWork:

@@ -13,7 +13,7 @@ from connexion import context as connexion_context
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.models import User
+from persistence.accounts.models import User
 from persistence.unit_of_work import UnitOfWork
 from server.request_context import current_request_id, current_state
 from server.settings import Settings

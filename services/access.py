@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from services.errors import Forbidden, InvalidToken, NotFound
 
 if TYPE_CHECKING:
-    from persistence.models import User
+    from persistence.accounts.models import User
 
 
 class Access(StrEnum):

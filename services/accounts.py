@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from persistence.models import AuthSession, PasswordResetToken, RefreshToken, User
+from persistence.accounts.models import AuthSession, PasswordResetToken, RefreshToken, User
 from persistence.unit_of_work import UnitOfWork
 from services import audit
 from services.audit import EventType, RequestMeta

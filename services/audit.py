@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from persistence.models import AuditEvent
+from persistence.audit.models import AuditEvent
 from persistence.unit_of_work import UnitOfWork
 
 

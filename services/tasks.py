@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from persistence.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
-from persistence.tasks import SORT_COLUMNS, Stats, TaskFilters, TaskOrder
+from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
+from persistence.tasks.repository import SORT_COLUMNS, Stats, TaskFilters, TaskOrder
 from persistence.unit_of_work import UnitOfWork
 from services.clock import Clock
 from services.cursors import decode_values, encode_values

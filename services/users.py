@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from persistence.models import AuditEvent, AuthSession, Task, User
+from persistence.accounts.models import AuthSession, User
+from persistence.audit.models import AuditEvent
+from persistence.tasks.models import Task
 from persistence.unit_of_work import UnitOfWork
 from services import audit
 from services.audit import EventType, RequestMeta

@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from persistence.models import User
+from persistence.accounts.models import User
 from server.app import create_app
 from tests.conftest import PASSWORD, TEST_SECRET, ContractClient, make_settings
 from tests.processes import free_port

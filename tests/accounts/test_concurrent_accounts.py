@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from persistence.models import AuditEvent, AuthSession
+from persistence.accounts.models import AuthSession
+from persistence.audit.models import AuditEvent
 from services.accounts import email_digest
 from tests.accounts.conftest import session_id_of
 from tests.conftest import PASSWORD

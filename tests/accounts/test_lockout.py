@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from persistence.models import AuditEvent
+from persistence.audit.models import AuditEvent
 from tests.accounts.conftest import (
     STRONG_PASSWORD,
     app_client,

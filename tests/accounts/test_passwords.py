@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from persistence.models import PasswordResetToken
+from persistence.accounts.models import PasswordResetToken
 from tests.accounts.conftest import (
     MAIL_FROM,
     OTHER_STRONG_PASSWORD,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from persistence.models import AuthSession
+from persistence.accounts.models import AuthSession
 from services import accounts
 from tests.accounts.conftest import (
     CHROME_ON_MAC,

@@ -18,7 +18,8 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from starlette.testclient import TestClient
 
-from persistence.models import AuditEvent, PasswordResetToken
+from persistence.accounts.models import PasswordResetToken
+from persistence.audit.models import AuditEvent
 from server.app import create_app
 from server.cli import migrate
 from services.audit import EventType

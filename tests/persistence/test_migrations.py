@@ -17,17 +17,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from persistence.accounts.models import AuthSession, RefreshToken, User
+from persistence.base import Base, database_only_objects
 from persistence.database import make_engine
-from persistence.models import (
-    DATABASE_ONLY_OBJECTS,
-    NO_DUE_DATE,
-    TASK_PRIORITIES,
-    AuthSession,
-    Base,
-    RefreshToken,
-    Task,
-    User,
-)
+from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task
 from server.cli import alembic_config
 from tests.conftest import _postgres_url, temporary_postgres_database
 
@@ -85,7 +78,7 @@ def _assert_models_match(url: str) -> None:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(
-                connection, opts={"include_object": lambda obj, name, *_: name not in DATABASE_ONLY_OBJECTS}
+                connection, opts={"include_object": lambda obj, name, *_: name not in database_only_objects()}
             )
             diff = compare_metadata(context, Base.metadata)
     finally:

@@ -16,9 +16,9 @@ from sqlalchemy import Engine, Select, select, text
 from sqlalchemy.orm import Session
 
 from persistence.database import make_engine
-from persistence.models import Task
 from persistence.seed import seed
-from persistence.tasks import TaskFilters, TaskOrder, TaskRepository
+from persistence.tasks.models import Task
+from persistence.tasks.repository import TaskFilters, TaskOrder, TaskRepository
 from server.cli import migrate
 from tests.conftest import temporary_postgres_database
 

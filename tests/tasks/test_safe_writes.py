@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from persistence.models import IdempotencyRecord
+from persistence.idempotency.models import IdempotencyRecord
 from tests.conftest import assert_problem
 from tests.tasks.conftest import (
     NOT_FOUND,

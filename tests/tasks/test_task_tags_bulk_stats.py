@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from persistence.models import Task
+from persistence.tasks.models import Task
 from tests.conftest import assert_problem
 from tests.tasks.conftest import (
     NOT_FOUND,

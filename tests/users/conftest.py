@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from persistence.models import AuditEvent, AuthSession, Task, User
+from persistence.accounts.models import AuthSession, User
+from persistence.audit.models import AuditEvent
+from persistence.tasks.models import Task
 from tests.conftest import PASSWORD, Account, ContractClient, create_admin
 
 FORBIDDEN = "/problems/forbidden"

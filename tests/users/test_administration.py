@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select
 
-from persistence.models import PasswordResetToken, User
+from persistence.accounts.models import PasswordResetToken, User
 from tests.conftest import PASSWORD, ROOT, TEST_SECRET, assert_problem
 from tests.users.conftest import (
     CONFLICT,

@@ -9,7 +9,7 @@ from collections import Counter
 
 from sqlalchemy import select, update
 
-from persistence.models import User
+from persistence.accounts.models import User
 from tests.conftest import PASSWORD, Account, create_admin
 from tests.served import Served, at_once
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from persistence.accounts.models import LoginThrottle
 from persistence.database import for_update, insert_if_absent
-from persistence.models import LoginThrottle
 
 
 class LoginThrottleRepository:

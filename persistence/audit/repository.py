@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from persistence.models import AuditEvent
+from persistence.audit.models import AuditEvent
 
 
 class AuditRepository:

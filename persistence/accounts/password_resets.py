@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from persistence.models import PasswordResetToken
+from persistence.accounts.models import PasswordResetToken
 
 
 class PasswordResetRepository:

@@ -9,8 +9,8 @@ from sqlalchemy import delete, func, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from persistence.accounts.models import User
 from persistence.database import for_update, savepoint
-from persistence.models import User
 
 
 class UserRepository:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
-from persistence.models import AuthSession, RefreshToken, User
+from persistence.accounts.models import AuthSession, RefreshToken, User
 
 
 class AuthSessionRepository:

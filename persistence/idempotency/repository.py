@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from persistence.models import IdempotencyRecord
+from persistence.idempotency.models import IdempotencyRecord
 
 
 class IdempotencyClaimContended(RuntimeError):

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, lazyload, with_expression
 
 from persistence.database import for_update
-from persistence.models import TAG_SEPARATOR, Task, TaskTag
+from persistence.tasks.models import TAG_SEPARATOR, Task, TaskTag
 
 SORT_COLUMNS = {
     "created_at": Task.created_at,

@@ -1,0 +1,1 @@
+"""Accounts: users, sessions and refresh tokens, lockout counters, password reset tokens."""

@@ -1,0 +1,1 @@
+"""Idempotency records: the first answer to a request sent with an Idempotency-Key."""

@@ -1,0 +1,1 @@
+"""Todo tasks and their tags."""
