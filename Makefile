@@ -45,10 +45,11 @@ SPEC_BASE ?=
 spec-diff: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python scripts/spec_diff.py $(if $(SPEC_BASE),--base $(SPEC_BASE))
 
-## lint: ruff on the code; Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
+## lint: ruff on the code; mypy --strict on services, persistence, adapters ([tool.mypy]); Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy services persistence adapters
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 	npx --no-install redocly lint build/openapi.json --max-problems 1000
 
@@ -74,5 +75,5 @@ bench: $(BIN)/.installed
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:
-	rm -rf $(VENV) node_modules var build .pytest_cache .ruff_cache .hypothesis .schemathesis test-artifacts *.egg-info
+	rm -rf $(VENV) node_modules var build .pytest_cache .ruff_cache .mypy_cache .hypothesis .schemathesis test-artifacts *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVarTuple, cast
 
 import structlog
-from sqlalchemy import Engine, Select, create_engine, event, exc, text
+from sqlalchemy import CursorResult, Engine, Result, Select, create_engine, event, exc, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-_Row = TypeVar("_Row", bound=tuple)
+_Ts = TypeVarTuple("_Ts")
 log = structlog.get_logger(__name__)
 
 
@@ -45,7 +48,7 @@ def make_engine(
     used so readers do not block the writer.
     """
     parsed = make_url(url)
-    kwargs: dict = {}
+    kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ def make_engine(
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     # SQLite's own lower() folds only ASCII; case-insensitive search must fold every letter as
     # Python (and PostgreSQL) do.
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
@@ -80,11 +83,13 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 PING_IDLE_SECONDS = 10.0
 
 
-def _note_checkin(_dbapi_connection, record) -> None:
+def _note_checkin(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
     record.info["checked_in_at"] = time.monotonic()
 
 
-def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+def _ping_if_idle(
+    dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
     """Pessimistic disconnect handling (SQLAlchemy's pool "checkout" recipe), for idle
     connections only: a failed ping makes the pool discard this connection and try another."""
     checked_in_at = record.info.get("checked_in_at")
@@ -133,7 +138,7 @@ def hold_write_lock(db: Session) -> None:
         driver.execute("BEGIN IMMEDIATE")
 
 
-def for_update(db: Session, statement: Select[_Row]) -> Select[_Row]:
+def for_update(db: Session, statement: Select[*_Ts]) -> Select[*_Ts]:
     """`statement` as a locking read, for a read-check-write that must not lose a concurrent
     change: PostgreSQL locks the rows it returns until the transaction ends (``FOR UPDATE``; a
     concurrent locker waits, then reads the committed row), SQLite holds the write lock
@@ -169,6 +174,15 @@ def insert_if_absent(db: Session, table: Any, values: dict[str, Any], *, key: li
     db.execute(statement.on_conflict_do_nothing(index_elements=key))
 
 
+def affected_rows(result: Result[*tuple[Any, ...]]) -> int:
+    """How many rows the UPDATE or DELETE (without RETURNING) that gave `result` matched.
+
+    `Session.execute` answers such a statement with a `CursorResult`, which has the count, but is
+    typed to return a plain `Result`: SQLAlchemy's advice is this cast.
+    """
+    return cast(CursorResult[*tuple[Any, ...]], result).rowcount
+
+
 def ping(engine: Engine) -> None:
     """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the DB does not answer."""
     with engine.connect() as connection:
@@ -186,5 +200,9 @@ def database_answers(engine: Engine) -> bool:
     return True
 
 
-def _lower(value: object) -> object:
+_SQLiteValue = str | bytes | int | float | None
+"""What a SQLite function receives and may return."""
+
+
+def _lower(value: _SQLiteValue) -> _SQLiteValue:
     return value.lower() if isinstance(value, str) else value

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from persistence.accounts.models import PasswordResetToken
+from persistence.database import affected_rows
 
 
 class PasswordResetRepository:
@@ -35,7 +36,7 @@ class PasswordResetRepository:
             .where(PasswordResetToken.id == token_id, PasswordResetToken.used_at.is_(None))
             .values(used_at=now)
         )
-        return result.rowcount == 1
+        return affected_rows(result) == 1
 
     def discard_unused(self, user_id: uuid.UUID) -> None:
         """Delete the user's other outstanding tokens, so only the newest link works."""

@@ -9,6 +9,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from persistence.accounts.models import AuthSession, RefreshToken, User
+from persistence.database import affected_rows
 
 
 class AuthSessionRepository:
@@ -75,7 +76,7 @@ class AuthSessionRepository:
         lock would be held from the request's first line on, blocking the transactions of its
         own that the request opens later (an idempotency claim).
         """
-        bind = self.db.get_bind().execution_options(isolation_level="AUTOCOMMIT")
+        bind = self.db.get_bind().engine.execution_options(isolation_level="AUTOCOMMIT")
         with bind.connect() as connection:
             connection.execute(
                 update(AuthSession)
@@ -88,7 +89,7 @@ class AuthSessionRepository:
         statement = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
         if keep is not None:
             statement = statement.where(AuthSession.id != keep)
-        return self.db.execute(statement.values(revoked_at=now, revoked_reason=reason)).rowcount
+        return affected_rows(self.db.execute(statement.values(revoked_at=now, revoked_reason=reason)))
 
     def find_refresh_token(self, token_hash: str) -> tuple[RefreshToken, AuthSession] | None:
         """The refresh token with this hash and its session, or None."""
@@ -108,7 +109,7 @@ class AuthSessionRepository:
         result = self.db.execute(
             update(RefreshToken).where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None)).values(used_at=now)
         )
-        return result.rowcount == 1
+        return affected_rows(result) == 1
 
     def add_refresh_token(self, refresh_token: RefreshToken) -> None:
         """Stage the refresh token that replaces a rotated one."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     REAL,
     ColumnElement,
     Select,
+    SQLColumnExpression,
     and_,
     case,
     cast,
@@ -143,7 +144,7 @@ class TaskRepository:
         filters: TaskFilters,
         order: TaskOrder,
         after: Sequence[Any] | None = None,
-    ) -> Select:
+    ) -> Select[Task, *tuple[Any, ...]]:
         """The SELECT behind `list_page` (also what the query-plan test EXPLAINs)."""
         keys = self._order_expressions(order, filters)
         statement = (
@@ -157,7 +158,8 @@ class TaskRepository:
         statement = statement.order_by(*[e.desc() if descending else e.asc() for e, descending in keys])
         return statement.limit(limit)
 
-    def _order_expressions(self, order: TaskOrder, filters: TaskFilters) -> list[tuple[ColumnElement, bool]]:
+    def _order_expressions(self, order: TaskOrder, filters: TaskFilters) -> list[tuple[SQLColumnExpression[Any], bool]]:
+        keys: list[tuple[SQLColumnExpression[Any], bool]]
         if order.by_relevance:
             keys = [(self._relevance(filters.search or ""), True), (Task.created_at, True)]
         else:
@@ -165,7 +167,7 @@ class TaskRepository:
         last_descending = keys[-1][1]
         return [*keys, (Task.id, last_descending)]
 
-    def _tag_list(self) -> ColumnElement:
+    def _tag_list(self) -> ColumnElement[str]:
         """The task's tags joined by TAG_SEPARATOR, as a correlated subquery (index on task_id);
         '' for a task without tags (not NULL, which would read as "not loaded")."""
         aggregate = (
@@ -204,7 +206,7 @@ class TaskRepository:
     # default, has no index for it: every word must appear in the title or the description
     # (case-insensitive substring), and title matches rank first.
 
-    def _query(self, text: str) -> ColumnElement:
+    def _query(self, text: str) -> ColumnElement[Any]:
         return func.websearch_to_tsquery(literal_column("'english'"), text)
 
     def _matches(self, text: str) -> ColumnElement[bool]:
@@ -221,10 +223,10 @@ class TaskRepository:
             ]
         )
 
-    def _relevance(self, text: str) -> ColumnElement:
+    def _relevance(self, text: str) -> ColumnElement[Any]:
         if self._postgres:
             return func.ts_rank(literal_column("tasks.search_vector"), self._query(text), type_=REAL)
-        score: ColumnElement = literal_column("0")
+        score: ColumnElement[Any] = literal_column("0")
         for w in _words(text):
             score = (
                 score
@@ -256,11 +258,11 @@ class TaskRepository:
     @staticmethod
     def stats_statement(
         *, owner_id: uuid.UUID, now: datetime, week_ago: datetime, month_ago: datetime, week_ahead: datetime
-    ) -> Select:
+    ) -> Select[*tuple[Any, ...]]:
         """The aggregate SELECT behind `stats`: one pass over the owner's rows of the covering
         index ``ix_tasks_owner_stats`` (no table access on PostgreSQL when the visibility map allows)."""
 
-        def count_where(condition: ColumnElement[bool]) -> ColumnElement:
+        def count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
             return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
         open_ = Task.completed.is_(False)
@@ -290,7 +292,7 @@ def _words(text: str) -> list[str]:
     return ["%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for w in words]
 
 
-def _after(keys: list[tuple[ColumnElement, bool]], values: Sequence[Any]) -> ColumnElement[bool]:
+def _after(keys: list[tuple[SQLColumnExpression[Any], bool]], values: Sequence[Any]) -> ColumnElement[bool]:
     """Rows strictly after the position `values` in the order `keys`.
 
     Same direction for every key: one row-value comparison, which an index serves as a range.
