@@ -45,10 +45,9 @@ from tests.helpers import (
     registration,
     unique_email,
 )
-from tests.processes import free_port
+from tests.processes import CHARTER, free_port
 from tests.served import serve
 
-VENV_BIN = ROOT / ".venv" / "bin"
 HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
 CONTRACT_METHODS = sorted({verb.upper() for item in bundle()["paths"].values() for verb in item if verb in HTTP_VERBS})
 LISTED = "https://app.example"
@@ -848,7 +847,7 @@ def test_metrics_add_up_across_workers(tmp_path):
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(VENV_BIN / "charter"), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+            [str(CHARTER), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             cwd=tmp_path,
             stdout=log_file,

@@ -20,7 +20,6 @@ from tests.helpers import (
     INVALID_CREDENTIALS,
     NOT_FOUND,
     PASSWORD,
-    ROOT,
     TEST_SECRET,
     UNAUTHORIZED,
     VALIDATION,
@@ -32,6 +31,7 @@ from tests.helpers import (
     register_and_login,
     unique_email,
 )
+from tests.processes import CHARTER
 
 USERS = "/api/v1/users"
 AUDIT = "/api/v1/audit-events"
@@ -331,7 +331,6 @@ class TestDeleteUser:
 # charter create-admin
 # --------------------------------------------------------------------------------------------
 
-CHARTER = str(ROOT / ".venv" / "bin" / "charter")
 STRONG_PASSWORD = "violet tugboat sings under marble thunder"
 
 
@@ -347,7 +346,7 @@ def run_create_admin(
         "JWT_SECRET": TEST_SECRET,
     }
     return subprocess.run(
-        [CHARTER, "create-admin", "--email", email, "--display-name", display_name, "--password-stdin"],
+        [str(CHARTER), "create-admin", "--email", email, "--display-name", display_name, "--password-stdin"],
         input=password + "\n",
         capture_output=True,
         text=True,
