@@ -30,7 +30,7 @@ from persistence.database import make_engine
 from persistence.seed import seed
 from server.cli import migrate
 from services.passwords import PasswordHasher
-from tests.conftest import temporary_postgres_database
+from tests.helpers import temporary_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent

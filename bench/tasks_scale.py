@@ -30,7 +30,7 @@ from persistence.tasks.models import Task
 from server.cli import migrate
 from services.cursors import encode_values
 from services.passwords import PasswordHasher
-from tests.conftest import temporary_postgres_database
+from tests.helpers import temporary_postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "benchmark passphrase of some length"  # noqa: S105 - a throw-away benchmark account

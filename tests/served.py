@@ -8,7 +8,6 @@ Everything listens on 127.0.0.1 on a free port; every wait is bounded.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -24,9 +23,7 @@ import pytest
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from server.cli import migrate
-from tests.conftest import Account, temporary_postgres_database
-from tests.conftest import register_and_login as register_and_login_in_process
+from tests.helpers import migrated_database, postgres_url_in_environment
 
 T = TypeVar("T")
 
@@ -60,8 +57,8 @@ def serve(app: Any) -> Iterator[str]:
 def postgres_server_url() -> str | None:
     """A PostgreSQL server to create test databases on: DATABASE_URL's when it names one, else
     the local one on 127.0.0.1:5432 if it answers within 2 s; None when there is none."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgresql"):
+    url = postgres_url_in_environment()
+    if url is not None:
         return url
     parsed = make_url(LOCAL_POSTGRES)
     try:
@@ -74,21 +71,17 @@ def postgres_server_url() -> str | None:
 
 
 @contextlib.contextmanager
-def migrated_database(kind: str, workdir: Path) -> Iterator[str]:
+def migrated_database_of_kind(kind: str, workdir: Path) -> Iterator[str]:
     """A new, migrated database of `kind` (``sqlite`` or ``postgresql``); yields its URL.
 
     PostgreSQL's is created on `postgres_server_url()` and dropped afterwards; the test is
     skipped, saying so, when no server answers."""
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'charter.db'}"
-        migrate(url)
-        yield url
-        return
-    server_url = postgres_server_url()
-    if server_url is None:
-        pytest.skip("no PostgreSQL answers on DATABASE_URL or 127.0.0.1:5432")
-    with temporary_postgres_database(server_url, prefix="charter_served") as url:
-        migrate(url)
+    server_url = None
+    if kind == "postgresql":
+        server_url = postgres_server_url()
+        if server_url is None:
+            pytest.skip("no PostgreSQL answers on DATABASE_URL or 127.0.0.1:5432")
+    with migrated_database(server_url, sqlite_dir=workdir, prefix="charter_served") as url:
         yield url
 
 
@@ -128,10 +121,3 @@ def at_once(count: int, request: Callable[[httpx.Client, int], T], *, served: Se
 
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="racer") as pool:
         return list(pool.map(run, range(count), timeout=120))
-
-
-def register_and_login(base_url: str) -> Account:
-    """Register a new account over HTTP and log it in (`tests.conftest.register_and_login`,
-    through a real connection instead of the in-process client)."""
-    with httpx.Client(base_url=base_url, timeout=30) as http:
-        return register_and_login_in_process(http)  # type: ignore[arg-type]  # same .post(...) shape

@@ -1,9 +1,9 @@
-"""Helpers for the account tests: apps with settings of their own on the session's database,
-a real SMTP server on loopback that collects mail, and direct reads of the stored rows."""
+"""Fixtures and helpers of the account tests only: the route limits their own apps lift, a
+real SMTP server on loopback that collects mail, and the stored password hash. Accounts, logins
+and apps of their own come from tests/helpers.py."""
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
 import re
@@ -13,18 +13,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
-from starlette.testclient import TestClient
 
 from persistence.accounts.models import User
-from server.app import create_app
-from tests.conftest import PASSWORD, TEST_SECRET, ContractClient, make_settings
+from tests.helpers import ContractClient, session_factory
 from tests.processes import free_port
 
 MAIL_FROM = "Charter Tests <no-reply@charter.test>"
@@ -38,75 +34,18 @@ CHROME_ON_MAC = (
 )
 
 NO_ROUTE_LIMITS: dict[str, Any] = {
-    # UNREACHABLE_LIMITS (tests.conftest) leaves these at their defaults, e.g. 3 reset mails an hour.
+    # For the account tests' apps, `app_client(..., **NO_ROUTE_LIMITS)`: UNREACHABLE_LIMITS
+    # (tests.helpers) leaves these at their defaults, e.g. 3 reset mails an hour.
     "rate_limit_password_reset": "1000000/minute",
     "rate_limit_password_reset_account": "1000000/minute",
     "rate_limit_password_change": "1000000/minute",
 }
 
 
-def session_id_of(access_token: str) -> str:
-    """The session (`sid`) an access token names."""
-    return jwt.decode(access_token, TEST_SECRET, algorithms=["HS256"], audience="charter-api")["sid"]
-
-
-def bearer(access_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {access_token}"}
-
-
-def unique_email(prefix: str = "acct") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-@dataclass
-class Login:
-    """One session's tokens."""
-
-    access_token: str
-    refresh_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return bearer(self.access_token)
-
-    @property
-    def session_id(self) -> str:
-        return session_id_of(self.access_token)
-
-
-def register(
-    client: ContractClient, email: str, password: str = PASSWORD, display_name: str = "Test User"
-) -> dict[str, Any]:
-    response = client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, "display_name": display_name}
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def login(client: ContractClient, email: str, password: str = PASSWORD, **kwargs: Any) -> Login:
-    response = client.post("/api/v1/auth/login", json={"email": email, "password": password}, **kwargs)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return Login(body["access_token"], body["refresh_token"])
-
-
-def session_factory(app: Any) -> Any:
-    """The app's own SQLAlchemy session factory (same database as every app of the session)."""
-    return app.app.extensions["charter"].session_factory
-
-
 def stored_password_hash(app: Any, user_id: str) -> str:
+    """The password hash stored for the user (read through the app's own session factory)."""
     with session_factory(app)() as db:
         return db.scalars(select(User.password_hash).where(User.id == uuid.UUID(user_id))).one()
-
-
-@contextlib.contextmanager
-def app_client(database_url: str, var_dir: Path, openapi: Any, **overrides: Any) -> Iterator[tuple[Any, Any]]:
-    """An app of its own (settings `overrides`) on the session's database, with a contract client."""
-    app = create_app(make_settings(database_url, var_dir, **{**NO_ROUTE_LIMITS, **overrides}))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield app, ContractClient(test_client, openapi)
 
 
 class MailBox:
@@ -140,6 +79,8 @@ class MailBox:
 
 @dataclass
 class SmtpServer:
+    """The SMTP server of `smtp_server`: its port on 127.0.0.1 and the mail it has received."""
+
     port: int
     mailbox: MailBox
 
@@ -170,12 +111,14 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 
 def body_of(message: EmailMessage) -> str:
+    """The plain-text body of `message` (asserts it has one)."""
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
     return part.get_content()
 
 
 def reset_token_from(message: EmailMessage) -> str:
+    """The token in the reset link of `message` (asserts there is a link)."""
     match = RESET_LINK.search(body_of(message))
     assert match, body_of(message)
     return match.group(1)

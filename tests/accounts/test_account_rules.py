@@ -4,7 +4,6 @@ reset-link lifetimes and session expiry are checked to the second."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +17,7 @@ from services.clock import FrozenClock
 from services.errors import InvalidCredentials, InvalidResetToken, InvalidToken, LoginLocked
 from services.passwords import PasswordHasher, PasswordPolicy
 from services.tokens import TokenIssuer
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.helpers import PASSWORD, TEST_SECRET, session_factory, unique_email
 
 META = RequestMeta(client_address="127.0.0.1", user_agent="service-test", request_id="service-test")
 WRONG = "not the password at all"
@@ -52,7 +51,7 @@ def auth(mailer: MemoryMailer) -> AuthConfig:
 def run(app, clock, auth):
     """Call a service of `services.accounts` in a unit of work of its own, as a request would
     (committed, or rolled back unless the error must persist), with the frozen clock."""
-    factory = app.app.extensions["charter"].session_factory
+    factory = session_factory(app)
 
     def call(service, **arguments):
         with UnitOfWork(factory) as uow:
@@ -63,7 +62,7 @@ def run(app, clock, auth):
 
 @pytest.fixture
 def email(run) -> str:
-    address = f"rules-{uuid.uuid4().hex[:12]}@example.com"
+    address = unique_email("rules")
     run(accounts.register, email=address, password=PASSWORD, display_name="Rule Tester")
     return address
 

@@ -12,9 +12,8 @@ from sqlalchemy import func, select, update
 from persistence.accounts.models import AuthSession
 from persistence.audit.models import AuditEvent
 from services.accounts import email_digest
-from tests.accounts.conftest import session_id_of
-from tests.conftest import PASSWORD
-from tests.served import Served, at_once, register_and_login
+from tests.helpers import PASSWORD, bearer, register_and_login, registration, session_id_of, unique_email
+from tests.served import Served, at_once
 
 RACERS = 12
 WRONG_PASSWORD = "not the password at all, sorry"
@@ -27,7 +26,8 @@ def _audit_count(served: Served, event_type: str, **details: str) -> int:
 
 
 def test_two_refreshes_of_one_token_at_once_one_wins_the_other_is_reuse(served: Served):
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
 
     responses = at_once(
         2,
@@ -41,7 +41,7 @@ def test_two_refreshes_of_one_token_at_once_one_wins_the_other_is_reuse(served: 
     assert loser.json()["type"] == "/problems/refresh-token-reused"
     # Reuse ends the whole session (RFC 9700 section 4.14.2), the winner's new tokens included.
     with served.client() as http:
-        me = http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {winner.json()['access_token']}"})
+        me = http.get("/api/v1/auth/me", headers=bearer(winner.json()["access_token"]))
         again = http.post("/api/v1/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]})
     assert me.status_code == 401 and again.status_code == 401
     session_id = session_id_of(account.access_token)
@@ -49,7 +49,8 @@ def test_two_refreshes_of_one_token_at_once_one_wins_the_other_is_reuse(served: 
 
 
 def test_twelve_refreshes_of_one_token_at_once_rotate_it_once(served: Served):
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
 
     responses = at_once(
         RACERS,
@@ -62,7 +63,8 @@ def test_twelve_refreshes_of_one_token_at_once_rotate_it_once(served: Served):
 
 
 def test_concurrent_failed_logins_are_all_counted_and_lock_the_account_once(served: Served):
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
     max_failures = served.state.settings.login_max_failures
 
     responses = at_once(
@@ -85,8 +87,7 @@ def test_concurrent_failed_logins_are_all_counted_and_lock_the_account_once(serv
 
 
 def test_twelve_registrations_of_one_email_at_once_create_one_account(served: Served):
-    email = f"race-register-{uuid.uuid4().hex[:12]}@example.com"
-    body = {"email": email, "password": PASSWORD, "display_name": "Racer"}
+    body = registration(unique_email("race-register"), display_name="Racer")
 
     responses = at_once(RACERS, lambda http, _: http.post("/api/v1/auth/register", json=body), served=served)
 
@@ -108,7 +109,8 @@ def test_twelve_registrations_of_one_email_at_once_create_one_account(served: Se
 def test_a_stale_session_still_creates_with_an_idempotency_key(served: Served):
     """The once-a-minute `last_used_at` write stands alone: it must not hold SQLite's write lock
     for the rest of the request, where the idempotency claim (its own transaction) needs it."""
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
     session_id = uuid.UUID(session_id_of(account.access_token))
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
     with served.state.session_factory.begin() as db:

@@ -13,15 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from persistence.audit.models import AuditEvent
-from tests.accounts.conftest import (
-    STRONG_PASSWORD,
-    app_client,
-    ask_reset_token,
-    register,
-    session_factory,
-    unique_email,
-)
-from tests.conftest import PASSWORD, assert_problem
+from tests.accounts.conftest import NO_ROUTE_LIMITS, STRONG_PASSWORD, ask_reset_token
+from tests.helpers import PASSWORD, app_client, assert_problem, register, session_factory, unique_email
 
 LOGIN = "/api/v1/auth/login"
 WRONG = "not the right password"
@@ -38,6 +31,7 @@ def locking(database_url, tmp_path_factory, openapi, smtp_server):
         login_max_failures=3,
         login_failure_window_seconds=60,
         login_lockout_seconds=LOCKOUT_SECONDS,
+        **NO_ROUTE_LIMITS,
         **smtp_server.settings,
     ) as pair:
         yield pair

@@ -14,19 +14,24 @@ from sqlalchemy import select, update
 from persistence.accounts.models import PasswordResetToken
 from tests.accounts.conftest import (
     MAIL_FROM,
+    NO_ROUTE_LIMITS,
     OTHER_STRONG_PASSWORD,
     STRONG_PASSWORD,
-    app_client,
     ask_reset_token,
     body_of,
+    reset_token_from,
+    stored_password_hash,
+)
+from tests.helpers import (
+    PASSWORD,
+    app_client,
+    assert_problem,
     login,
     register,
-    reset_token_from,
+    registration,
     session_factory,
-    stored_password_hash,
     unique_email,
 )
-from tests.conftest import PASSWORD, assert_problem
 
 REGISTER = "/api/v1/auth/register"
 CHANGE = "/api/v1/auth/password"
@@ -44,15 +49,15 @@ LONGEST = (WORDS * 2)[:128]
 @pytest.fixture(scope="module")
 def pw(database_url, tmp_path_factory, openapi, smtp_server):
     """An app whose reset mail goes to the local SMTP server, with no route limits in the way."""
-    with app_client(database_url, tmp_path_factory.mktemp("passwords"), openapi, **smtp_server.settings) as pair:
+    var_dir = tmp_path_factory.mktemp("passwords")
+    with app_client(database_url, var_dir, openapi, **NO_ROUTE_LIMITS, **smtp_server.settings) as pair:
         yield pair
 
 
 def _register(client, password: str, *, email: str | None = None, display_name: str = "Test User"):
-    return client.post(
-        REGISTER,
-        json={"email": email or unique_email("policy"), "password": password, "display_name": display_name},
-    )
+    """Try to register with `password`; the raw answer (the policy may refuse it)."""
+    body = registration(email or unique_email("policy"), password=password, display_name=display_name)
+    return client.post(REGISTER, json=body)
 
 
 def _weak(response, pointer: str) -> list[dict]:
@@ -78,7 +83,7 @@ class TestPolicyOnRegister:
         assert _register(client, SHORTEST).status_code == 201
 
     def test_min_length_follows_the_setting(self, database_url, tmp_path, openapi):
-        with app_client(database_url, tmp_path, openapi, password_min_length=20) as (_, client):
+        with app_client(database_url, tmp_path, openapi, **NO_ROUTE_LIMITS, password_min_length=20) as (_, client):
             errors = _weak(_register(client, "velvet cactus orbit"), "/password")  # 19 characters
             assert "20" in errors[0]["message"]
 
@@ -133,7 +138,7 @@ class TestPolicyOnRegister:
 
 def _account(client, password: str = PASSWORD, sessions: int = 1):
     email = unique_email("pw")
-    user = register(client, email, password)
+    user = register(client, email, password=password)
     return email, user["id"], [login(client, email, password) for _ in range(sessions)]
 
 
@@ -184,7 +189,7 @@ class TestChangePassword:
     def test_new_password_from_own_name_is_refused(self, pw):
         _, client = pw
         email = f"jonathan.smithers@{uuid.uuid4().hex[:10]}.example.com"
-        register(client, email, PASSWORD, display_name="Jonathan Smithers")
+        register(client, email, display_name="Jonathan Smithers")
         current = login(client, email)
         response = client.post(
             CHANGE, headers=current.headers, json={"current_password": PASSWORD, "new_password": "jonathansmithers"}
@@ -304,7 +309,7 @@ class TestHashUpgrade:
         app, client = pw  # BCRYPT_ROUNDS=4
         email, user_id, _ = _account(client)
         assert stored_password_hash(app, user_id).startswith("$2b$04$")
-        with app_client(database_url, tmp_path, openapi, bcrypt_rounds=5) as (_, stronger):
+        with app_client(database_url, tmp_path, openapi, **NO_ROUTE_LIMITS, bcrypt_rounds=5) as (_, stronger):
             login(stronger, email)
             upgraded = stored_password_hash(app, user_id)
             assert upgraded.startswith("$2b$05$")
@@ -323,6 +328,6 @@ class TestHashUpgrade:
         app, client = pw
         email, user_id, _ = _account(client)
         before = stored_password_hash(app, user_id)
-        with app_client(database_url, tmp_path, openapi, bcrypt_rounds=5) as (_, stronger):
+        with app_client(database_url, tmp_path, openapi, **NO_ROUTE_LIMITS, bcrypt_rounds=5) as (_, stronger):
             assert _login_status(stronger, email, "not the password") == 401
         assert stored_password_hash(app, user_id) == before

@@ -14,42 +14,41 @@ from sqlalchemy import update
 
 from persistence.accounts.models import AuthSession
 from services import accounts
-from tests.accounts.conftest import (
-    CHROME_ON_MAC,
-    Login,
+from tests.accounts.conftest import CHROME_ON_MAC
+from tests.helpers import (
+    TEST_SECRET,
+    ContractClient,
+    Tokens,
+    assert_problem,
+    instant,
     login,
     register,
     session_factory,
     unique_email,
 )
-from tests.conftest import TEST_SECRET, ContractClient, assert_problem
 from tests.processes import charter_environment, start_charter_serve, stop_process, wait_until_healthy
 
 SESSIONS = "/api/v1/auth/sessions"
 ME = "/api/v1/auth/me"
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _list(client: ContractClient, who: Login, **params) -> dict:
+def _list(client: ContractClient, who: Tokens, **params) -> dict:
     response = client.get(SESSIONS, headers=who.headers, params=params)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def _new_user_with_sessions(client: ContractClient, count: int, **login_kwargs) -> tuple[str, list[Login]]:
+def _new_user_with_sessions(client: ContractClient, count: int, **login_kwargs) -> tuple[str, list[Tokens]]:
     email = unique_email("sessions")
     register(client, email)
     return email, [login(client, email, **login_kwargs) for _ in range(count)]
 
 
-def _me(client: ContractClient, who: Login) -> int:
+def _me(client: ContractClient, who: Tokens) -> int:
     return client.get(ME, headers=who.headers).status_code
 
 
-def _refresh(client: ContractClient, who: Login):
+def _refresh(client: ContractClient, who: Tokens):
     return client.post("/api/v1/auth/refresh", json={"refresh_token": who.refresh_token})
 
 
@@ -63,7 +62,7 @@ class TestListSessions:
         items = body["items"]
         assert [item["id"] for item in items] == [third.session_id, second.session_id, first.session_id]
         assert body["next_cursor"] is None
-        created = [_time(item["created_at"]) for item in items]
+        created = [instant(item["created_at"]) for item in items]
         assert created == sorted(created, reverse=True)
         assert [item["current"] for item in items] == [False, True, False]
         assert others.session_id not in {item["id"] for item in items}
@@ -71,9 +70,9 @@ class TestListSessions:
             assert "Chrome" in item["device"], item
             assert "Mac OS X" in item["device"], item
             assert item["client_address"]
-            assert _time(item["created_at"]) <= _time(item["last_used_at"]) < _time(item["expires_at"])
+            assert instant(item["created_at"]) <= instant(item["last_used_at"]) < instant(item["expires_at"])
             # The default session lifetime is 30 days from login.
-            assert _time(item["expires_at"]) - _time(item["created_at"]) == timedelta(days=30)
+            assert instant(item["expires_at"]) - instant(item["created_at"]) == timedelta(days=30)
 
     def test_current_follows_the_token_making_the_request(self, client):
         _, sessions = _new_user_with_sessions(client, 2)
@@ -221,9 +220,9 @@ def test_revocation_is_seen_at_once_by_another_process(client, second_process):
 
 
 class TestLastUsed:
-    def _last_used(self, client: ContractClient, who: Login) -> datetime:
+    def _last_used(self, client: ContractClient, who: Tokens) -> datetime:
         (item,) = [item for item in _list(client, who)["items"] if item["id"] == who.session_id]
-        return _time(item["last_used_at"])
+        return instant(item["last_used_at"])
 
     def test_not_written_on_every_request(self, client):
         _, (session,) = _new_user_with_sessions(client, 1)
@@ -244,9 +243,9 @@ class TestLastUsed:
         started = datetime.now(UTC)
         assert _me(client, used) == 200
         items = {item["id"]: item for item in _list(client, used)["items"]}
-        written = _time(items[used.session_id]["last_used_at"])
+        written = instant(items[used.session_id]["last_used_at"])
         assert written >= started - timedelta(seconds=1)
-        assert _time(items[idle.session_id]["last_used_at"]) == long_ago  # not used, not written
+        assert instant(items[idle.session_id]["last_used_at"]) == long_ago  # not used, not written
         # Within the minute that follows, using it again does not write again.
         assert _me(client, used) == 200
         assert self._last_used(client, used) == written

@@ -4,9 +4,7 @@ database refusing UPDATE and DELETE; events outliving the accounts they name."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,19 +18,26 @@ from starlette.testclient import TestClient
 
 from persistence.accounts.models import PasswordResetToken
 from persistence.audit.models import AuditEvent
-from server.app import create_app
-from server.cli import migrate
 from services.audit import EventType
 from services.tokens import hash_refresh_token
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
+    VALIDATION,
     Account,
     ContractClient,
+    app_client,
     assert_problem,
-    make_settings,
-    temporary_postgres_database,
+    bearer,
+    collect_pages,
+    create_admin_and_login,
+    instant,
+    login,
+    migrated_database,
+    postgres_url_in_environment,
+    register_and_login,
+    session_factory,
+    unique_email,
 )
-from tests.users.conftest import VALIDATION, bearer, collect_pages, login, make_admin, register, unique_email
 
 AUDIT = "/api/v1/audit-events"
 CLIENT_ADDRESS = "203.0.113.77"
@@ -73,7 +78,7 @@ class Recorder:
         request_id = f"audit-{len(self.expected):02d}-{uuid.uuid4().hex[:12]}"
         headers = {"X-Request-ID": request_id, "User-Agent": USER_AGENT}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers.update(bearer(token))
             self.secrets.add(token)
         response = self.client.request(method, path, headers=headers, **kwargs)
         assert response.headers["x-request-id"] == request_id
@@ -159,8 +164,7 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     assert requested.status_code == 202
     raw_token = secrets.token_urlsafe(32)
     probe.secrets.add(raw_token)
-    session_factory = app.app.extensions["charter"].session_factory
-    with session_factory.begin() as db:
+    with session_factory(app).begin() as db:
         now = datetime.now(UTC)
         db.add(
             PasswordResetToken(
@@ -248,10 +252,10 @@ class TestListing:
     @pytest.fixture
     def scene(self, client, admin) -> dict[str, Any]:
         """One account that registered, logged in and was promoted; one that got locked out."""
-        actor = register(client)
+        actor = register_and_login(client)
         promoted = client.patch(f"/api/v1/users/{actor.id}", json={"role": "admin"}, headers=admin.headers)
         assert promoted.status_code == 200
-        victim = register(client)
+        victim = register_and_login(client)
         for _ in range(5):
             client.post("/api/v1/auth/login", json={"email": victim.email, "password": WRONG_PASSWORD})
         return {"actor": actor, "victim": victim}
@@ -308,8 +312,7 @@ class TestListing:
         assert types(("occurred_before", registered)) == []
 
         # The same instant written with another offset means the same thing.
-        instant = datetime.fromisoformat(logged_in.replace("Z", "+00:00"))
-        shifted = instant.astimezone(timezone(timedelta(hours=2))).isoformat()
+        shifted = instant(logged_in).astimezone(timezone(timedelta(hours=2))).isoformat()
         assert types(("occurred_after", shifted)) == ["role_changed", "login_succeeded"]
         assert types(("occurred_before", shifted)) == ["registered"]
 
@@ -340,7 +343,7 @@ class TestListing:
 class TestAppendOnly:
     def test_update_and_delete_are_refused_by_the_database_insert_works(self, app, client):
         engine = app.app.extensions["charter"].engine
-        account = register(client)
+        account = register_and_login(client)
         with engine.connect() as connection:
             row = connection.execute(
                 select(AuditEvent.id, AuditEvent.type, AuditEvent.details).where(
@@ -387,7 +390,7 @@ class TestAppendOnly:
 
 
 def test_deleting_an_account_keeps_its_audit_events(client, admin, database):
-    gone = register(client)
+    gone = register_and_login(client)
     login(client, gone.email)
     before = events_about(client, admin, gone.id)
     assert [event["type"] for event in before] == ["login_succeeded", "login_succeeded", "registered"]
@@ -408,31 +411,25 @@ def test_deleting_an_account_keeps_its_audit_events(client, admin, database):
 def isolated(tmp_path, openapi):
     """An app on a database of its own, for a test whose events must not reach the shared
     log (the log is append-only: nothing written there can be cleaned up)."""
-    server_url = os.environ.get("DATABASE_URL", "")
-    with contextlib.ExitStack() as stack:
-        if server_url.startswith("postgresql"):
-            url = stack.enter_context(temporary_postgres_database(server_url, prefix="charter_audit_ua"))
-        else:
-            url = f"sqlite:///{tmp_path / 'isolated.db'}"
-        migrate(url)
-        app = create_app(make_settings(url, tmp_path))
-        stack.callback(app.app.extensions["charter"].engine.dispose)
-        test_client = stack.enter_context(TestClient(app, raise_server_exceptions=False))
-        yield app, ContractClient(test_client, openapi)
+    with (
+        migrated_database(postgres_url_in_environment(), sqlite_dir=tmp_path, prefix="charter_audit_ua") as url,
+        app_client(url, tmp_path, openapi) as (app, client),
+    ):
+        yield app, client
 
 
 def test_a_user_agent_with_a_tab_does_not_break_the_log(isolated):
     app, client = isolated
-    admin = make_admin(app, client)
-    victim = register(client)
+    admin = create_admin_and_login(app, client)
+    victim = register_and_login(client)
     tabbed = {"User-Agent": "Probe\tAgent/1.0"}
     failed = client.post("/api/v1/auth/login", json={"email": victim.email, "password": WRONG_PASSWORD}, headers=tabbed)
     assert_problem(failed, 401)
     tokens = login(client, victim.email, headers=tabbed)
     for path, token in (
         (AUDIT, admin.access_token),
-        ("/api/v1/users/me/audit-events", tokens["access_token"]),
-        ("/api/v1/users/me/export", tokens["access_token"]),
+        ("/api/v1/users/me/audit-events", tokens.access_token),
+        ("/api/v1/users/me/export", tokens.access_token),
     ):
         response = client.get(path, headers=bearer(token))
         assert response.status_code == 200, (path, response.text)

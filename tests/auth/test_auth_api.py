@@ -8,7 +8,7 @@ import uuid
 import jwt
 import pytest
 
-from tests.conftest import PASSWORD, TEST_SECRET, assert_problem, register_and_login
+from tests.helpers import PASSWORD, TEST_SECRET, assert_problem, bearer, register_and_login
 
 
 def _claims(token: str) -> dict:
@@ -99,36 +99,36 @@ class TestMe:
 
     def test_expired_token(self, client, account):
         claims = _claims(account.access_token) | {"iat": int(time.time()) - 3600, "exp": int(time.time()) - 60}
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {_forge(claims)}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(_forge(claims))), 401)
 
     def test_bad_signature(self, client, account):
         token = _forge(_claims(account.access_token), key="another-secret-that-is-also-32-bytes-long")
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
 
     def test_alg_none(self, client, account):
         token = jwt.encode(_claims(account.access_token), None, algorithm="none", headers={"typ": "at+jwt"})
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
 
     def test_wrong_audience(self, client, account):
         token = _forge(_claims(account.access_token) | {"aud": "someone-else"})
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
 
     def test_wrong_issuer(self, client, account):
         token = _forge(_claims(account.access_token) | {"iss": "evil"})
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
 
     def test_wrong_token_type(self, client, account):
         token = _forge(_claims(account.access_token), typ="JWT")
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
 
     def test_missing_session_claim(self, client, account):
         claims = _claims(account.access_token)
         del claims["sid"]
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {_forge(claims)}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(_forge(claims))), 401)
 
     def test_valid_signature_but_unknown_session(self, client, account):
         token = _forge(_claims(account.access_token) | {"sid": str(uuid.uuid4())})
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(token)), 401)
 
     def test_not_a_jwt(self, client):
         assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": "Bearer not.a.jwt"}), 401)
@@ -141,10 +141,7 @@ class TestRefresh:
         body = response.json()
         assert body["refresh_token"] != account.refresh_token
         assert _claims(body["access_token"])["sid"] == _claims(account.access_token)["sid"]
-        assert (
-            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}).status_code
-            == 200
-        )
+        assert client.get("/api/v1/auth/me", headers=bearer(body["access_token"])).status_code == 200
         # The new refresh token works in turn.
         assert client.post("/api/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}).status_code == 200
 
@@ -154,19 +151,14 @@ class TestRefresh:
         assert_problem(replay, 401, "/problems/refresh-token-reused")
         # Everything of the session is dead: the newest refresh token and both access tokens.
         assert_problem(client.post("/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}), 401)
-        assert_problem(
-            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {rotated['access_token']}"}), 401
-        )
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(rotated["access_token"])), 401)
         assert_problem(client.get("/api/v1/auth/me", headers=account.headers), 401)
 
     def test_reuse_does_not_touch_other_sessions(self, client, account):
         other = client.post("/api/v1/auth/login", json={"email": account.email, "password": PASSWORD}).json()
         client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
         client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
-        assert (
-            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}).status_code
-            == 200
-        )
+        assert client.get("/api/v1/auth/me", headers=bearer(other["access_token"])).status_code == 200
 
     def test_unknown_token(self, client):
         assert_problem(
@@ -184,7 +176,4 @@ class TestLogout:
     def test_other_sessions_stay_open(self, client, account):
         other = client.post("/api/v1/auth/login", json={"email": account.email, "password": PASSWORD}).json()
         client.post("/api/v1/auth/logout", headers=account.headers)
-        assert (
-            client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {other['access_token']}"}).status_code
-            == 200
-        )
+        assert client.get("/api/v1/auth/me", headers=bearer(other["access_token"])).status_code == 200

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from server.app import create_app
-from tests.conftest import Account, make_settings
-from tests.served import register_and_login, serve
+from tests.helpers import make_settings
+from tests.served import serve
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,3 @@ def live_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
             yield LiveServer(url=url)
     finally:
         app.app.extensions["charter"].engine.dispose()
-
-
-def register_and_login_live(server: LiveServer) -> Account:
-    """Register a new account and log it in over HTTP, as the README's flow does."""
-    return register_and_login(server.url)

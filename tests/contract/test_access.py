@@ -14,7 +14,7 @@ import pytest
 
 from server.contract import HTTP_METHODS, ContractError, access_policies, bundle
 from services.access import Access
-from tests.conftest import Account, ContractClient, assert_problem
+from tests.helpers import Account, ContractClient, assert_problem, bearer
 
 
 def _operations(policy: Access) -> list[tuple[str, str, dict[str, Any]]]:
@@ -39,9 +39,7 @@ def _call(client: ContractClient, method: str, template: str, operation: dict[st
     path = re.sub(r"\{user_id\}", user_id, template)
     path = re.sub(r"\{[a-z_]+\}", str(uuid.uuid4()), path)
     body = _example_body(operation)
-    return client.request(
-        method.upper(), path, json=body, headers={"Authorization": f"Bearer {token}"} if token else {}
-    )
+    return client.request(method.upper(), path, json=body, headers=bearer(token) if token else {})
 
 
 def test_every_operation_declares_a_policy_that_agrees_with_its_security():

@@ -19,9 +19,9 @@ import pytest
 
 from server.contract import bundle
 from server.docs import REFERENCE_PAGE
-from tests.contract.conftest import LiveServer, register_and_login_live
+from tests.contract.conftest import LiveServer
+from tests.helpers import ROOT, register_and_login
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -104,7 +104,8 @@ def _execute(page, tag: str, operation_id: str) -> tuple[str, dict]:
 
 
 def test_swagger_ui_try_it_out(browser, live_server: LiveServer):
-    account = register_and_login_live(live_server)
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:  # over HTTP, as the README's flow does
+        account = register_and_login(http)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     watch = PageWatch(page, live_server.url)
     try:
@@ -157,7 +158,7 @@ def test_swagger_ui_try_it_out(browser, live_server: LiveServer):
         # It really was created, for this account.
         stored = httpx.get(
             f"{live_server.url}/api/v1/users/{account.id}/tasks/{task['id']}",
-            headers={"Authorization": f"Bearer {account.access_token}"},
+            headers=account.headers,
             timeout=10,
         )
         assert stored.status_code == 200, stored.text

@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from server.contract import ContractError, bundle, component_files
+from tests.helpers import ROOT
 
-CONTRACT = Path(__file__).resolve().parents[2] / "openapi"
+CONTRACT = ROOT / "openapi"
 COMPONENTS = CONTRACT / "components"
 Component = tuple[Path, str, str]  # file, kind, name
 

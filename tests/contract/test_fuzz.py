@@ -18,7 +18,7 @@ from schemathesis.engine import Status, events, from_schema
 from starlette.testclient import TestClient
 
 from server.contract import bundle
-from tests.conftest import PASSWORD, create_admin
+from tests.helpers import create_admin, login, register_and_login, unique_email
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 OPERATIONS = [
@@ -34,20 +34,15 @@ ENDS_ITS_CALLER = {"DELETE /api/v1/users/me"}
 def fuzz_user(app) -> dict[str, str]:
     """The account the fuzzer acts as: an administrator, so the administrators' operations are
     fuzzed past their 403 too."""
-    email = f"fuzz-{uuid.uuid4().hex[:8]}@example.com"
+    email = unique_email("fuzz")
     user_id = create_admin(app, email, display_name="Fuzz")
     return {"id": user_id, "email": email}
 
 
 def _throwaway_token(app) -> str:
     """A token of a new account, for operations that end their caller's account."""
-    email = f"gone-{uuid.uuid4().hex[:10]}@example.com"
     with TestClient(app) as client:
-        registered = client.post(
-            "/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "Gone"}
-        )
-        assert registered.status_code == 201, registered.text
-    return _fresh_token(app, email)
+        return register_and_login(client, unique_email("gone"), display_name="Gone").access_token
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +54,7 @@ def _fresh_token(app, email: str) -> str:
     """A new login per case, so a case that ends its session (logout, refresh-token reuse)
     leaves the next case authenticated."""
     with TestClient(app) as client:
-        response = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+        return login(client, email).access_token
 
 
 def _own_user_id(case, user_id: str) -> None:

@@ -9,7 +9,6 @@ operation fails here even when the fuzzer never happened to reach it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from server.contract import bundle
-from tests.conftest import PASSWORD, ContractClient, create_admin
+from tests.helpers import PASSWORD, ContractClient, bearer, create_admin_and_login, registration, unique_email
 
 SPEC = bundle()
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -83,7 +82,7 @@ def call(client: ContractClient, operation_id: str, *, token: str | None = None,
     by_location: dict[str, dict[str, Any]] = {"path": {}, "query": {}, "header": {}}
     for name, value in values.items():
         by_location[operation.parameters[name]][name] = value
-    headers = {**by_location["header"], **({"Authorization": f"Bearer {token}"} if token else {})}
+    headers = {**by_location["header"], **(bearer(token) if token else {})}
     response = client.request(
         operation.method,
         operation.path.format(**by_location["path"]),
@@ -119,7 +118,7 @@ def _new_account(client: ContractClient) -> tuple[Call, str]:
     registered = call(
         client,
         "registerUser",
-        body={"email": f"links-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD, "display_name": "Links"},
+        body=registration(unique_email("links"), display_name="Links"),
     )
     assert registered.response.status_code == 201, registered.response.text
     tokens = call(client, "login", body={"email": registered.body["email"], "password": PASSWORD})
@@ -178,9 +177,7 @@ EXPECTED = {"GetUnchangedTask": 304}
 @pytest.fixture(scope="module")
 def admin_token(client: ContractClient, app) -> str:
     """An administrator (registerUser's links lead to the administrators' operations)."""
-    email = f"links-admin-{uuid.uuid4().hex[:8]}@example.com"
-    create_admin(app, email, display_name="A")
-    return call(client, "login", body={"email": email, "password": PASSWORD}).response.json()["access_token"]
+    return create_admin_and_login(app, client).access_token
 
 
 def test_the_contract_has_links_between_its_operations():

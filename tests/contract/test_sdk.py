@@ -8,16 +8,14 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import PASSWORD
 from tests.contract.conftest import LiveServer
+from tests.helpers import PASSWORD, ROOT, unique_email
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SDK = ROOT / "build" / "sdk"
 
@@ -82,7 +80,7 @@ def test_the_readme_flow_through_the_python_client(sdk, live_server: LiveServer)
         User,
     )
 
-    email = f"sdk-{uuid.uuid4().hex[:12]}@example.com"
+    email = unique_email("sdk")
     public = Client(base_url=live_server.url, raise_on_unexpected_status=True)
 
     # register → login

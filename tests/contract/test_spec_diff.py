@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 SCRIPT = ROOT / "scripts" / "spec_diff.py"
 
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js: api-smart-diff runs on it")

@@ -4,7 +4,6 @@ served contract and its documentation."""
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,11 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from starlette.testclient import TestClient
 
-from server.app import create_app
 from server.contract import bundle
-from tests.conftest import PASSWORD, ROOT, ContractClient, assert_problem, make_settings
+from tests.helpers import PASSWORD, ROOT, ContractClient, app_client, assert_problem, instant, root_logging_kept
 
 UNREACHABLE_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"  # nothing listens on port 1
 
@@ -27,7 +24,7 @@ def _contract_version() -> str:
 
 
 def _recent(timestamp: str) -> bool:
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    moment = instant(timestamp)
     return moment.tzinfo is not None and abs(datetime.now(UTC) - moment) < timedelta(minutes=5)
 
 
@@ -113,16 +110,12 @@ class TestHealth:
 @pytest.fixture(scope="module")
 def offline_client(tmp_path_factory: pytest.TempPathFactory, openapi) -> Iterator[ContractClient]:
     """An app whose database does not answer (connection refused on 127.0.0.1:1)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    settings = make_settings(UNREACHABLE_DATABASE, tmp_path_factory.mktemp("offline"), db_connect_timeout_seconds=1)
-    app = create_app(settings)
-    try:
-        with TestClient(app, raise_server_exceptions=False) as test_client:
-            yield ContractClient(test_client, openapi)
-    finally:
-        app.app.extensions["charter"].engine.dispose()
-        root.handlers[:], root.level = handlers, level  # create_app reconfigures logging
+    var_dir = tmp_path_factory.mktemp("offline")
+    with (
+        root_logging_kept(),  # create_app reconfigures logging
+        app_client(UNREACHABLE_DATABASE, var_dir, openapi, db_connect_timeout_seconds=1) as (_, client),
+    ):
+        yield client
 
 
 class TestWithoutDatabase:

@@ -22,7 +22,7 @@ from persistence.base import Base, database_only_objects
 from persistence.database import make_engine
 from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task
 from server.cli import alembic_config
-from tests.conftest import _postgres_url, temporary_postgres_database
+from tests.helpers import postgres_url_in_environment, temporary_postgres_database, unique_email
 
 APP_TABLES = {
     "users",
@@ -110,7 +110,7 @@ class TestRoundTrip:
 
     @pytest.mark.postgres
     def test_postgresql_upgrade_downgrade_upgrade(self):
-        server_url = _postgres_url()
+        server_url = postgres_url_in_environment()
         if server_url is None:
             pytest.skip("DATABASE_URL does not name PostgreSQL")
         with temporary_postgres_database(server_url, prefix="charter_migrations") as url:
@@ -152,7 +152,7 @@ def _user_row() -> dict:
     now = _now()
     return {
         "id": uuid.uuid4(),
-        "email": f"db-{uuid.uuid4().hex[:12]}@example.com",
+        "email": unique_email("db"),
         "display_name": "DB",
         "password_hash": "$2b$04$" + "x" * 53,
         "created_at": now,

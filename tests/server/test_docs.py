@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from server.docs import REFERENCE_PAGE, ReferencePageMiddleware
 from server.edge import SecurityHeadersMiddleware
 from server.request_context import RequestIdMiddleware
-from tests.conftest import assert_problem
+from tests.helpers import assert_problem
 
 PAGE = """<!DOCTYPE html><html><head><title>Reference</title><script>var mode = "light";</script>
 <style>body { margin: 0 }</style></head><body><div id="redoc"></div>

@@ -5,7 +5,6 @@ headers on every answer, CORS from an allow-list, the request body limit, Promet
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import http.client
 import json
@@ -19,7 +18,6 @@ import time
 import tomllib
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,18 +25,29 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
-from starlette.testclient import TestClient
 
 import handlers.auth
 from persistence.database import make_engine
 from server.app import create_app
 from server.cli import migrate
 from server.contract import bundle
-from tests.conftest import PASSWORD, ROOT, TEST_SECRET, ContractClient, assert_problem, make_settings
-from tests.processes import free_port
-from tests.served import serve as served_over_http
+from tests.helpers import (
+    PASSWORD,
+    ROOT,
+    TEST_SECRET,
+    ContractClient,
+    app_client,
+    assert_problem,
+    bearer,
+    create_task,
+    make_settings,
+    register_and_login,
+    registration,
+    unique_email,
+)
+from tests.processes import CHARTER, free_port
+from tests.served import serve
 
-VENV_BIN = ROOT / ".venv" / "bin"
 HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
 CONTRACT_METHODS = sorted({verb.upper() for item in bundle()["paths"].values() for verb in item if verb in HTTP_VERBS})
 LISTED = "https://app.example"
@@ -49,40 +58,10 @@ BODY_LIMIT = 2048
 TASK_TEMPLATE = "/api/v1/users/{user_id}/tasks/{task_id}"
 
 
+pytestmark = pytest.mark.usefixtures("restore_logging")  # create_app reconfigures the root logger
+
+
 # --- helpers --------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """`create_app` reconfigures the root logger (its handler writes to the `sys.stderr` of the
-    moment, here often a capture stream closed after the test): put the previous handlers and
-    level back, keeping the capture handlers pytest installs for the current phase."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    pytest_handler = type(caplog.handler)
-    yield
-    capturing = [h for h in root.handlers if isinstance(h, pytest_handler)]
-    root.handlers[:] = [h for h in handlers if not isinstance(h, pytest_handler)] + capturing
-    root.setLevel(level)
-
-
-@contextlib.contextmanager
-def serve(database_url: str, var_dir: Path, openapi: Any, **overrides: Any) -> Iterator[ContractClient]:
-    """An app of its own (settings overridden) behind a contract-checking test client."""
-    app = create_app(make_settings(database_url, var_dir, **overrides))
-    try:
-        with TestClient(app, raise_server_exceptions=False) as test_client:
-            yield ContractClient(test_client, openapi)
-    finally:
-        app.app.extensions["charter"].engine.dispose()
-
-
-def _email(prefix: str = "edge") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def _register_body(email: str, password: str = PASSWORD) -> dict[str, str]:
-    return {"email": email, "password": password, "display_name": "Edge Tester"}
 
 
 def _padded(body: dict[str, Any], size: int) -> bytes:
@@ -101,16 +80,6 @@ def _chunks(data: bytes, size: int = 256) -> Iterator[bytes]:
 def _assert_chunked(response: Any) -> None:
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert "content-length" not in response.request.headers
-
-
-def _signup(client: ContractClient, password: str = PASSWORD) -> tuple[str, dict[str, str]]:
-    """Register and log in; returns the user id and the Authorization header."""
-    email = _email()
-    registered = client.post("/api/v1/auth/register", json=_register_body(email, password))
-    assert registered.status_code == 201, registered.text
-    login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert login.status_code == 200, login.text
-    return registered.json()["id"], {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def _json_lines(captured: str) -> list[dict[str, Any]]:
@@ -146,9 +115,9 @@ def _access_entry(capsys: pytest.CaptureFixture[str], response: Any) -> dict[str
 class TestRequestLog:
     def test_routed_requests(self, database_url, tmp_path, openapi, capsys):
         capsys.readouterr()
-        with serve(database_url, tmp_path, openapi, log_format="json", log_level="INFO") as client:
-            email = _email()
-            registered = client.post("/api/v1/auth/register", json=_register_body(email))
+        with app_client(database_url, tmp_path, openapi, log_format="json", log_level="INFO") as (_, client):
+            email = unique_email("edge")
+            registered = client.post("/api/v1/auth/register", json=registration(email))
             assert registered.status_code == 201
             entry = _access_entry(capsys, registered)
             assert entry["method"] == "POST"
@@ -160,7 +129,7 @@ class TestRequestLog:
             login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
             entry = _access_entry(capsys, login)
             assert (entry["operation_id"], entry["route"], entry["user_id"]) == ("login", "/api/v1/auth/login", None)
-            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            headers = bearer(login.json()["access_token"])
 
             created = client.post(f"/api/v1/users/{user_id}/tasks", json={"title": "log me"}, headers=headers)
             assert created.status_code == 201
@@ -194,7 +163,7 @@ class TestRequestLog:
     def test_requests_refused_before_a_handler(self, database_url, tmp_path, openapi, capsys):
         capsys.readouterr()
         settings = {"log_format": "json", "log_level": "INFO", "max_body_bytes": BODY_LIMIT}
-        with serve(database_url, tmp_path, openapi, **settings) as client:
+        with app_client(database_url, tmp_path, openapi, **settings) as (_, client):
             task_path = f"/api/v1/users/{uuid.uuid4()}/tasks/{uuid.uuid4()}"
             cases = [
                 # (response, route, operation_id)
@@ -209,7 +178,7 @@ class TestRequestLog:
                 (
                     client.post(
                         "/api/v1/auth/register",
-                        content=_padded(_register_body(_email()), BODY_LIMIT + 1),
+                        content=_padded(registration(), BODY_LIMIT + 1),
                         headers={"Content-Type": "application/json"},
                     ),
                     "/api/v1/auth/register",
@@ -237,22 +206,22 @@ class TestRequestLog:
         self, database_url, tmp_path, openapi, capsys
     ):
         capsys.readouterr()
-        with serve(database_url, tmp_path, openapi, log_format="json", log_level="INFO") as client:
-            user_id, headers = _signup(client)
+        with app_client(database_url, tmp_path, openapi, log_format="json", log_level="INFO") as (_, client):
+            account = register_and_login(client)
             capsys.readouterr()
-            refused = client.post(f"/api/v1/users/{user_id}/tasks", json={}, headers=headers)
+            refused = client.post(account.tasks_path, json={}, headers=account.headers)
             assert_problem(refused, 400, "/problems/validation-error")
             entry = _access_entry(capsys, refused)
         assert entry["operation_id"] == "createTask"
-        assert entry["user_id"] == user_id
+        assert entry["user_id"] == account.id
 
     def test_unexpected_error_is_logged_once_with_its_status(
         self, database_url, tmp_path, openapi, capsys, monkeypatch
     ):
         capsys.readouterr()
-        with serve(database_url, tmp_path, openapi, log_format="json", log_level="INFO") as client:
+        with app_client(database_url, tmp_path, openapi, log_format="json", log_level="INFO") as (_, client):
             monkeypatch.setattr(handlers.auth.accounts, "register", _boom)
-            failed = client.post("/api/v1/auth/register", json=_register_body(_email()))
+            failed = client.post("/api/v1/auth/register", json=registration())
             assert_problem(failed, 500, "/problems/internal-error")
             captured = capsys.readouterr()
         entries = _json_lines(captured.err)
@@ -268,7 +237,7 @@ class TestRequestLog:
 
     def test_console_format_is_for_people(self, database_url, tmp_path, openapi, capsys):
         capsys.readouterr()
-        with serve(database_url, tmp_path, openapi, log_format="console", log_level="INFO") as client:
+        with app_client(database_url, tmp_path, openapi, log_format="console", log_level="INFO") as (_, client):
             response = client.get("/api/v1/health")
             captured = capsys.readouterr()
         lines = [line for line in captured.err.splitlines() if "request_completed" in line]
@@ -283,7 +252,7 @@ class TestRequestLog:
 
     def test_level_threshold_silences_the_access_log(self, database_url, tmp_path, openapi, capsys):
         capsys.readouterr()
-        with serve(database_url, tmp_path, openapi, log_format="json", log_level="WARNING") as client:
+        with app_client(database_url, tmp_path, openapi, log_format="json", log_level="WARNING") as (_, client):
             assert client.get("/api/v1/health").status_code == 200
             captured = capsys.readouterr()
         assert "request_completed" not in captured.err
@@ -301,23 +270,23 @@ def test_secrets_never_reach_the_logs(database_url, tmp_path, openapi, capsys, c
     wrong_password = f"Wombat-{uuid.uuid4().hex}-guess"
     forged_token = f"forged.{uuid.uuid4().hex}.token"
     capsys.readouterr()
-    with serve(database_url, tmp_path, openapi, log_format="json", log_level="DEBUG") as client:
+    with app_client(database_url, tmp_path, openapi, log_format="json", log_level="DEBUG") as (_, client):
         logging.getLogger().addHandler(caplog.handler)  # create_app replaced the root handlers
-        email = _email("secret")
-        assert client.post("/api/v1/auth/register", json=_register_body(email, password)).status_code == 201
+        email = unique_email("secret")
+        assert client.post("/api/v1/auth/register", json=registration(email, password=password)).status_code == 201
         login = client.post("/api/v1/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200
         first = login.json()
         refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
         assert refreshed.status_code == 200
         second = refreshed.json()
-        authorization = {"Authorization": f"Bearer {second['access_token']}"}
+        authorization = bearer(second["access_token"])
         assert client.get("/api/v1/auth/me", headers=authorization).status_code == 200
         assert client.post("/api/v1/auth/logout", headers=authorization).status_code == 204
         # Failures too: a wrong password, a forged token, a logged-out token, a used refresh token.
         wrong = client.post("/api/v1/auth/login", json={"email": email, "password": wrong_password})
         assert_problem(wrong, 401, "/problems/invalid-credentials")
-        assert_problem(client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged_token}"}), 401)
+        assert_problem(client.get("/api/v1/auth/me", headers=bearer(forged_token)), 401)
         assert_problem(client.get("/api/v1/auth/me", headers=authorization), 401)
         assert_problem(client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401)
         captured = capsys.readouterr()
@@ -385,19 +354,17 @@ def assert_security_headers(response: Any, *, docs: bool = False) -> None:
 
 ANSWERS = {
     "200": lambda client, account: client.get("/api/v1/health"),
-    "200 authenticated": lambda client, account: client.get("/api/v1/auth/me", headers=account[1]),
-    "201": lambda client, account: client.post("/api/v1/auth/register", json=_register_body(_email())),
-    "204": lambda client, account: client.post("/api/v1/auth/logout", headers=account[1]),
+    "200 authenticated": lambda client, account: client.get("/api/v1/auth/me", headers=account.headers),
+    "201": lambda client, account: client.post("/api/v1/auth/register", json=registration()),
+    "204": lambda client, account: client.post("/api/v1/auth/logout", headers=account.headers),
     "400": lambda client, account: client.post("/api/v1/auth/login", json={}),
     "401": lambda client, account: client.get("/api/v1/auth/me", headers={"Authorization": "Bearer nope"}),
     "404 unknown path": lambda client, account: client.get("/api/v1/nope", validate=False),
-    "404 problem": lambda client, account: client.get(
-        f"/api/v1/users/{account[0]}/tasks/{uuid.uuid4()}", headers=account[1]
-    ),
+    "404 problem": lambda client, account: client.get(f"{account.tasks_path}/{uuid.uuid4()}", headers=account.headers),
     "405": lambda client, account: client.put("/api/v1/health", validate=False),
     "413": lambda client, account: client.post(
         "/api/v1/auth/register",
-        content=_padded(_register_body(_email()), BODY_LIMIT + 1),
+        content=_padded(registration(), BODY_LIMIT + 1),
         headers={"Content-Type": "application/json"},
     ),
     "415": lambda client, account: client.post(
@@ -412,14 +379,15 @@ ANSWERS = {
 @pytest.fixture(scope="module")
 def edge_client(database_url, tmp_path_factory, openapi) -> Iterator[ContractClient]:
     """An app with a small body limit (so a 413 is cheap to provoke)."""
-    with serve(database_url, tmp_path_factory.mktemp("headers"), openapi, max_body_bytes=BODY_LIMIT) as client:
+    var_dir = tmp_path_factory.mktemp("headers")
+    with app_client(database_url, var_dir, openapi, max_body_bytes=BODY_LIMIT) as (_, client):
         yield client
 
 
 class TestSecurityHeaders:
     @pytest.mark.parametrize("answer", list(ANSWERS), ids=list(ANSWERS))
     def test_api_answers(self, edge_client, answer):
-        account = _signup(edge_client)
+        account = register_and_login(edge_client)
         response = ANSWERS[answer](edge_client, account)
         expected = int(answer.split()[0]) if answer[0].isdigit() else 200
         assert response.status_code == expected, response.text
@@ -427,12 +395,12 @@ class TestSecurityHeaders:
 
     def test_500(self, client, monkeypatch):
         monkeypatch.setattr(handlers.auth.accounts, "register", _boom)
-        response = client.post("/api/v1/auth/register", json=_register_body(_email()))
+        response = client.post("/api/v1/auth/register", json=registration())
         assert_problem(response, 500, "/problems/internal-error")
         assert_security_headers(response)
 
     def test_429(self, database_url, tmp_path, openapi):
-        with serve(database_url, tmp_path, openapi, rate_limit_per_minute=1) as client:
+        with app_client(database_url, tmp_path, openapi, rate_limit_per_minute=1) as (_, client):
             assert client.get("/").status_code == 200
             refused = client.get("/")
         assert_problem(refused, 429, "/problems/rate-limited")
@@ -479,7 +447,7 @@ def _listed(value: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def cors_client(database_url, tmp_path_factory, openapi) -> Iterator[ContractClient]:
-    with serve(database_url, tmp_path_factory.mktemp("cors"), openapi, cors_origins=CORS_ORIGINS) as client:
+    with app_client(database_url, tmp_path_factory.mktemp("cors"), openapi, cors_origins=CORS_ORIGINS) as (_, client):
         yield client
 
 
@@ -558,12 +526,12 @@ class TestBodyLimit:
     def _nothing_registered(self, client: ContractClient, email: str) -> None:
         login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert_problem(login, 401, "/problems/invalid-credentials")
-        again = client.post("/api/v1/auth/register", json=_register_body(email))
+        again = client.post("/api/v1/auth/register", json=registration(email))
         assert again.status_code == 201, again.text  # the email was never taken
 
     def test_declared_length_over_the_limit_is_413(self, limited):
-        email = _email()
-        body = _padded(_register_body(email), BODY_LIMIT + 1)  # valid JSON: only its size is wrong
+        email = unique_email("edge")
+        body = _padded(registration(email), BODY_LIMIT + 1)  # valid JSON: only its size is wrong
         response = limited.post("/api/v1/auth/register", content=body, headers={"Content-Type": "application/json"})
         problem = assert_problem(response, 413, "/problems/payload-too-large")  # and contract-valid
         assert problem["instance"] == "/api/v1/auth/register"
@@ -571,8 +539,8 @@ class TestBodyLimit:
         self._nothing_registered(limited, email)
 
     def test_body_at_the_limit_is_accepted(self, limited):
-        email = _email()
-        body = _padded(_register_body(email), BODY_LIMIT)
+        email = unique_email("edge")
+        body = _padded(registration(email), BODY_LIMIT)
         response = limited.post("/api/v1/auth/register", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 201, response.text
         assert response.json()["email"] == email
@@ -584,30 +552,30 @@ class TestBodyLimit:
         assert response.headers.get("connection") == "close"
 
     def test_chunked_body_over_the_limit_is_413(self, limited):
-        user_id, headers = _signup(limited)
-        task = limited.post(f"/api/v1/users/{user_id}/tasks", json={"title": "stay open"}, headers=headers).json()
-        path = f"/api/v1/users/{user_id}/tasks/{task['id']}/complete"
+        account = register_and_login(limited)
+        task = create_task(limited, account, title="stay open")
+        path = f"{account.tasks_path}/{task['id']}/complete"
         body = _padded({"completed": True}, 4 * BODY_LIMIT)  # valid JSON: only its size is wrong
-        response = limited.patch(path, content=_chunks(body), headers={**headers, "Content-Type": "application/json"})
+        headers = {**account.headers, "Content-Type": "application/json"}
+        response = limited.patch(path, content=_chunks(body), headers=headers)
         _assert_chunked(response)
         assert_problem(response, 413, "/problems/payload-too-large")
-        still = limited.get(f"/api/v1/users/{user_id}/tasks/{task['id']}", headers=headers)
+        still = limited.get(f"{account.tasks_path}/{task['id']}", headers=account.headers)
         assert still.json()["completed"] is False  # nothing was changed
 
     def test_chunked_body_under_the_limit_works(self, limited):
-        user_id, headers = _signup(limited)
-        task = limited.post(f"/api/v1/users/{user_id}/tasks", json={"title": "finish"}, headers=headers).json()
-        path = f"/api/v1/users/{user_id}/tasks/{task['id']}/complete"
-        response = limited.patch(
-            path, content=_chunks(b'{"completed": true}', 5), headers={**headers, "Content-Type": "application/json"}
-        )
+        account = register_and_login(limited)
+        task = create_task(limited, account, title="finish")
+        path = f"{account.tasks_path}/{task['id']}/complete"
+        headers = {**account.headers, "Content-Type": "application/json"}
+        response = limited.patch(path, content=_chunks(b'{"completed": true}', 5), headers=headers)
         _assert_chunked(response)
         assert response.status_code == 200, response.text
         assert response.json()["completed"] is True
 
     def test_chunked_body_over_the_limit_on_a_required_body_is_never_500(self, limited):
-        email = _email()
-        body = _padded(_register_body(email), 4 * BODY_LIMIT)
+        email = unique_email("edge")
+        body = _padded(registration(email), 4 * BODY_LIMIT)
         response = limited.post(
             "/api/v1/auth/register", content=_chunks(body), headers={"Content-Type": "application/json"}
         )
@@ -617,17 +585,17 @@ class TestBodyLimit:
         self._nothing_registered(limited, email)
 
     def test_chunked_body_over_the_limit_on_a_required_body_is_413(self, limited):
-        body = _padded(_register_body(_email()), 4 * BODY_LIMIT)
+        body = _padded(registration(), 4 * BODY_LIMIT)
         response = limited.post(
             "/api/v1/auth/register", content=_chunks(body), headers={"Content-Type": "application/json"}
         )
         assert_problem(response, 413, "/problems/payload-too-large")
 
     def test_chunked_body_under_the_limit_on_a_required_body_works(self, limited):
-        email = _email()
+        email = unique_email("edge")
         response = limited.post(
             "/api/v1/auth/register",
-            content=_chunks(json.dumps(_register_body(email)).encode(), 16),
+            content=_chunks(json.dumps(registration(email)).encode(), 16),
             headers={"Content-Type": "application/json"},
         )
         assert response.status_code == 201, response.text
@@ -638,7 +606,7 @@ def http_port(database_url, tmp_path_factory) -> Iterator[int]:
     """The port of the app (MAX_BODY_BYTES at its default, 1 MiB) served by a real uvicorn."""
     app = create_app(make_settings(database_url, tmp_path_factory.mktemp("http-413")))
     try:
-        with served_over_http(app) as url:
+        with serve(app) as url:
             yield int(url.rsplit(":", 1)[1])
     finally:
         app.app.extensions["charter"].engine.dispose()
@@ -669,14 +637,14 @@ class TestBodyLimitOverHTTP:
         assert problem["type"] == "/problems/payload-too-large" and problem["status"] == 413
 
     def test_http_client_reads_the_413_of_a_declared_length(self, http_port):
-        email = _email()
-        status, headers, problem = self._post(http_port, _padded(_register_body(email), self.BIG))
+        email = unique_email("edge")
+        status, headers, problem = self._post(http_port, _padded(registration(email), self.BIG))
         self._assert_413(status, headers, problem)
-        status, _, _ = self._post(http_port, json.dumps(_register_body(email)).encode())
+        status, _, _ = self._post(http_port, json.dumps(registration(email)).encode())
         assert status == 201  # the refused body registered nothing
 
     def test_http_client_reads_the_413_of_a_chunked_body(self, http_port):
-        body = _padded(_register_body(_email()), self.BIG)
+        body = _padded(registration(), self.BIG)
         chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
         self._assert_413(*self._post(http_port, chunks, encode_chunked=True))
 
@@ -778,12 +746,12 @@ class TestMetrics:
         assert second == first  # every finished request left the gauge
 
     def test_login_failures(self, client):
-        email = _email()
-        assert client.post("/api/v1/auth/register", json=_register_body(email)).status_code == 201
+        email = unique_email("edge")
+        assert client.post("/api/v1/auth/register", json=registration(email)).status_code == 201
         before = _value(_scrape(client), "charter_login_failures_total")
         wrong = client.post("/api/v1/auth/login", json={"email": email, "password": "not the password"})
         assert_problem(wrong, 401, "/problems/invalid-credentials")
-        unknown = client.post("/api/v1/auth/login", json={"email": _email(), "password": "whatever it is"})
+        unknown = client.post("/api/v1/auth/login", json={"email": unique_email("edge"), "password": "whatever it is"})
         assert_problem(unknown, 401, "/problems/invalid-credentials")
         assert client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).status_code == 200
         after = _value(_scrape(client), "charter_login_failures_total")
@@ -791,7 +759,7 @@ class TestMetrics:
 
     def test_rate_limited_requests_at_the_edge(self, client, database_url, tmp_path, openapi):
         before = _scrape(client)
-        with serve(database_url, tmp_path, openapi, rate_limit_per_minute=2) as tiny:
+        with app_client(database_url, tmp_path, openapi, rate_limit_per_minute=2) as (_, tiny):
             assert tiny.get("/").status_code == 200
             assert tiny.get("/").status_code == 200
             assert_problem(tiny.get("/"), 429, "/problems/rate-limited")
@@ -806,8 +774,8 @@ class TestMetrics:
 
     def test_rate_limited_requests_by_a_route_limit(self, client, database_url, tmp_path, openapi):
         before = _scrape(client)
-        with serve(database_url, tmp_path, openapi, rate_limit_login="1/minute") as tiny:
-            credentials = {"email": _email(), "password": "wrong password"}
+        with app_client(database_url, tmp_path, openapi, rate_limit_login="1/minute") as (_, tiny):
+            credentials = {"email": unique_email("edge"), "password": "wrong password"}
             assert_problem(tiny.post("/api/v1/auth/login", json=credentials), 401)
             assert_problem(tiny.post("/api/v1/auth/login", json=credentials), 429, "/problems/rate-limited")
         after = _scrape(client)
@@ -815,8 +783,8 @@ class TestMetrics:
         assert _value(after, sample, limiter="route") - _value(before, sample, limiter="route") == 1
 
     def test_database_pool_gauges(self, database_url, tmp_path, openapi, monkeypatch):
-        with serve(database_url, tmp_path, openapi, db_pool_size=7) as app_client:
-            before = _scrape(app_client)
+        with app_client(database_url, tmp_path, openapi, db_pool_size=7) as (_, pooled):
+            before = _scrape(pooled)
             assert _value(before, "charter_db_pool_size") == 7
             _family(before, "charter_db_pool_connections_in_use")
             seen: list[float | None] = []
@@ -828,18 +796,18 @@ class TestMetrics:
 
             with monkeypatch.context() as patch:
                 patch.setattr(handlers.auth, "user_representation", spy)
-                assert app_client.post("/api/v1/auth/register", json=_register_body(_email())).status_code == 201
+                assert pooled.post("/api/v1/auth/register", json=registration()).status_code == 201
             assert seen and seen[0] is not None and seen[0] >= 1  # a request holds a connection
             for _ in range(3):
-                _signup(app_client)
-            after = _scrape(app_client)
+                register_and_login(pooled)
+            after = _scrape(pooled)
         in_use = "charter_db_pool_connections_in_use"
         assert _value(after, in_use) == _value(before, in_use)  # every connection went back
         assert _value(after, in_use) >= 0
 
     def test_disabled_metrics_are_404(self, database_url, tmp_path, openapi):
-        with serve(database_url, tmp_path, openapi, metrics_enabled=False) as app_client:
-            response = app_client.get("/metrics")  # contract-checked: the 404 is documented
+        with app_client(database_url, tmp_path, openapi, metrics_enabled=False) as (_, unmetered):
+            response = unmetered.get("/metrics")  # contract-checked: the 404 is documented
         assert_problem(response, 404, "/problems/not-found")
         assert "charter_http_requests_total" not in response.text
 
@@ -879,7 +847,7 @@ def test_metrics_add_up_across_workers(tmp_path):
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [str(VENV_BIN / "charter"), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
+            [str(CHARTER), "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             cwd=tmp_path,
             stdout=log_file,

@@ -13,7 +13,8 @@ from sqlalchemy import event
 
 from server.cli import main
 from server.settings import Settings
-from tests.served import Served, at_once, register_and_login
+from tests.helpers import register_and_login
+from tests.served import Served, at_once
 
 CLIENTS = 32
 """As `make bench` loads the hot path (wrk -c32): more clients than handler threads."""
@@ -32,7 +33,8 @@ def _load(served: Served, paths: list[str], headers: dict[str, str], *, rounds: 
 def test_a_steady_load_opens_no_connection(served: Served):
     settings = served.state.settings
     assert settings.db_pool_size == settings.wsgi_threads  # the default follows the threads
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
     paths = ["/api/v1/auth/me", account.tasks_path]
     engine = served.state.engine
     _load(served, paths, account.headers, rounds=3)  # warm: every thread has had its connection
@@ -83,7 +85,8 @@ def _samples(served: Served) -> dict[str, float]:
 
 
 def test_pool_checkouts_and_overflow_are_in_the_metrics(served: Served):
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
     before = _samples(served)
     with served.client() as http:
         for _ in range(5):

@@ -15,19 +15,11 @@ import handlers.meta
 import services.accounts
 from server.contract import bundle
 from services.errors import Conflict, ProblemType
-from tests.conftest import PASSWORD, assert_problem
+from tests.helpers import PASSWORD, assert_problem, registration, unique_email
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 GENERATED_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET = "secret internal detail /work/main/x.py"
-
-
-def _new_email() -> str:
-    return f"problem-{uuid.uuid4().hex[:12]}@example.com"
-
-
-def _register_body(email: str) -> dict[str, str]:
-    return {"email": email, "password": PASSWORD, "display_name": "Problem Tester"}
 
 
 def _boom(*_args, **_kwargs):
@@ -163,7 +155,7 @@ class TestUnexpectedErrors:
     def test_exception_in_a_service_is_500_without_internals(self, client, monkeypatch, caplog):
         monkeypatch.setattr(handlers.auth.accounts, "register", _boom)
         with caplog.at_level(logging.ERROR):
-            response = client.post("/api/v1/auth/register", json=_register_body(_new_email()))
+            response = client.post("/api/v1/auth/register", json=registration())
         problem = assert_problem(response, 500, "/problems/internal-error")
         assert problem["instance"] == "/api/v1/auth/register"
         _assert_no_internals(response)
@@ -204,42 +196,42 @@ class TestUnexpectedErrors:
 
 class TestFailedRequestsChangeNothing:
     def _can_register(self, client, email: str) -> bool:
-        response = client.post("/api/v1/auth/register", json=_register_body(email))
+        response = client.post("/api/v1/auth/register", json=registration(email))
         assert response.status_code in (201, 409), response.text
         return response.status_code == 201
 
     def test_invalid_body_creates_no_user(self, client):
-        email = _new_email()
-        invalid = client.post("/api/v1/auth/register", json=_register_body(email) | {"role": "admin"})
+        email = unique_email("problem")
+        invalid = client.post("/api/v1/auth/register", json=registration(email) | {"role": "admin"})
         assert_problem(invalid, 400, "/problems/validation-error")
         login = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert_problem(login, 401, "/problems/invalid-credentials")
         assert self._can_register(client, email)
 
     def test_domain_error_after_a_write_rolls_it_back(self, client, monkeypatch):
-        email = _new_email()
+        email = unique_email("problem")
 
         def refuse(_user):
             raise Conflict("refused after the user was written")
 
         with monkeypatch.context() as patch:
             patch.setattr(handlers.auth, "user_representation", refuse)
-            assert_problem(client.post("/api/v1/auth/register", json=_register_body(email)), 409)
+            assert_problem(client.post("/api/v1/auth/register", json=registration(email)), 409)
         assert self._can_register(client, email)
 
     def test_unexpected_error_after_a_write_rolls_it_back(self, client, monkeypatch):
-        email = _new_email()
+        email = unique_email("problem")
         with monkeypatch.context() as patch:
             patch.setattr(handlers.auth, "user_representation", _boom)
-            assert_problem(client.post("/api/v1/auth/register", json=_register_body(email)), 500)
+            assert_problem(client.post("/api/v1/auth/register", json=registration(email)), 500)
         assert self._can_register(client, email)
 
     def test_response_that_breaks_the_contract_rolls_back(self, client, monkeypatch):
-        email = _new_email()
+        email = unique_email("problem")
         real = handlers.auth.user_representation
         with monkeypatch.context() as patch:
             patch.setattr(handlers.auth, "user_representation", lambda user: real(user) | {"email": "not-an-email"})
-            assert_problem(client.post("/api/v1/auth/register", json=_register_body(email)), 500)
+            assert_problem(client.post("/api/v1/auth/register", json=registration(email)), 500)
         assert self._can_register(client, email)
 
     def test_failed_login_starts_no_session(self, client, account):
@@ -260,7 +252,7 @@ def test_an_error_declared_in_a_new_module_is_answered_with_its_own_problem(clie
         raise SeatsTaken("Every seat of this plan is taken.")
 
     monkeypatch.setattr(services.accounts, "register", refuse)
-    response = client.post("/api/v1/auth/register", json=_register_body(_new_email()))
+    response = client.post("/api/v1/auth/register", json=registration())
 
     problem = assert_problem(response, 409, "/problems/test-seats-taken")
     assert problem["title"] == "Seats taken" and problem["detail"] == "Every seat of this plan is taken."

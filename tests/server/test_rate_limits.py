@@ -10,10 +10,8 @@ answer of an operation in the contract, 429s included, is checked against the co
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,16 @@ from starlette.testclient import TestClient
 from server import rate_limits
 from server.app import create_app
 from server.cli import migrate
-from tests.conftest import PASSWORD, TEST_SECRET, ContractClient, assert_problem, make_settings, register_and_login
+from tests.helpers import (
+    PASSWORD,
+    TEST_SECRET,
+    ContractClient,
+    assert_problem,
+    make_settings,
+    register_and_login,
+    registration,
+    unique_email,
+)
 from tests.processes import charter_environment, log_tail, start_charter_serve, stop_process, wait_until_healthy
 from tests.server.redis_server import REDIS_SERVER, RedisServer
 
@@ -36,21 +43,11 @@ WINDOW_SECONDS = 60
 RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 ROUTE_MAX_RESET = WINDOW_SECONDS  # a route limit's reset, like the edge's, never exceeds its window
 PROBES = ("/api/v1/health", "/api/v1/health/live", "/api/v1/health/ready", "/metrics")
+pytestmark = pytest.mark.usefixtures("restore_logging")  # create_app reconfigures the root logger
 needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis)")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """create_app() reconfigures the root logger to the stderr of the moment; put it back so
-    later tests do not log into a capture stream that this test closed."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _app(database_url: str, var_dir: Path, **overrides: Any):
@@ -96,7 +93,7 @@ def _no_limit_headers(response: Any) -> bool:
 
 
 def _failed_login(client: ContractClient, email: str | None = None) -> Any:
-    email = email or f"nobody-{uuid.uuid4().hex[:10]}@example.com"
+    email = email or unique_email("nobody")
     return client.post("/api/v1/auth/login", json={"email": email, "password": "wrong password!"})
 
 
@@ -303,8 +300,7 @@ class TestRouteLimits:
         client = _client(app, openapi)
 
         def register(c: ContractClient) -> Any:
-            email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-            return c.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD, "display_name": "R"})
+            return c.post("/api/v1/auth/register", json=registration(display_name="R"))
 
         first = register(client)
         assert first.status_code == 201

@@ -7,14 +7,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from pathlib import Path
 
 import handlers
 import services
 from server.problems import known_problem_types
 from server.settings import Settings
+from tests.helpers import ROOT
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = ROOT / "README.md"
 
 
 def _documented() -> set[str]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from sqlalchemy import event
 
 from server import context
-from tests.conftest import Account, ContractClient
+from tests.helpers import Account, ContractClient
 
 
 @contextlib.contextmanager

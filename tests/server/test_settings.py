@@ -3,9 +3,7 @@ variables and their bounds."""
 
 from __future__ import annotations
 
-import logging
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from pydantic import ValidationError
 
 from server.app import create_app
 from server.settings import MIN_SECRET_BYTES, ConfigurationError, Settings
-from tests.conftest import TEST_SECRET
+from tests.helpers import TEST_SECRET
 
 
 @pytest.fixture(autouse=True)
@@ -23,15 +21,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name.upper(), raising=False)
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """create_app reconfigures the root logger; put it back for the rest of the suite."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 def _settings(tmp_path: Path, **values) -> Settings:

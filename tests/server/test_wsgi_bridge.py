@@ -13,7 +13,7 @@ import pytest
 
 from server.app import create_app
 from server.wsgi_bridge import BufferedWSGIBridge
-from tests.conftest import ROOT, TEST_SECRET, make_settings
+from tests.helpers import ROOT, TEST_SECRET, make_settings
 from tests.processes import charter_environment
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")

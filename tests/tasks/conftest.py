@@ -1,4 +1,6 @@
-"""Helpers shared by the task query, tag, bulk, statistics and safe-write tests.
+"""Helpers of the task tests only (queries, tags, bulk, statistics, safe writes); the ones other
+areas need too (create_task, instant, session_factory, collect_pages, the problem types) are in
+tests/helpers.py.
 
 Plain functions (not fixtures) so each test reads as a sequence of requests; every request
 goes through the `client` fixture, which validates the answer against the contract.
@@ -7,49 +9,31 @@ goes through the `client` fixture, which validates the answer against the contra
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
 from services.clock import SystemClock
-from tests.conftest import Account, ContractClient
+from tests.helpers import Account, ContractClient, instant, pages, postgres_url_in_environment
 
-IS_POSTGRES = os.environ.get("DATABASE_URL", "").startswith("postgresql")
-"""Whether the suite runs on PostgreSQL (else SQLite), like `tests.conftest.database_url`."""
+IS_POSTGRES = postgres_url_in_environment() is not None
+"""Whether the suite runs on PostgreSQL (else SQLite), like the `database_url` fixture."""
 
 PRIORITIES = ("low", "medium", "high", "urgent")
 END_OF_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 """Where a task without a due date sorts: as if due at the end of time."""
 
-VALIDATION = "/problems/validation-error"
-NOT_FOUND = "/problems/not-found"
-PRECONDITION_FAILED = "/problems/precondition-failed"
-
-
-def instant(text: str) -> datetime:
-    """An RFC 3339 timestamp of an answer as an aware datetime."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
 
 def rfc3339(value: datetime) -> str:
+    """`value` as an RFC 3339 timestamp in UTC with a ``Z``, as a query parameter."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def task_path(account: Account, task_id: str) -> str:
+    """The path of one of `account`'s tasks."""
     return f"{account.tasks_path}/{task_id}"
-
-
-def create(client: ContractClient, account: Account, **fields: Any) -> dict[str, Any]:
-    """Create one task for `account` (title defaults to a unique one) and return its body."""
-    body = {"title": f"task {uuid.uuid4().hex[:8]}", **fields}
-    response = client.post(account.tasks_path, json=body, headers=account.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def bulk(client: ContractClient, account: Account, operations: list[dict[str, Any]], **headers: str):
@@ -69,6 +53,7 @@ def bulk_create(client: ContractClient, account: Account, bodies: list[dict[str,
 
 
 def read(client: ContractClient, account: Account, task_id: str) -> dict[str, Any]:
+    """GET one of `account`'s tasks; asserts 200 and returns the task."""
     response = client.get(task_path(account, task_id), headers=account.headers)
     assert response.status_code == 200, response.text
     return response.json()
@@ -82,31 +67,28 @@ def list_page(client: ContractClient, account: Account, **params: Any) -> dict[s
 
 
 def list_all(client: ContractClient, account: Account, **params: Any) -> list[dict[str, Any]]:
-    """Every task the query matches, following the cursors; fails on a repeated item."""
+    """Every task the query matches, following the cursors (`pages`); fails on a repeated item
+    and on an empty page that has a next cursor."""
     items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    for _ in range(200):
-        query = {**params, "cursor": cursor} if cursor else params
-        page = list_page(client, account, **query)
+    for page in pages(client, account.tasks_path, headers=account.headers, params=params):
+        assert page["items"] or page["next_cursor"] is None, "a page with a next cursor must not be empty"
         items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            ids = [item["id"] for item in items]
-            assert len(ids) == len(set(ids)), "an item came twice"
-            return items
-        assert page["items"], "a page with a next cursor must not be empty"
-    raise AssertionError("pagination does not end")
+    assert len(ids(items)) == len(set(ids(items))), "an item came twice"
+    return items
 
 
 def ids(items: list[dict[str, Any]]) -> list[str]:
+    """The ids of `items`, in order."""
     return [item["id"] for item in items]
 
 
 def parameters(problem: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    """The (parameter, in) of each error of a validation problem."""
     return [(error.get("parameter"), error.get("in")) for error in problem.get("errors", [])]
 
 
 def pointers(problem: dict[str, Any]) -> list[str | None]:
+    """The JSON pointer of each error of a validation problem."""
     return [error.get("pointer") for error in problem.get("errors", [])]
 
 
@@ -129,11 +111,6 @@ def expected_order(items: list[dict[str, Any]], sort: str | None) -> list[str]:
     for name, descending in reversed(keys):  # stable sorts, least significant key first
         ordered.sort(key=lambda item, name=name: _sort_value(item, name), reverse=descending)
     return ids(ordered)
-
-
-def session_factory(app: Any) -> sessionmaker[Session]:
-    """The app's own session factory, to arrange rows the API cannot (e.g. old timestamps)."""
-    return app.app.extensions["charter"].session_factory
 
 
 @contextlib.contextmanager

@@ -10,21 +10,14 @@ from collections import Counter
 
 import httpx
 
-from tests.conftest import Account
-from tests.served import Served, at_once, register_and_login
+from tests.helpers import PRECONDITION_FAILED, Account, create_task, register_and_login
+from tests.served import Served, at_once
 
 RACERS = 12
-PRECONDITION_FAILED = "/problems/precondition-failed"
-
-
-def _create(served: Served, account: Account, **fields) -> dict:
-    with served.client() as http:
-        created = http.post(account.tasks_path, json={"title": "contended", **fields}, headers=account.headers)
-    assert created.status_code == 201, created.text
-    return created.json()
 
 
 def _read(served: Served, account: Account, task_id: str) -> httpx.Response:
+    """GET the task over HTTP (the raw answer: a deleted task is a 404)."""
     with served.client() as http:
         return http.get(f"{account.tasks_path}/{task_id}", headers=account.headers)
 
@@ -40,8 +33,9 @@ def _assert_losers_are_412(responses: list[httpx.Response], winner_status: int) 
 
 
 def test_one_of_twelve_completions_with_the_same_if_match_wins(served: Served):
-    account = register_and_login(served.url)
-    task = _create(served, account)
+    with served.client() as http:
+        account = register_and_login(http)
+        task = create_task(http, account, title="contended")
     path = f"{account.tasks_path}/{task['id']}/complete"
 
     responses = at_once(
@@ -55,8 +49,9 @@ def test_one_of_twelve_completions_with_the_same_if_match_wins(served: Served):
 
 
 def test_one_of_twelve_replacements_with_the_same_if_match_wins(served: Served):
-    account = register_and_login(served.url)
-    task = _create(served, account)
+    with served.client() as http:
+        account = register_and_login(http)
+        task = create_task(http, account, title="contended")
     path = f"{account.tasks_path}/{task['id']}"
 
     responses = at_once(
@@ -72,8 +67,9 @@ def test_one_of_twelve_replacements_with_the_same_if_match_wins(served: Served):
 
 
 def test_replacements_and_deletions_with_the_same_if_match_have_one_winner(served: Served):
-    account = register_and_login(served.url)
-    task = _create(served, account)
+    with served.client() as http:
+        account = register_and_login(http)
+        task = create_task(http, account, title="contended")
     path = f"{account.tasks_path}/{task['id']}"
     condition = {**account.headers, "If-Match": '"1"'}
 
@@ -99,8 +95,9 @@ def test_replacements_and_deletions_with_the_same_if_match_have_one_winner(serve
 
 
 def test_twenty_unconditional_replacements_each_bump_the_version_once(served: Served):
-    account = register_and_login(served.url)
-    task = _create(served, account)
+    with served.client() as http:
+        account = register_and_login(http)
+        task = create_task(http, account, title="contended")
     path = f"{account.tasks_path}/{task['id']}"
     writers = 20
 
@@ -117,8 +114,9 @@ def test_twenty_unconditional_replacements_each_bump_the_version_once(served: Se
 
 
 def test_one_of_twelve_bulk_completions_with_the_same_version_wins(served: Served):
-    account = register_and_login(served.url)
-    task = _create(served, account)
+    with served.client() as http:
+        account = register_and_login(http)
+        task = create_task(http, account, title="contended")
     operation = {"op": "complete", "id": task["id"], "if_match_version": 1}
 
     responses = at_once(
@@ -137,7 +135,8 @@ def test_one_of_twelve_bulk_completions_with_the_same_version_wins(served: Serve
 
 
 def test_twelve_creations_with_one_idempotency_key_create_one_task(served: Served):
-    account = register_and_login(served.url)
+    with served.client() as http:
+        account = register_and_login(http)
     headers = {**account.headers, "Idempotency-Key": "race-0001"}
 
     responses = at_once(

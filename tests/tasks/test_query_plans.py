@@ -20,13 +20,11 @@ from persistence.seed import seed
 from persistence.tasks.models import Task
 from persistence.tasks.repository import TaskFilters, TaskOrder, TaskRepository
 from server.cli import migrate
-from tests.conftest import temporary_postgres_database
+from tests.helpers import postgres_url_in_environment, temporary_postgres_database
 
 USERS, TASKS_PER_USER = 20, 3000
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgresql"), reason="DATABASE_URL does not name PostgreSQL"
-)
+pytestmark = pytest.mark.skipif(postgres_url_in_environment() is None, reason="DATABASE_URL does not name PostgreSQL")
 
 
 @pytest.fixture(scope="module")

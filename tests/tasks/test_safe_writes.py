@@ -15,19 +15,15 @@ import pytest
 from sqlalchemy import select
 
 from persistence.idempotency.models import IdempotencyRecord
-from tests.conftest import assert_problem
-from tests.tasks.conftest import (
+from tests.helpers import (
     NOT_FOUND,
     PRECONDITION_FAILED,
     VALIDATION,
-    bulk,
-    bulk_create,
-    create,
-    list_all,
-    read,
+    assert_problem,
+    create_task,
     session_factory,
-    task_path,
 )
+from tests.tasks.conftest import bulk, bulk_create, list_all, read, task_path
 
 KEY_REUSED = "/problems/idempotency-key-reused"
 IN_PROGRESS = "/problems/idempotency-in-progress"
@@ -83,13 +79,13 @@ class TestVersions:
         assert [item["version"] for item in list_all(client, account)] == [4]
 
     def test_every_replace_is_a_new_version(self, client, account):
-        task = create(client, account, title="Same")
+        task = create_task(client, account, title="Same")
         for expected in (2, 3, 4):
             response = replace(client, account, task["id"], {"title": "Same"})
             assert assert_etag_matches(response)["version"] == expected
 
     def test_refused_change_keeps_the_version(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         assert_problem(replace(client, account, task["id"], {"title": ""}), 400, VALIDATION)
         assert_problem(replace(client, account, task["id"], {"title": "x", "due_at": UNREPRESENTABLE}), 400, VALIDATION)
         assert read(client, account, task["id"]) == task
@@ -103,7 +99,7 @@ class TestVersions:
 class TestIfNoneMatch:
     @pytest.mark.parametrize("header", ['"1"', "*", 'W/"1"', '"7", "1"', '"7",W/"1"'])
     def test_matching_tag_is_304_without_body(self, client, account, header):
-        task = create(client, account)
+        task = create_task(client, account)
         response = get(client, account, task["id"], **{"If-None-Match": header})
         assert response.status_code == 304
         assert response.content == b""
@@ -111,7 +107,7 @@ class TestIfNoneMatch:
 
     @pytest.mark.parametrize("header", ['"1"', 'W/"1"', '"7", "8"', '"2 "', "2"])
     def test_stale_or_other_tag_is_200(self, client, account, header):
-        task = create(client, account)
+        task = create_task(client, account)
         replace(client, account, task["id"], {"title": "Changed"})
         response = get(client, account, task["id"], **{"If-None-Match": header})
         assert response.status_code == 200
@@ -119,7 +115,7 @@ class TestIfNoneMatch:
         assert response.json()["title"] == "Changed"
 
     def test_current_tag_after_a_change_is_304(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         changed = replace(client, account, task["id"], {"title": "Changed"})
         response = get(client, account, task["id"], **{"If-None-Match": changed.headers["etag"]})
         assert response.status_code == 304
@@ -153,7 +149,7 @@ class TestIfMatch:
     @pytest.mark.parametrize("operation", OPERATIONS)
     @pytest.mark.parametrize("if_match", ['"1"', "*", '"5", "1"', '"1","5"', ' "1" '])
     def test_matching_condition_applies(self, client, account, operation, if_match):
-        task = create(client, account)
+        task = create_task(client, account)
         response = change(client, account, operation, task["id"], if_match)
         assert response.status_code == SUCCESS[operation], response.text
         if operation == "delete":
@@ -164,7 +160,7 @@ class TestIfMatch:
 
     @pytest.mark.parametrize("operation", OPERATIONS)
     def test_stale_tag_is_412_and_changes_nothing(self, client, account, operation):
-        task = create(client, account)
+        task = create_task(client, account)
         current = replace(client, account, task["id"], {"title": "Second", "tags": ["kept"]}).json()
         assert current["version"] == 2
         response = change(client, account, operation, task["id"], '"1"')
@@ -176,7 +172,7 @@ class TestIfMatch:
     @pytest.mark.parametrize("if_match", ['W/"1"', '"5", "6"', "1", "abc", '"1x"', 'W/"1", "2"'])
     def test_weak_or_foreign_tag_is_412(self, client, account, operation, if_match):
         """If-Match compares strongly: a weak tag never matches, even of the current version."""
-        task = create(client, account)
+        task = create_task(client, account)
         response = change(client, account, operation, task["id"], if_match)
         assert_problem(response, 412, PRECONDITION_FAILED)
         assert read(client, account, task["id"]) == task
@@ -188,7 +184,7 @@ class TestIfMatch:
 
     def test_lost_update_is_prevented(self, client, account):
         """Two clients read version 1; the first write wins, the second is refused."""
-        task = create(client, account, title="Shared")
+        task = create_task(client, account, title="Shared")
         etag = get(client, account, task["id"]).headers["etag"]
         first = replace(client, account, task["id"], {"title": "First writer"}, **{"If-Match": etag})
         assert first.status_code == 200
@@ -201,7 +197,7 @@ class TestIfMatch:
         assert assert_etag_matches(retried)["version"] == 3
 
     def test_complete_of_a_done_task_under_a_stale_tag_is_412(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         done = complete(client, account, task["id"]).json()
         assert_problem(complete(client, account, task["id"], **{"If-Match": '"1"'}), 412, PRECONDITION_FAILED)
         assert complete(client, account, task["id"], **{"If-Match": '"2"'}).json() == done

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import assert_problem, register_and_login
+from tests.helpers import VALIDATION, assert_problem, register_and_login
 from tests.tasks.conftest import (
     IS_POSTGRES,
-    VALIDATION,
     bulk,
     bulk_create,
     expected_order,

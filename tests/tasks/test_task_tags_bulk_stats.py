@@ -14,23 +14,26 @@ import pytest
 from sqlalchemy import update
 
 from persistence.tasks.models import Task
-from tests.conftest import assert_problem
-from tests.tasks.conftest import (
+from tests.helpers import (
     NOT_FOUND,
     PRECONDITION_FAILED,
     VALIDATION,
+    assert_problem,
+    collect_pages,
+    create_task,
+    instant,
+    session_factory,
+)
+from tests.tasks.conftest import (
     bulk,
     bulk_create,
-    create,
     ids,
-    instant,
     list_all,
     list_page,
     parameters,
     pointers,
     read,
     rfc3339,
-    session_factory,
     task_path,
 )
 
@@ -46,15 +49,8 @@ def tags_of(client, account, **params: Any) -> dict[str, Any]:
 
 def all_tags(client, account, **params: Any) -> list[tuple[str, int]]:
     """Every (tag, task_count) of `account`, following the cursors."""
-    found: list[tuple[str, int]] = []
-    cursor = None
-    for _ in range(100):
-        page = tags_of(client, account, **params, **({"cursor": cursor} if cursor else {}))
-        found += [(item["tag"], item["task_count"]) for item in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return found
-    raise AssertionError("pagination does not end")
+    items = collect_pages(client, f"/api/v1/users/{account.id}/tags", headers=account.headers, params=params)
+    return [(item["tag"], item["task_count"]) for item in items]
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,12 +60,12 @@ def all_tags(client, account, **params: Any) -> list[tuple[str, int]]:
 
 class TestTaskTags:
     def test_create_normalises_tags(self, client, account):
-        task = create(client, account, tags=["  Work  ", "work", "Deep   Focus", "HOME", "home ", "zz"])
+        task = create_task(client, account, tags=["  Work  ", "work", "Deep   Focus", "HOME", "home ", "zz"])
         assert task["tags"] == ["deep focus", "home", "work", "zz"]
         assert read(client, account, task["id"])["tags"] == task["tags"]
 
     def test_non_ascii_tags_are_lower_cased(self, client, account):
-        task = create(client, account, tags=["ÄRGER  Über", "ärger über"])
+        task = create_task(client, account, tags=["ÄRGER  Über", "ärger über"])
         assert task["tags"] == ["ärger über"]
         assert read(client, account, task["id"])["tags"] == ["ärger über"]
 
@@ -83,7 +79,7 @@ class TestTaskTags:
         assert read(client, account, task["id"])["tags"] == ["c d"]
 
     def test_replace_normalises_tags(self, client, account):
-        task = create(client, account, tags=["one"])
+        task = create_task(client, account, tags=["one"])
         response = client.put(
             task_path(account, task["id"]),
             json={"title": task["title"], "tags": ["Zeta", "  alpha   beta ", "ZETA", "zeta"]},
@@ -94,12 +90,12 @@ class TestTaskTags:
         assert read(client, account, task["id"])["tags"] == ["alpha beta", "zeta"]
 
     def test_no_tags_is_an_empty_list(self, client, account):
-        assert create(client, account)["tags"] == []
-        assert create(client, account, tags=[])["tags"] == []
+        assert create_task(client, account)["tags"] == []
+        assert create_task(client, account, tags=[])["tags"] == []
 
     def test_twenty_tags_are_accepted(self, client, account):
         tags = [f"Tag {index:02d}" for index in range(19, -1, -1)]
-        task = create(client, account, tags=tags)
+        task = create_task(client, account, tags=tags)
         assert task["tags"] == sorted(tag.lower() for tag in tags)
         assert len(task["tags"]) == 20
 
@@ -110,14 +106,14 @@ class TestTaskTags:
         assert list_page(client, account)["items"] == []
 
     def test_twenty_one_tags_on_replace_change_nothing(self, client, account):
-        task = create(client, account, tags=["keep"])
+        task = create_task(client, account, tags=["keep"])
         body = {"title": "Too many", "tags": [f"tag{index}" for index in range(21)]}
         response = client.put(task_path(account, task["id"]), json=body, headers=account.headers)
         assert_problem(response, 400, VALIDATION)
         assert read(client, account, task["id"]) == task
 
     def test_tag_of_forty_characters_is_accepted_and_forty_one_refused(self, client, account):
-        assert create(client, account, tags=["x" * 40])["tags"] == ["x" * 40]
+        assert create_task(client, account, tags=["x" * 40])["tags"] == ["x" * 40]
         body = {"title": "Long tag", "tags": ["ok", "x" * 41]}
         problem = assert_problem(client.post(account.tasks_path, json=body, headers=account.headers), 400, VALIDATION)
         assert any(pointer and pointer.startswith("/tags") for pointer in pointers(problem))
@@ -135,7 +131,7 @@ class TestTaskTags:
         assert_problem(client.post(account.tasks_path, json=body, headers=account.headers), 400, VALIDATION)
 
     def test_put_without_tags_clears_them(self, client, account):
-        task = create(client, account, tags=["a", "b"])
+        task = create_task(client, account, tags=["a", "b"])
         response = client.put(task_path(account, task["id"]), json={"title": task["title"]}, headers=account.headers)
         assert response.status_code == 200
         assert response.json()["tags"] == []
@@ -143,7 +139,7 @@ class TestTaskTags:
         assert all_tags(client, account) == []
 
     def test_complete_keeps_tags(self, client, account):
-        task = create(client, account, tags=["Keep", "these"])
+        task = create_task(client, account, tags=["Keep", "these"])
         done = client.patch(f"{task_path(account, task['id'])}/complete", headers=account.headers).json()
         assert done["tags"] == ["keep", "these"] and done["completed"] is True
         reopened = client.patch(
@@ -152,7 +148,7 @@ class TestTaskTags:
         assert reopened["tags"] == ["keep", "these"]
 
     def test_tag_change_bumps_the_version(self, client, account):
-        task = create(client, account, tags=["a"])
+        task = create_task(client, account, tags=["a"])
         assert task["version"] == 1
         body = {"title": task["title"], "tags": ["a", "b"]}
         response = client.put(task_path(account, task["id"]), json=body, headers=account.headers)
@@ -164,7 +160,7 @@ class TestTaskTags:
         assert response.json()["tags"] == ["b"]
 
     def test_keeping_some_tags_while_changing_others(self, client, account):
-        task = create(client, account, tags=["keep", "drop"])
+        task = create_task(client, account, tags=["keep", "drop"])
         body = {"title": task["title"], "tags": ["KEEP", "new"]}
         response = client.put(task_path(account, task["id"]), json=body, headers=account.headers)
         assert response.status_code == 200, response.text
@@ -179,7 +175,7 @@ class TestTaskTags:
 
 class TestTagList:
     def test_no_tags(self, client, account):
-        create(client, account)
+        create_task(client, account)
         assert tags_of(client, account) == {"items": [], "next_cursor": None}
 
     def test_alphabetical_with_counts_and_only_the_callers(self, client, account, other_account):
@@ -193,7 +189,7 @@ class TestTagList:
                 {"title": "four"},
             ],
         )
-        create(client, other_account, tags=["secret", "work", "alpha"])
+        create_task(client, other_account, tags=["secret", "work", "alpha"])
         page = tags_of(client, account)
         assert page == {
             "items": [
@@ -231,7 +227,7 @@ class TestTagList:
         assert ("cursor", "query") in parameters(assert_problem(response, 400, VALIDATION))
 
     def test_another_users_tags_are_404(self, client, account, other_account):
-        create(client, other_account, tags=["secret"])
+        create_task(client, other_account, tags=["secret"])
         response = client.get(f"/api/v1/users/{other_account.id}/tags", headers=account.headers)
         assert_problem(response, 404, NOT_FOUND)
 
@@ -310,7 +306,7 @@ class TestBulk:
 
     def test_failures_are_per_item_and_the_rest_applies(self, client, account, other_account):
         x, y = bulk_create(client, account, [{"title": "x"}, {"title": "y"}])
-        foreign = create(client, other_account, title="not yours")
+        foreign = create_task(client, other_account, title="not yours")
         unknown = str(uuid.uuid4())
         response = bulk(
             client,

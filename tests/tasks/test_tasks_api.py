@@ -16,12 +16,9 @@ from typing import Any
 import pytest
 
 from handlers.responses import timestamp
-from tests.conftest import assert_problem
-from tests.tasks.conftest import create, frozen_clock, list_all, list_page, parameters, pointers, read, task_path
+from tests.helpers import NOT_FOUND, UNAUTHORIZED, VALIDATION, assert_problem, create_task
+from tests.tasks.conftest import frozen_clock, list_all, list_page, parameters, pointers, read, task_path
 
-VALIDATION = "/problems/validation-error"
-NOT_FOUND = "/problems/not-found"
-UNAUTHORIZED = "/problems/unauthorized"
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 
@@ -69,7 +66,7 @@ class TestCreate:
         assert fetched.json() == response.json()
 
     def test_all_fields_are_stored(self, client, account):
-        body = create(
+        body = create_task(
             client,
             account,
             title="Report",
@@ -82,32 +79,32 @@ class TestCreate:
         assert read(client, account, body["id"]) == body
 
     def test_due_at_with_offset_is_returned_in_utc(self, client, account):
-        body = create(client, account, due_at="2026-12-01T18:00:00+01:00")
+        body = create_task(client, account, due_at="2026-12-01T18:00:00+01:00")
         assert body["due_at"] == "2026-12-01T17:00:00.000000Z"
         assert read(client, account, body["id"])["due_at"] == "2026-12-01T17:00:00.000000Z"
 
     def test_due_at_before_year_1000_keeps_four_digit_year(self, client, account):
-        body = create(client, account, due_at="0999-01-01T00:00:00Z")
+        body = create_task(client, account, due_at="0999-01-01T00:00:00Z")
         assert body["due_at"] == "0999-01-01T00:00:00.000000Z"
 
     def test_due_at_with_negative_offset_and_fraction(self, client, account):
-        body = create(client, account, due_at="2026-12-01T22:30:00.25-05:30")
+        body = create_task(client, account, due_at="2026-12-01T22:30:00.25-05:30")
         assert body["due_at"] == "2026-12-02T04:00:00.250000Z"
 
     @pytest.mark.parametrize("priority", ["low", "medium", "high", "urgent"])
     def test_every_priority_is_accepted(self, client, account, priority):
-        assert create(client, account, priority=priority)["priority"] == priority
+        assert create_task(client, account, priority=priority)["priority"] == priority
 
     def test_explicit_nulls_are_accepted(self, client, account):
-        body = create(client, account, description=None, due_at=None)
+        body = create_task(client, account, description=None, due_at=None)
         assert body["description"] is None and body["due_at"] is None
 
     def test_title_of_200_characters_is_accepted(self, client, account):
         title = "é" * 200
-        assert create(client, account, title=title)["title"] == title
+        assert create_task(client, account, title=title)["title"] == title
 
     def test_new_task_appears_in_the_list(self, client, account):
-        body = create(client, account)
+        body = create_task(client, account)
         assert [item["id"] for item in list_page(client, account)["items"]] == [body["id"]]
 
 
@@ -203,13 +200,13 @@ class TestCreateValidation:
 
 class TestGet:
     def test_returns_the_task(self, client, account):
-        created = create(client, account, description="d", priority="low")
+        created = create_task(client, account, description="d", priority="low")
         response = client.get(task_path(account, created["id"]), headers=account.headers)
         assert response.status_code == 200
         assert response.json() == created
 
     def test_unknown_task_is_404(self, client, account):
-        create(client, account)
+        create_task(client, account)
         assert_problem(client.get(task_path(account, str(uuid.uuid4())), headers=account.headers), 404, NOT_FOUND)
 
     @pytest.mark.parametrize("task_id", ["not-a-uuid", "123", "5b3f9f2e-9c5e-4a8e-8a8c-3a3d3b2c1a1"])
@@ -223,7 +220,7 @@ class TestGet:
         assert ("user_id", "path") in parameters(problem)
 
     def test_unknown_query_parameter(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         response = client.get(task_path(account, task["id"]), params={"expand": "all"}, headers=account.headers)
         assert ("expand", "query") in parameters(assert_problem(response, 400, VALIDATION))
 
@@ -235,7 +232,7 @@ class TestGet:
 
 class TestReplace:
     def test_sets_every_field(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         new = {"title": "New", "description": "Desc", "priority": "high", "due_at": "2027-01-01T09:00:00+02:00"}
         response = client.put(task_path(account, task["id"]), json=new, headers=account.headers)
         assert response.status_code == 200
@@ -249,7 +246,7 @@ class TestReplace:
         assert read(client, account, task["id"]) == body
 
     def test_omitted_optional_fields_are_reset(self, client, account):
-        task = create(client, account, description="d", priority="urgent", due_at="2026-12-01T17:00:00Z")
+        task = create_task(client, account, description="d", priority="urgent", due_at="2026-12-01T17:00:00Z")
         client.patch(f"{task_path(account, task['id'])}/complete", headers=account.headers)
         response = client.put(task_path(account, task["id"]), json={"title": "Only title"}, headers=account.headers)
         assert response.status_code == 200
@@ -263,7 +260,7 @@ class TestReplace:
         assert read(client, account, task["id"]) == body
 
     def test_completed_true_stamps_completed_at_and_false_clears_it(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         path = task_path(account, task["id"])
         done = client.put(path, json={"title": "t", "completed": True}, headers=account.headers).json()
         assert done["completed"] is True
@@ -300,7 +297,7 @@ class TestReplace:
         ],
     )
     def test_invalid_body_names_the_field_and_changes_nothing(self, client, account, body, pointer):
-        task = create(client, account, description="keep me")
+        task = create_task(client, account, description="keep me")
         response = client.put(task_path(account, task["id"]), json=body, headers=account.headers)
         assert pointer in pointers(assert_problem(response, 400, VALIDATION))
         assert read(client, account, task["id"]) == task
@@ -317,7 +314,7 @@ class TestReplace:
 
 class TestComplete:
     def test_marks_done_and_stamps_completed_at(self, client, account):
-        task = create(client, account, priority="high", description="d")
+        task = create_task(client, account, priority="high", description="d")
         response = client.patch(
             f"{task_path(account, task['id'])}/complete", json={"completed": True}, headers=account.headers
         )
@@ -333,7 +330,7 @@ class TestComplete:
         assert read(client, account, task["id"]) == body
 
     def test_without_body_marks_done(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         response = client.patch(f"{task_path(account, task['id'])}/complete", headers=account.headers)
         assert response.status_code == 200
         assert response.json()["completed"] is True
@@ -341,13 +338,13 @@ class TestComplete:
         assert read(client, account, task["id"])["completed"] is True
 
     def test_empty_object_marks_done(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         response = client.patch(f"{task_path(account, task['id'])}/complete", json={}, headers=account.headers)
         assert response.status_code == 200
         assert response.json()["completed"] is True
 
     def test_completing_twice_changes_nothing(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         path = f"{task_path(account, task['id'])}/complete"
         first = client.patch(path, headers=account.headers).json()
         second = client.patch(path, json={"completed": True}, headers=account.headers)
@@ -356,7 +353,7 @@ class TestComplete:
         assert second.json() == first
 
     def test_false_reopens(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         path = f"{task_path(account, task['id'])}/complete"
         done = client.patch(path, headers=account.headers).json()
         response = client.patch(path, json={"completed": False}, headers=account.headers)
@@ -368,7 +365,7 @@ class TestComplete:
         assert read(client, account, task["id"]) == body
 
     def test_reopening_an_open_task_changes_nothing(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         response = client.patch(
             f"{task_path(account, task['id'])}/complete", json={"completed": False}, headers=account.headers
         )
@@ -376,7 +373,7 @@ class TestComplete:
         assert response.json() == task
 
     def test_done_again_after_reopening_gets_a_new_stamp(self, client, account):
-        task = create(client, account)
+        task = create_task(client, account)
         path = f"{task_path(account, task['id'])}/complete"
         first = client.patch(path, headers=account.headers).json()
         client.patch(path, json={"completed": False}, headers=account.headers)
@@ -396,7 +393,7 @@ class TestComplete:
         ],
     )
     def test_invalid_body(self, client, account, body, pointer):
-        task = create(client, account)
+        task = create_task(client, account)
         response = client.patch(f"{task_path(account, task['id'])}/complete", json=body, headers=account.headers)
         assert pointer in pointers(assert_problem(response, 400, VALIDATION))
         assert read(client, account, task["id"]) == task
@@ -417,8 +414,8 @@ class TestComplete:
 
 class TestDelete:
     def test_deletes_for_good(self, client, account):
-        task = create(client, account)
-        kept = create(client, account)
+        task = create_task(client, account)
+        kept = create_task(client, account)
         path = task_path(account, task["id"])
         response = client.delete(path, headers=account.headers)
         assert response.status_code == 204
@@ -446,7 +443,7 @@ class TestDelete:
 class TestIsolation:
     @pytest.fixture
     def task(self, client, account) -> dict[str, Any]:
-        return create(client, account, description="private", priority="low", due_at="2026-12-01T17:00:00Z")
+        return create_task(client, account, description="private", priority="low", due_at="2026-12-01T17:00:00Z")
 
     @pytest.mark.parametrize("via", ["own_path", "owner_path"])
     def test_other_user_cannot_touch_the_task(self, client, account, other_account, task, via):
@@ -469,7 +466,7 @@ class TestIsolation:
         assert list_page(client, other_account)["items"] == []
 
     def test_task_never_appears_in_another_users_list(self, client, account, other_account, task):
-        mine = create(client, other_account)
+        mine = create_task(client, other_account)
         assert [item["id"] for item in list_all(client, other_account)] == [mine["id"]]
         assert [item["id"] for item in list_all(client, account, completed="false")] == [task["id"]]
         assert list_all(client, other_account, completed="true") == []
@@ -490,7 +487,7 @@ class TestIsolation:
 
     def test_cursor_of_one_user_does_not_reveal_another_users_tasks(self, client, account, other_account):
         for _ in range(3):
-            create(client, account)
+            create_task(client, account)
         cursor = list_page(client, account, limit=1)["next_cursor"]
         assert cursor
         assert list_page(client, other_account, cursor=cursor)["items"] == []
@@ -506,7 +503,7 @@ class TestList:
         assert list_page(client, account) == {"items": [], "next_cursor": None}
 
     def test_default_limit_is_20(self, client, account):
-        created = [create(client, account)["id"] for _ in range(21)]
+        created = [create_task(client, account)["id"] for _ in range(21)]
         page = list_page(client, account)
         assert len(page["items"]) == 20
         assert page["next_cursor"]
@@ -515,7 +512,7 @@ class TestList:
         assert {item["id"] for item in page["items"] + rest["items"]} == set(created)
 
     def test_pages_through_newest_first_without_duplicates(self, client, account):
-        created = [create(client, account) for _ in range(7)]
+        created = [create_task(client, account) for _ in range(7)]
         pages = []
         cursor = None
         while True:
@@ -551,14 +548,14 @@ class TestList:
         fixed = datetime(2026, 11, 22, 10, 0, 0, microsecond, tzinfo=UTC)
 
         with frozen_clock(monkeypatch, fixed):
-            created = [create(client, account)["id"] for _ in range(7)]
+            created = [create_task(client, account)["id"] for _ in range(7)]
         items = list_all(client, account, limit=3)
         assert {item["created_at"] for item in items} == {timestamp(fixed)}
         assert [item["id"] for item in items] == sorted(created, reverse=True)
 
     def test_exact_multiple_of_limit_ends_with_null_cursor(self, client, account):
         for _ in range(4):
-            create(client, account)
+            create_task(client, account)
         first = list_page(client, account, limit=2)
         second = list_page(client, account, limit=2, cursor=first["next_cursor"])
         assert len(second["items"]) == 2
@@ -568,15 +565,15 @@ class TestList:
 
     def test_limit_bounds(self, client, account):
         for _ in range(3):
-            create(client, account)
+            create_task(client, account)
         assert len(list_page(client, account, limit=1)["items"]) == 1
         page = list_page(client, account, limit=100)
         assert len(page["items"]) == 3 and page["next_cursor"] is None
 
     def test_task_created_while_paging_is_not_on_later_pages(self, client, account):
-        created = [create(client, account)["id"] for _ in range(7)]
+        created = [create_task(client, account)["id"] for _ in range(7)]
         first = list_page(client, account, limit=3)
-        late = create(client, account)
+        late = create_task(client, account)
         cursor = first["next_cursor"]
         items = list(first["items"])
         while cursor:
@@ -592,7 +589,7 @@ class TestList:
         assert list_page(client, account, limit=1)["items"][0]["id"] == late["id"]
 
     def test_deleting_while_paging_skips_nothing_else(self, client, account):
-        created = [create(client, account)["id"] for _ in range(6)]
+        created = [create_task(client, account)["id"] for _ in range(6)]
         first = list_page(client, account, limit=3)
         # Delete the last task of the first page: the cursor still points at its position.
         boundary = first["items"][-1]["id"]
@@ -603,7 +600,7 @@ class TestList:
         assert second["next_cursor"] is None
 
     def test_completed_filter(self, client, account):
-        tasks = [create(client, account) for _ in range(5)]
+        tasks = [create_task(client, account) for _ in range(5)]
         done = {tasks[0]["id"], tasks[2]["id"], tasks[4]["id"]}
         for task_id in done:
             client.patch(f"{task_path(account, task_id)}/complete", headers=account.headers)
@@ -617,7 +614,7 @@ class TestList:
         assert newest_first(only_done["items"]) and newest_first(only_open["items"])
 
     def test_completed_filter_with_paging(self, client, account):
-        tasks = [create(client, account) for _ in range(9)]
+        tasks = [create_task(client, account) for _ in range(9)]
         done_ids = [task["id"] for index, task in enumerate(tasks) if index % 3 != 0]  # 6 done, 3 open
         for task_id in done_ids:
             client.patch(f"{task_path(account, task_id)}/complete", headers=account.headers)
@@ -718,7 +715,7 @@ OPERATIONS = [
 class TestAuthentication:
     @pytest.fixture
     def task(self, client, account) -> dict[str, Any]:
-        return create(client, account)
+        return create_task(client, account)
 
     @pytest.mark.parametrize(("method", "suffix", "body"), OPERATIONS)
     def test_missing_token_is_401(self, client, account, task, method, suffix, body):

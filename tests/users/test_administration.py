@@ -13,22 +13,25 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from persistence.accounts.models import PasswordResetToken, User
-from tests.conftest import PASSWORD, ROOT, TEST_SECRET, assert_problem
-from tests.users.conftest import (
+from tests.helpers import (
     CONFLICT,
     DEACTIVATED,
     FORBIDDEN,
     INVALID_CREDENTIALS,
     NOT_FOUND,
+    PASSWORD,
+    TEST_SECRET,
     UNAUTHORIZED,
     VALIDATION,
+    assert_problem,
     bearer,
     collect_pages,
     create_task,
     login,
-    register,
+    register_and_login,
     unique_email,
 )
+from tests.processes import CHARTER
 
 USERS = "/api/v1/users"
 AUDIT = "/api/v1/audit-events"
@@ -87,7 +90,7 @@ class TestOnlyAdministrators:
 class TestListUsers:
     def test_newest_first_and_pagination_covers_everything_once(self, client, admin, database):
         tag = uuid.uuid4().hex[:10]
-        created = [register(client, display_name=f"Listed {tag} {n}").id for n in range(5)]
+        created = [register_and_login(client, display_name=f"Listed {tag} {n}").id for n in range(5)]
         first = client.get(USERS, headers=admin.headers, params={"q": tag, "limit": 100})
         assert first.status_code == 200
         assert [user["id"] for user in first.json()["items"]] == created[::-1]
@@ -106,9 +109,9 @@ class TestListUsers:
 
     def test_q_matches_email_and_display_name_case_insensitively(self, client, admin):
         tag = uuid.uuid4().hex[:10]
-        by_email = register(client, email=f"finder-{tag}@example.com", display_name="Plain Name")
-        by_name = register(client, display_name=f"Zebra Crossing {tag}")
-        other = register(client, display_name="Nothing Alike")
+        by_email = register_and_login(client, email=f"finder-{tag}@example.com", display_name="Plain Name")
+        by_name = register_and_login(client, display_name=f"Zebra Crossing {tag}")
+        other = register_and_login(client, display_name="Nothing Alike")
 
         def search(q: str) -> set[str]:
             response = client.get(USERS, headers=admin.headers, params={"q": q, "limit": 100})
@@ -124,7 +127,7 @@ class TestListUsers:
 
     def test_q_is_case_insensitive_beyond_ascii(self, client, admin):
         tag = uuid.uuid4().hex[:10]
-        accented = register(client, display_name=f"Élodie Ørsted {tag}")
+        accented = register_and_login(client, display_name=f"Élodie Ørsted {tag}")
 
         def search(q: str) -> set[str]:
             response = client.get(USERS, headers=admin.headers, params={"q": q, "limit": 100})
@@ -137,11 +140,11 @@ class TestListUsers:
 
     def test_q_treats_percent_and_underscore_literally(self, client, admin):
         tag = uuid.uuid4().hex[:10]
-        percent = register(client, display_name=f"{tag}%x")
-        not_percent = register(client, display_name=f"{tag}abcx")
-        underscore = register(client, display_name=f"{tag}_y")
-        not_underscore = register(client, display_name=f"{tag}Zy")
-        backslash = register(client, display_name=f"{tag}\\w")
+        percent = register_and_login(client, display_name=f"{tag}%x")
+        not_percent = register_and_login(client, display_name=f"{tag}abcx")
+        underscore = register_and_login(client, display_name=f"{tag}_y")
+        not_underscore = register_and_login(client, display_name=f"{tag}Zy")
+        backslash = register_and_login(client, display_name=f"{tag}\\w")
 
         def search(q: str) -> set[str]:
             response = client.get(USERS, headers=admin.headers, params={"q": q, "limit": 100})
@@ -159,9 +162,9 @@ class TestListUsers:
 
     def test_role_and_status_filter(self, client, admin):
         tag = uuid.uuid4().hex[:10]
-        plain = register(client, display_name=f"Plain {tag}")
-        promoted = register(client, display_name=f"Promoted {tag}")
-        parked = register(client, display_name=f"Parked {tag}")
+        plain = register_and_login(client, display_name=f"Plain {tag}")
+        promoted = register_and_login(client, display_name=f"Promoted {tag}")
+        parked = register_and_login(client, display_name=f"Parked {tag}")
         assert client.patch(user_path(promoted.id), json={"role": "admin"}, headers=admin.headers).status_code == 200
         assert (
             client.patch(user_path(parked.id), json={"status": "deactivated"}, headers=admin.headers).status_code == 200
@@ -237,9 +240,9 @@ class TestDeactivation:
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "deactivated"
 
-        for tokens in ({"access_token": account.access_token, "refresh_token": account.refresh_token}, second):
-            assert_problem(client.get("/api/v1/users/me", headers=bearer(tokens["access_token"])), 401, UNAUTHORIZED)
-            refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        for tokens in (account, second):
+            assert_problem(client.get("/api/v1/users/me", headers=bearer(tokens.access_token)), 401, UNAUTHORIZED)
+            refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens.refresh_token})
             assert_problem(refreshed, 401)
 
         right = client.post("/api/v1/auth/login", json={"email": account.email, "password": PASSWORD})
@@ -259,7 +262,7 @@ class TestDeactivation:
         assert reactivated.status_code == 200
         assert reactivated.json()["status"] == "active"
         fresh = login(client, account.email)
-        assert client.get("/api/v1/users/me", headers=bearer(fresh["access_token"])).status_code == 200
+        assert client.get("/api/v1/users/me", headers=bearer(fresh.access_token)).status_code == 200
         # The sessions ended by the deactivation stay ended.
         assert_problem(client.get("/api/v1/users/me", headers=account.headers), 401, UNAUTHORIZED)
 
@@ -328,7 +331,6 @@ class TestDeleteUser:
 # charter create-admin
 # --------------------------------------------------------------------------------------------
 
-CHARTER = str(ROOT / ".venv" / "bin" / "charter")
 STRONG_PASSWORD = "violet tugboat sings under marble thunder"
 
 
@@ -344,7 +346,7 @@ def run_create_admin(
         "JWT_SECRET": TEST_SECRET,
     }
     return subprocess.run(
-        [CHARTER, "create-admin", "--email", email, "--display-name", display_name, "--password-stdin"],
+        [str(CHARTER), "create-admin", "--email", email, "--display-name", display_name, "--password-stdin"],
         input=password + "\n",
         capture_output=True,
         text=True,
@@ -362,11 +364,11 @@ class TestCreateAdminCommand:
         assert result.returncode == 0, result.stderr
         assert email in result.stdout
         tokens = login(client, email, STRONG_PASSWORD)
-        me = client.get("/api/v1/users/me", headers=bearer(tokens["access_token"])).json()
+        me = client.get("/api/v1/users/me", headers=bearer(tokens.access_token)).json()
         assert me["role"] == "admin"
         assert me["status"] == "active"
         assert me["display_name"] == "X"
-        assert client.get(USERS, headers=bearer(tokens["access_token"])).status_code == 200
+        assert client.get(USERS, headers=bearer(tokens.access_token)).status_code == 200
         registered = [event for event in database.audit_events(me["id"]) if event.type == "registered"]
         assert len(registered) == 1
         assert registered[0].details.get("role") == "admin"
@@ -379,12 +381,12 @@ class TestCreateAdminCommand:
         assert database.user_by_email(email) is None
 
     def test_existing_account_is_promoted_with_its_password_only(self, client, database_url, tmp_path):
-        wrong_target = register(client)
+        wrong_target = register_and_login(client)
         refused = run_create_admin(database_url, tmp_path, email=wrong_target.email, password=STRONG_PASSWORD)
         assert refused.returncode == 1
         assert client.get("/api/v1/users/me", headers=wrong_target.headers).json()["role"] == "user"
 
-        target = register(client)
+        target = register_and_login(client)
         result = run_create_admin(database_url, tmp_path, email=target.email, password=PASSWORD)
         assert result.returncode == 0, result.stderr
         me = client.get("/api/v1/users/me", headers=target.headers).json()
@@ -408,7 +410,7 @@ class TestCreateAdminCommand:
                 db.execute(delete(User).where(User.email == email.lower()))
 
     def test_promotion_is_audited_truthfully(self, client, admin, database_url, tmp_path, database):
-        target = register(client)
+        target = register_and_login(client)
         client.patch(user_path(target.id), json={"role": "admin"}, headers=admin.headers)
         client.patch(user_path(target.id), json={"status": "deactivated"}, headers=admin.headers)
         result = run_create_admin(database_url, tmp_path, email=target.email, password=PASSWORD)

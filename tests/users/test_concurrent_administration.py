@@ -10,17 +10,8 @@ from collections import Counter
 from sqlalchemy import select, update
 
 from persistence.accounts.models import User
-from tests.conftest import PASSWORD, Account, create_admin
+from tests.helpers import Account, create_admin_and_login
 from tests.served import Served, at_once
-
-
-def _make_admin(served: Served) -> Account:
-    """A new administrator, made as `charter create-admin` makes one, logged in over HTTP."""
-    email = f"admin-{uuid.uuid4().hex[:12]}@example.com"
-    admin_id = create_admin(served.app, email)
-    with served.client() as http:
-        tokens = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()
-    return Account(admin_id, email, PASSWORD, tokens["access_token"], tokens["refresh_token"])
 
 
 def _only_admins(served: Served, keep: list[Account]) -> None:
@@ -37,7 +28,8 @@ def _active_admins(served: Served) -> set[str]:
 
 def _at_each_other(served: Served, change: dict[str, str]) -> list:
     """Two administrators, the only active ones, each PATCH the other with `change` at once."""
-    first, second = _make_admin(served), _make_admin(served)
+    with served.client() as http:  # administrators made as `charter create-admin` makes them
+        first, second = create_admin_and_login(served.app, http), create_admin_and_login(served.app, http)
     _only_admins(served, [first, second])
     pairs = [(first, second), (second, first)]
     return at_once(
@@ -66,7 +58,8 @@ def test_two_admins_deactivating_each_other_at_once_leave_one_admin(served: Serv
 
 
 def test_the_last_two_admins_deleting_themselves_at_once_leave_one(served: Served):
-    first, second = _make_admin(served), _make_admin(served)
+    with served.client() as http:  # administrators made as `charter create-admin` makes them
+        first, second = create_admin_and_login(served.app, http), create_admin_and_login(served.app, http)
     _only_admins(served, [first, second])
     both = [first, second]
 

@@ -8,16 +8,17 @@ import uuid
 
 import pytest
 
-from tests.conftest import PASSWORD, assert_problem
-from tests.users.conftest import (
+from tests.helpers import (
     INVALID_CREDENTIALS,
+    PASSWORD,
     UNAUTHORIZED,
     VALIDATION,
+    assert_problem,
     bearer,
     collect_pages,
     create_task,
     login,
-    register,
+    register_and_login,
     unique_email,
 )
 
@@ -26,7 +27,7 @@ ME = "/api/v1/users/me"
 
 class TestProfile:
     def test_me_is_the_caller_as_a_plain_active_user(self, client):
-        account = register(client, display_name="Ada Lovelace")
+        account = register_and_login(client, display_name="Ada Lovelace")
         response = client.get(ME, headers=account.headers)
         assert response.status_code == 200
         body = response.json()
@@ -42,7 +43,7 @@ class TestProfile:
         assert_problem(client.get(ME), 401, UNAUTHORIZED)
 
     def test_display_name_changes_and_updated_at_moves(self, client):
-        account = register(client, display_name="Before")
+        account = register_and_login(client, display_name="Before")
         before = client.get(ME, headers=account.headers).json()
         response = client.patch(ME, json={"display_name": "After Name"}, headers=account.headers)
         assert response.status_code == 200, response.text
@@ -67,7 +68,7 @@ class TestProfile:
         ],
     )
     def test_mass_assignment_is_refused_naming_the_field(self, client, field, value):
-        account = register(client, display_name="Mallory")
+        account = register_and_login(client, display_name="Mallory")
         for body in ({field: value}, {"display_name": "Mallory Admin", field: value}):
             problem = assert_problem(client.patch(ME, json=body, headers=account.headers), 400, VALIDATION)
             assert f"/{field}" in [error.get("pointer") for error in problem["errors"]], problem
@@ -78,7 +79,7 @@ class TestProfile:
             assert me["email"] == account.email
             assert me["id"] == account.id
             assert me["display_name"] == "Mallory"
-        assert login(client, account.email)["access_token"]
+        assert login(client, account.email).access_token
 
     def test_register_with_a_role_is_400_and_creates_nothing(self, client, database):
         email = unique_email("would-be-admin")
@@ -95,7 +96,7 @@ class TestProfile:
 
 class TestDeleteOwnAccount:
     def test_deletes_account_sessions_and_tasks_only(self, client, database, other_account):
-        account = register(client)
+        account = register_and_login(client)
         second = login(client, account.email)
         for _ in range(3):
             create_task(client, account)
@@ -107,7 +108,7 @@ class TestDeleteOwnAccount:
         assert response.status_code == 204
         assert response.content == b""
 
-        for token in (account.access_token, second["access_token"]):
+        for token in (account.access_token, second.access_token):
             assert_problem(client.get(ME, headers=bearer(token)), 401, UNAUTHORIZED)
             assert_problem(client.get(account.tasks_path, headers=bearer(token)), 401, UNAUTHORIZED)
         refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": account.refresh_token})
@@ -126,16 +127,16 @@ class TestDeleteOwnAccount:
         assert client.get(ME, headers=other_account.headers).status_code == 200
 
         # The email is free again, for a new account with a new id.
-        again = register(client, email=account.email)
+        again = register_and_login(client, email=account.email)
         assert again.id != account.id
         assert client.get(ME, headers=again.headers).json()["email"] == account.email
 
 
 class TestExport:
     def test_exports_everything_about_the_caller_and_nothing_else(self, client, database, other_account):
-        account = register(client, display_name="Exporter")
+        account = register_and_login(client, display_name="Exporter")
         ended = login(client, account.email)
-        assert client.post("/api/v1/auth/logout", headers=bearer(ended["access_token"])).status_code == 204
+        assert client.post("/api/v1/auth/logout", headers=bearer(ended.access_token)).status_code == 204
         tasks = [create_task(client, account) for _ in range(22)]  # more than one page of GET …/tasks
         tasks.append(
             create_task(
@@ -202,7 +203,7 @@ class TestExport:
 
 class TestOwnAuditEvents:
     def test_lists_only_own_events_newest_first_in_pages(self, client, other_account):
-        account = register(client)
+        account = register_and_login(client)
         client.post("/api/v1/auth/login", json={"email": account.email, "password": "not the password at all"})
         login(client, account.email)
         client.patch(ME, json={"display_name": "Renamed"}, headers=account.headers)
