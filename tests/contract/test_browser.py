@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from server.contract import bundle
-from server.docs import REFERENCE_PAGE
+from server.edge.docs import REFERENCE_PAGE
 from tests.contract.conftest import LiveServer, register_and_login_live
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from server.docs import REFERENCE_PAGE, ReferencePageMiddleware
-from server.edge import SecurityHeadersMiddleware
-from server.request_context import RequestIdMiddleware
+from server.edge.docs import REFERENCE_PAGE, ReferencePageMiddleware
+from server.edge.request_id import RequestIdMiddleware
+from server.edge.security_headers import SecurityHeadersMiddleware
 from tests.conftest import assert_problem
 
 PAGE = """<!DOCTYPE html><html><head><title>Reference</title><script>var mode = "light";</script>

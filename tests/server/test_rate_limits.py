@@ -23,9 +23,9 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from server import rate_limits
 from server.app import create_app
 from server.cli import migrate
+from server.edge import rate_limit as rate_limits
 from tests.conftest import PASSWORD, TEST_SECRET, ContractClient, assert_problem, make_settings, register_and_login
 from tests.processes import charter_environment, log_tail, start_charter_serve, stop_process, wait_until_healthy
 from tests.server.redis_server import REDIS_SERVER, RedisServer
