@@ -4,16 +4,16 @@ Outermost first (each layer sees what the ones inside it answer):
 
 1. uvicorn's ProxyHeadersMiddleware, only with TRUSTED_PROXIES: the client address from
    `X-Forwarded-For`, for everything below.
-2. `RequestIdMiddleware` (`request_id`): the request id, in every log line and on the answer.
-3. `AccessLogMiddleware` (`access_log`): the access log line and the request metrics.
-4. `SecurityHeadersMiddleware` (`security_headers`): the security headers on every answer.
-5. `AllowListCORSMiddleware` (`cors`), only with CORS_ORIGINS: outside the limits, so a
+2. `EdgeMiddleware` (`middleware`): the request id (`request_id`), the access log and the
+   request metrics (`access_log`), the security headers (`security_headers`); one layer for the
+   three, as they only read the request and add to the answer.
+3. `AllowListCORSMiddleware` (`cors`), only with CORS_ORIGINS: outside the limits, so a
    preflight spends no budget and a 429 or 413 is readable cross-origin.
-6. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
+4. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
    counts against its client, oversized ones included.
-7. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES, after the rate
+5. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES, after the rate
    limit so that refusing (and draining) large bodies is rate limited too.
-8. `ContractDocumentMiddleware` and `ReferencePageMiddleware` (`docs`): the bundled contract
+6. `ContractDocumentMiddleware` and `ReferencePageMiddleware` (`docs`): the bundled contract
    and the Redoc page, answered before connexion routes.
 
 The layers sit before connexion's exception middleware: an error raised inside connexion is
@@ -29,7 +29,7 @@ from connexion.middleware import MiddlewarePosition
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from server.contract import RouteTable
-from server.edge.access_log import AccessLogMiddleware
+from server.edge.access_log import AccessLog
 from server.edge.body_limit import BodyLimitMiddleware
 from server.edge.cors import (
     ALLOWED_HEADERS,
@@ -39,9 +39,8 @@ from server.edge.cors import (
     contract_methods,
 )
 from server.edge.docs import ContractDocumentMiddleware, ReferencePageMiddleware
+from server.edge.middleware import EdgeMiddleware
 from server.edge.rate_limit import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage
-from server.edge.request_id import RequestIdMiddleware
-from server.edge.security_headers import SecurityHeadersMiddleware
 from server.settings import Settings
 
 __all__ = ["install_edge"]
@@ -63,9 +62,7 @@ def install_edge(
     here = MiddlewarePosition.BEFORE_EXCEPTION
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
-    app.add_middleware(RequestIdMiddleware, position=here)
-    app.add_middleware(AccessLogMiddleware, position=here, routes=RouteTable(spec))
-    app.add_middleware(SecurityHeadersMiddleware, position=here)
+    app.add_middleware(EdgeMiddleware, position=here, access_log=AccessLog(routes=RouteTable(spec)))
     if settings.cors_origins:
         app.add_middleware(
             AllowListCORSMiddleware,

@@ -1,16 +1,12 @@
 """The request id: a client's well-formed `X-Request-ID` is kept, any other request gets a new
-one; either way the answer carries it back, and every log line and problem body of the request
-names it (`server.request_context`)."""
+one; either way the answer carries it back (`server.edge.middleware`) and every log line and
+problem body of the request names it (`server.request_context`)."""
 
 from __future__ import annotations
 
 import random
 import re
 from collections.abc import Iterable
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from server.request_context import enter_request, leave_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -28,31 +24,3 @@ def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
         if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
             return value.decode("ascii")
     return f"{_random.getrandbits(128):032x}"
-
-
-class RequestIdMiddleware:
-    """ASGI middleware: the request's id (`request_id_of`) becomes its state for the rest of the
-    request, and the answer carries it as `X-Request-ID`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_of(scope["headers"])
-        token = enter_request(request_id)
-        encoded = request_id.encode("ascii")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
-                headers.append((REQUEST_ID_HEADER, encoded))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            leave_request(token)

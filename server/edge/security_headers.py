@@ -1,12 +1,10 @@
 """The security headers every answer carries, errors and docs included (briefs 000/001), and
-the Content-Security-Policy of each kind of page."""
+the Content-Security-Policy of each kind of page; `server.edge.middleware` adds them."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 """JSON answers need nothing: a browser that renders one by mistake runs nothing and loads nothing."""
@@ -52,26 +50,12 @@ SECURITY_HEADERS = [
 """`X-XSS-Protection: 0` turns off the XSS auditor of old browsers, which is deprecated and could
 itself be abused to leak data (OWASP Secure Headers Project); CSP is the protection instead."""
 
+_API_HEADERS = (*SECURITY_HEADERS, (b"content-security-policy", API_CSP.encode()))
+_DOCS_HEADERS = (*SECURITY_HEADERS, (b"content-security-policy", DOCS_CSP.encode()))
 
-class SecurityHeadersMiddleware:
-    """ASGI middleware adding the security headers to every answer, errors and docs included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        csp = (DOCS_CSP if scope.get("path", "").startswith(DOCS_PREFIX) else API_CSP).encode()
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
-                if b"content-security-policy" not in present:
-                    extra.append((b"content-security-policy", csp))
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The security headers of an answer to `path`, Content-Security-Policy last: the docs
+    policy under DOCS_PREFIX (Swagger UI), the API policy anywhere else. An answer that already
+    has one of these headers (the Redoc page sets its own policy) keeps its own."""
+    return _DOCS_HEADERS if path.startswith(DOCS_PREFIX) else _API_HEADERS
