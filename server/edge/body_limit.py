@@ -1,5 +1,6 @@
 """The request body limit (MAX_BODY_BYTES): a larger body gets 413 problem+json and is never
-read into memory; what was sent of it is drained first so the client can read the answer."""
+read into memory; the rest of it is read and discarded first (up to 64 MiB or 5 s; not from a
+client waiting for "100 Continue") so that the client can read the answer."""
 
 from __future__ import annotations
 
