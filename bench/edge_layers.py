@@ -85,7 +85,11 @@ async def _microseconds(app: Any, requests: int) -> float:
 def measure(requests: int, rounds: int, rate_limit: bool) -> str:
     """Build the app of the `server` package on sys.path, wrap its edge layers around `_bare`,
     and time both alternately for `rounds` rounds of `requests` requests; the report line."""
-    scratch = tempfile.mkdtemp(prefix="charter-edge-layers-")
+    with tempfile.TemporaryDirectory(prefix="charter-edge-layers-") as scratch:
+        return _measure(scratch, requests, rounds, rate_limit)
+
+
+def _measure(scratch: str, requests: int, rounds: int, rate_limit: bool) -> str:
     os.environ.update(
         ENV="test",
         DATABASE_URL=f"sqlite:///{scratch}/bench.db",
@@ -119,6 +123,7 @@ def measure(requests: int, rounds: int, rate_limit: bool) -> str:
         return statistics.median(bare), statistics.median(wrapped)
 
     bare, wrapped = asyncio.run(run())
+    app.app.extensions["charter"]["engine"].dispose()
     names = ", ".join(layer.func.__name__ for layer in layers)
     return (
         f"{len(layers)} layers ({names}); rate limit {'on' if rate_limit else 'off'}: "
