@@ -15,23 +15,19 @@ import redis
 import structlog
 from connexion import context as connexion_context
 from connexion.jsonifier import Jsonifier
-from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolution, Resolver
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from adapters.mail import LogMailer, SmtpMailer
 from persistence.database import database_answers, make_engine, make_session_factory
 from server import context, metrics
 from server.contract import RouteTable, access_policies, bundle
-from server.docs import ContractDocumentMiddleware, ReferencePageMiddleware
-from server.edge import AllowListCORSMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
+from server.edge import install_edge
+from server.edge.rate_limit import FallbackStorage
 from server.idempotency import release_on_failure
 from server.log_config import configure_logging
-from server.observability import AccessLogMiddleware
 from server.problems import install_problem_handlers
-from server.rate_limits import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage, install_route_limits, make_limiter
-from server.request_context import RequestIdMiddleware
+from server.route_limits import install_route_limits, make_limiter
 from server.security import security_map
 from server.settings import Settings
 from server.validation import VALIDATORS, ProblemParameterValidator, check_response_body
@@ -45,7 +41,6 @@ from services.tokens import TokenIssuer
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
-HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
 
 
 class OrjsonModule:
@@ -144,7 +139,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     app._middleware_app.asgi_app = BufferedWSGIBridge(app.app, workers=settings.wsgi_threads)
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
     if edge:
-        _install_edge(app, settings, spec, edge_storage)
+        install_edge(app, settings, spec, edge_storage, api_prefix=API_PREFIX)
     install_problem_handlers(app, spec)
 
     flask_app = app.app
@@ -233,59 +228,6 @@ def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
         sender=settings.mail_from,
         timeout=settings.smtp_timeout_seconds,
     )
-
-
-def _install_edge(app: connexion.FlaskApp, settings: Settings, spec: dict[str, Any], storage: FallbackStorage) -> None:
-    """The ASGI middleware outside connexion, outermost first (see ARCHITECTURE in the README):
-    proxy headers, request id, access log and metrics, security headers, CORS, the edge rate
-    limit, the body limit, the contract document and the Redoc reference page."""
-    here = MiddlewarePosition.BEFORE_EXCEPTION
-    if settings.trusted_proxies:
-        app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
-    app.add_middleware(RequestIdMiddleware, position=here)
-    app.add_middleware(AccessLogMiddleware, position=here, routes=RouteTable(spec))
-    app.add_middleware(SecurityHeadersMiddleware, position=here)
-    if settings.cors_origins:
-        methods = sorted({verb.upper() for item in spec["paths"].values() for verb in item if verb in HTTP_VERBS})
-        app.add_middleware(
-            AllowListCORSMiddleware,
-            position=here,
-            allow_origins=settings.cors_origins,
-            allow_credentials=True,
-            allow_methods=methods,
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=[
-                "X-Request-ID",
-                "Location",
-                "Retry-After",
-                "RateLimit-Limit",
-                "RateLimit-Remaining",
-                "RateLimit-Reset",
-            ],
-            max_age=600,
-        )
-    if settings.rate_limit_enabled:
-        app.add_middleware(
-            EdgeRateLimitMiddleware,
-            position=here,
-            clients=EdgeLimiter(
-                per_minute=settings.rate_limit_per_minute, per_hour=settings.rate_limit_per_hour, storage=storage
-            ),
-            probes=EdgeLimiter(
-                per_minute=settings.rate_limit_probes_per_minute,
-                per_hour=settings.rate_limit_probes_per_minute * 60,
-                storage=storage,
-            ),
-        )
-    app.add_middleware(BodyLimitMiddleware, position=here, max_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        ContractDocumentMiddleware,
-        position=here,
-        spec=spec,
-        json_path=f"{API_PREFIX}/openapi.json",
-        yaml_path=f"{API_PREFIX}/openapi.yaml",
-    )
-    app.add_middleware(ReferencePageMiddleware, position=here, path=f"{API_PREFIX}/docs")
 
 
 def _commit_on_success(response: flask.Response) -> flask.Response:

@@ -103,7 +103,7 @@ class RequestValidationProblem(Exception):
 
 
 class PayloadTooLarge(Exception):
-    """A request body grew past MAX_BODY_BYTES while being read (raised by `server.edge`)."""
+    """A request body grew past MAX_BODY_BYTES while being read (raised by `server.edge.body_limit`)."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"The request body is larger than {limit} bytes.")

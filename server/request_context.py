@@ -1,20 +1,17 @@
-"""Per-request state shared by the ASGI middleware and the Flask handler thread: the request
-id (read from or made for every request, returned as `X-Request-ID`), the client address,
-the matched operation and the authenticated user, for logs, metrics and problem bodies."""
+"""Per-request state shared by the edge (`server.edge`) and the Flask handler thread: the
+request id (read from or made for every request by the edge, returned as `X-Request-ID`) and
+the authenticated user, for logs, metrics and problem bodies.
+
+It lives outside `server.edge` because the layers inside the edge read it (problem bodies,
+the security handler, handlers' audit metadata) and must not depend on the edge package.
+"""
 
 from __future__ import annotations
 
-import random
-import re
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
-_random = random.Random()  # noqa: S311 - request ids are labels, not secrets; os.urandom per request costs more
 
 
 @dataclass
@@ -41,36 +38,15 @@ def current_state() -> RequestState | None:
     return _state.get()
 
 
-class RequestIdMiddleware:
-    """ASGI middleware: accept a well-formed client `X-Request-ID` (1-128 of ``A-Za-z0-9._:-``,
-    so nothing can be injected into logs) or make a new one, and echo it on the response."""
+def enter_request(request_id: str) -> Token[RequestState | None]:
+    """Start serving a request in this context: its state becomes current and every log line
+    carries `request_id` until `leave_request` is given the token returned here."""
+    token = _state.set(RequestState(request_id=request_id))
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return token
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
-                request_id = value.decode("ascii")
-                break
-        request_id = request_id or f"{_random.getrandbits(128):032x}"
-        token = _state.set(RequestState(request_id=request_id))
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        encoded = request_id.encode("ascii")
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
-                headers.append((REQUEST_ID_HEADER, encoded))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
-            _state.reset(token)
+def leave_request(token: Token[RequestState | None]) -> None:
+    """End what `enter_request` started: the previous state (usually none) is current again."""
+    structlog.contextvars.unbind_contextvars("request_id")
+    _state.reset(token)

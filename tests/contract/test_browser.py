@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from server.contract import bundle
-from server.docs import REFERENCE_PAGE
+from server.edge.docs import REFERENCE_PAGE
 from tests.contract.conftest import LiveServer
 from tests.helpers import ROOT, register_and_login
 

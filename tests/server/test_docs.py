@@ -15,9 +15,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from server.docs import REFERENCE_PAGE, ReferencePageMiddleware
-from server.edge import SecurityHeadersMiddleware
-from server.request_context import RequestIdMiddleware
+from server.contract import RouteTable
+from server.edge.access_log import AccessLog
+from server.edge.docs import REFERENCE_PAGE, ReferencePageMiddleware
+from server.edge.middleware import EdgeMiddleware
 from tests.helpers import assert_problem
 
 PAGE = """<!DOCTYPE html><html><head><title>Reference</title><script>var mode = "light";</script>
@@ -46,7 +47,7 @@ def _client(html_file: Path) -> TestClient:
         ]
     )
     page = ReferencePageMiddleware(downstream, path="/api/v1/docs", html_file=html_file)
-    app = RequestIdMiddleware(SecurityHeadersMiddleware(page))
+    app = EdgeMiddleware(page, access_log=AccessLog(routes=RouteTable({})))
     return TestClient(app)
 
 

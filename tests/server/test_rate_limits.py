@@ -21,9 +21,9 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from server import rate_limits
 from server.app import create_app
 from server.cli import migrate
+from server.edge import rate_limit as rate_limits
 from tests.helpers import (
     PASSWORD,
     TEST_SECRET,

@@ -18,10 +18,10 @@ from typing import Any
 import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.edge import reference_docs_csp
+from server.edge.security_headers import reference_docs_csp
 from server.problems import NOT_FOUND, asgi_problem
 
-REFERENCE_PAGE = Path(__file__).resolve().parent.parent / "build" / "docs" / "index.html"
+REFERENCE_PAGE = Path(__file__).resolve().parents[2] / "build" / "docs" / "index.html"
 """Where `make docs` writes the Redoc page (`redocly build-docs --inlineBundle`; not committed)."""
 
 

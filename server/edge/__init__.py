@@ -1,0 +1,98 @@
+"""The edge: the ASGI middleware between uvicorn and connexion, installed by `install_edge`.
+
+Outermost first (each layer sees what the ones inside it answer):
+
+1. uvicorn's ProxyHeadersMiddleware, only with TRUSTED_PROXIES: the client address from
+   `X-Forwarded-For`, for everything below.
+2. `EdgeMiddleware` (`middleware`): the request id (`request_id`), the access log and the
+   request metrics (`access_log`), the security headers (`security_headers`); one layer for the
+   three, as they only read the request and add to the answer.
+3. `AllowListCORSMiddleware` (`cors`), only with CORS_ORIGINS: outside the limits, so a
+   preflight spends no budget and a 429 or 413 is readable cross-origin.
+4. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
+   counts against its client, oversized ones included.
+5. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES, after the rate
+   limit so that refusing (and draining) large bodies is rate limited too.
+6. `ContractDocumentMiddleware` and `ReferencePageMiddleware` (`docs`): the bundled contract
+   and the Redoc page, answered before connexion routes.
+
+The layers sit before connexion's exception middleware: an error raised inside connexion is
+answered by `server.problems` and still passes through every layer on its way out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import connexion
+from connexion.middleware import MiddlewarePosition
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from server.contract import RouteTable
+from server.edge.access_log import AccessLog
+from server.edge.body_limit import BodyLimitMiddleware
+from server.edge.cors import (
+    ALLOWED_HEADERS,
+    EXPOSED_HEADERS,
+    MAX_AGE_SECONDS,
+    AllowListCORSMiddleware,
+    contract_methods,
+)
+from server.edge.docs import ContractDocumentMiddleware, ReferencePageMiddleware
+from server.edge.middleware import EdgeMiddleware
+from server.edge.rate_limit import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage
+from server.settings import Settings
+
+__all__ = ["install_edge"]
+
+
+def install_edge(
+    app: connexion.FlaskApp, settings: Settings, spec: dict[str, Any], storage: FallbackStorage, *, api_prefix: str
+) -> None:
+    """Add the edge's layers to `app`, in the order the module documentation gives.
+
+    Args:
+        app: the connexion app, before its middleware stack is built.
+        settings: TRUSTED_PROXIES, CORS_ORIGINS, the RATE_LIMIT_* values and MAX_BODY_BYTES.
+        spec: the bundled contract: the access log's route names, the methods CORS allows and
+            the document served at ``<api_prefix>/openapi.{json,yaml}``.
+        storage: where the edge rate limit keeps its counters.
+        api_prefix: the API's path prefix, e.g. ``/api/v1``.
+    """
+    here = MiddlewarePosition.BEFORE_EXCEPTION
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
+    app.add_middleware(EdgeMiddleware, position=here, access_log=AccessLog(routes=RouteTable(spec)))
+    if settings.cors_origins:
+        app.add_middleware(
+            AllowListCORSMiddleware,
+            position=here,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=contract_methods(spec),
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=MAX_AGE_SECONDS,
+        )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            EdgeRateLimitMiddleware,
+            position=here,
+            clients=EdgeLimiter(
+                per_minute=settings.rate_limit_per_minute, per_hour=settings.rate_limit_per_hour, storage=storage
+            ),
+            probes=EdgeLimiter(
+                per_minute=settings.rate_limit_probes_per_minute,
+                per_hour=settings.rate_limit_probes_per_minute * 60,
+                storage=storage,
+            ),
+        )
+    app.add_middleware(BodyLimitMiddleware, position=here, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ContractDocumentMiddleware,
+        position=here,
+        spec=spec,
+        json_path=f"{api_prefix}/openapi.json",
+        yaml_path=f"{api_prefix}/openapi.yaml",
+    )
+    app.add_middleware(ReferencePageMiddleware, position=here, path=f"{api_prefix}/docs")
