@@ -23,6 +23,10 @@ ROUTING = "connexion_routing"
 """The scope extension connexion's router fills with the matched operation (`operation_id`)."""
 
 
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods that get a metric label of their own; any other is counted as ``OTHER``."""
+
+
 class AccessLog:
     """Logs ``request_completed`` (method, route template, operationId, status, duration_ms,
     client address, user id; request_id comes from the context) and records the request in the
@@ -62,10 +66,13 @@ class AccessLog:
             route = self.routes.templates.get(operation_id, "unmatched")
         else:
             operation_id, route = self.routes.match(method, scope.get("path", "")) or ("unmatched", "unmatched")
-        series = self._series.get((operation_id, method, status))
+        # The method label is bounded: a client may send any token as a method, and each new
+        # label value would be a new time series (and a new entry here) for as long as we run.
+        label = method if method in METRIC_METHODS else "OTHER"
+        series = self._series.get((operation_id, label, status))
         if series is None:
-            labels = (operation_id, method, str(status))
-            series = self._series[operation_id, method, status] = (
+            labels = (operation_id, label, str(status))
+            series = self._series[operation_id, label, status] = (
                 metrics.REQUESTS.labels(*labels),
                 metrics.LATENCY.labels(*labels),
             )

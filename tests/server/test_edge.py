@@ -736,6 +736,20 @@ class TestMetrics:
         assert counts == sorted(counts)  # cumulative
         assert counts[-1] == _value(after, "charter_http_request_duration_seconds_count", **health)
 
+    def test_made_up_methods_share_one_metric_label(self, client):
+        before = _scrape(client)
+        for method in ("BREW", "WHEN", "X-MADE-UP"):
+            assert client.request(method, "/api/v1/health", validate=False).status_code in (400, 405, 501)
+        after = _scrape(client)
+        methods = {s.labels.get("method") for s in _family(after, "charter_http_requests").samples}
+        assert not methods & {"BREW", "WHEN", "X-MADE-UP"}  # a client cannot mint time series
+        other = {"method": "OTHER"}
+        assert (
+            _value(after, "charter_http_requests_total", **other)
+            - _value(before, "charter_http_requests_total", **other)
+            == 3
+        )
+
     def test_requests_in_flight(self, client):
         first = _value(_scrape(client), "charter_http_requests_in_flight")
         for _ in range(3):
