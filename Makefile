@@ -45,11 +45,12 @@ SPEC_BASE ?=
 spec-diff: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python scripts/spec_diff.py $(if $(SPEC_BASE),--base $(SPEC_BASE))
 
-## lint: ruff on the code; mypy --strict on services, persistence, adapters ([tool.mypy]); Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
+## lint: ruff on the code; mypy --strict on services, persistence, adapters ([tool.mypy]); the import layers (import-linter, [tool.importlinter]); Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy services persistence adapters
+	$(BIN)/lint-imports
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 	npx --no-install redocly lint build/openapi.json --max-problems 1000
 

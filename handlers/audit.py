@@ -6,7 +6,7 @@ import uuid
 
 from handlers.representations import audit_event_representation
 from handlers.responses import json_answer
-from server.context import unit_of_work
+from server.integration.context import unit_of_work
 from services import users
 from services.timestamps import parse_instant
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from handlers.representations import session_representation, user_representation
 from handlers.responses import json_answer, no_content
-from server.context import access_claims, auth_config, clock, principal, request_meta, unit_of_work
+from server.integration.context import access_claims, auth_config, clock, principal, request_meta, unit_of_work
 from services import accounts
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

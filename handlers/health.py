@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from handlers.responses import json_answer, now_timestamp
-from server.context import state
-from server.problems import NOT_READY, PROBLEM_JSON, problem_body
+from server.integration.context import state
+from server.integration.problems import NOT_READY, PROBLEM_JSON, problem_body
 from services import health
 
 

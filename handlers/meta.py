@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from handlers.responses import json_answer
-from server import metrics
-from server.context import state
+from server.integration import metrics
+from server.integration.context import state
 from services.errors import NotFound
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ua_parser import parse as parse_user_agent
 
 from handlers.responses import timestamp
-from server.context import printable
+from server.integration.context import printable
 
 if TYPE_CHECKING:
     import uuid

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from handlers.etags import etag, expected_versions, matches_current
 from handlers.responses import json_answer, no_content, not_modified, timestamp
-from server.context import clock, header, principal, unit_of_work
-from server.idempotency import idempotent
-from server.problems import problem_body_for
+from server.integration.context import clock, header, principal, unit_of_work
+from server.integration.idempotency import idempotent
+from server.integration.problems import problem_body_for
 from services import tasks
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from handlers.representations import (
 )
 from handlers.responses import json_answer, no_content, now_timestamp
 from handlers.tasks import task_representation
-from server.context import clock, principal, request_meta, unit_of_work
+from server.integration.context import clock, principal, request_meta, unit_of_work
 from services import users
 
 

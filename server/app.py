@@ -5,33 +5,30 @@ from __future__ import annotations
 import gc
 import time
 from datetime import timedelta
-from typing import Any
 
 import connexion
 import flask
-import inflection
-import orjson
 import redis
 import structlog
 from connexion import context as connexion_context
 from connexion.jsonifier import Jsonifier
 from connexion.options import SwaggerUIOptions
-from connexion.resolver import Resolution, Resolver
 
 from adapters.mail import LogMailer, SmtpMailer
 from persistence.database import database_answers, make_engine, make_session_factory
-from server import context, metrics
 from server.contract import RouteTable, access_policies, bundle
 from server.edge import install_edge
 from server.edge.rate_limit import FallbackStorage
-from server.idempotency import release_on_failure
+from server.integration import context, metrics
+from server.integration.idempotency import release_on_failure
+from server.integration.problems import install_problem_handlers
+from server.integration.resolver import OrjsonModule, TagResolver
+from server.integration.route_limits import install_route_limits, make_limiter
+from server.integration.security import security_map
+from server.integration.validation import VALIDATORS, ProblemParameterValidator, check_response_body
+from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
-from server.problems import install_problem_handlers
-from server.route_limits import install_route_limits, make_limiter
-from server.security import security_map
 from server.settings import Settings
-from server.validation import VALIDATORS, ProblemParameterValidator, check_response_body
-from server.wsgi_bridge import BufferedWSGIBridge
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
 from services.errors import DomainError
@@ -41,32 +38,6 @@ from services.tokens import TokenIssuer
 log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/v1"
-
-
-class OrjsonModule:
-    """The `json` module interface connexion's Jsonifier calls, backed by orjson (compact
-    UTF-8, several times faster than the standard library on answer bodies)."""
-
-    @staticmethod
-    def dumps(data: Any, **_options: Any) -> str:
-        return orjson.dumps(data).decode("utf-8")
-
-    @staticmethod
-    def loads(data: str | bytes) -> Any:
-        return orjson.loads(data)
-
-
-class TagResolver(Resolver):
-    """Resolve an operation to ``handlers.<tag>.<operationId in snake_case>``: camelCase
-    operationIds for SDKs, one handler module per tag for us (ARCHITECTURE.md)."""
-
-    def resolve(self, operation: Any) -> Resolution:
-        tag = operation._operation["tags"][0]
-        module = inflection.underscore(tag).replace("-", "_")
-        function = inflection.underscore(operation.operation_id)
-        return Resolution(
-            self.resolve_function_from_operation_id(f"handlers.{module}.{function}"), operation.operation_id
-        )
 
 
 def create_app(settings: Settings | None = None, *, edge: bool = True) -> connexion.FlaskApp:
@@ -134,7 +105,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             serve_spec=False, spec_path=f"{API_PREFIX}/openapi.json", swagger_ui_path=f"{API_PREFIX}/ui"
         ),
     )
-    # One thread hop per request instead of a2wsgi's streaming hand-overs (server/wsgi_bridge.py).
+    # One thread hop per request instead of a2wsgi's streaming hand-overs (server/integration/wsgi_bridge.py).
     # connexion keeps the bridge on its private `_middleware_app`; re-check on upgrades.
     app._middleware_app.asgi_app = BufferedWSGIBridge(app.app, workers=settings.wsgi_threads)
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")

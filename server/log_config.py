@@ -1,6 +1,6 @@
 """Logging: structlog for our lines, and the same renderer for the standard library's
 (connexion, uvicorn, SQLAlchemy), so every line has one format (LOG_FORMAT) and threshold
-(LOG_LEVEL), and carries the request id bound by `server.request_context`."""
+(LOG_LEVEL), and carries the request id bound by `server.integration.request_context`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Domain errors raised by services, each declaring the problem it is answered with.
 
 An error class states its RFC 9457 problem type, title and status where it is defined
-(`problem`); `server.problems` answers any `DomainError` with the `problem` of its class (or of
+(`problem`); `server.integration.problems` answers any `DomainError` with the `problem` of its class (or of
 the nearest base class declaring one), so an area adds errors in its own modules without
 touching a shared registry. Handlers never catch them. The README's table of problem types is
 checked against these declarations by a test.

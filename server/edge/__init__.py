@@ -17,7 +17,7 @@ Outermost first (each layer sees what the ones inside it answer):
    and the Redoc page, answered before connexion routes.
 
 The layers sit before connexion's exception middleware: an error raised inside connexion is
-answered by `server.problems` and still passes through every layer on its way out.
+answered by `server.integration.problems` and still passes through every layer on its way out.
 """
 
 from __future__ import annotations

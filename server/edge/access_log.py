@@ -11,9 +11,9 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import Scope
 
-from server import metrics
 from server.contract import RouteTable
-from server.request_context import current_state
+from server.integration import metrics
+from server.integration.request_context import current_state
 
 LOGGER = "charter.access"
 log = structlog.get_logger(LOGGER)
@@ -30,7 +30,7 @@ METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 class AccessLog:
     """Logs ``request_completed`` (method, route template, operationId, status, duration_ms,
     client address, user id; request_id comes from the context) and records the request in the
-    Prometheus metrics (`server.metrics`: requests, latency, in flight).
+    Prometheus metrics (`server.integration.metrics`: requests, latency, in flight).
 
     Only these fields are logged: never a body, a query string or a header, so no password,
     token or `Authorization` value can reach a log line. A line below LOG_LEVEL is not built at

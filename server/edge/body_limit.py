@@ -9,7 +9,7 @@ import asyncio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.problems import PAYLOAD_TOO_LARGE, PayloadTooLarge, asgi_problem
+from server.integration.problems import PAYLOAD_TOO_LARGE, PayloadTooLarge, asgi_problem
 
 DRAIN_MAX_BYTES = 64 * 1024 * 1024
 """The most of an oversized body read (and discarded) before the 413 is sent: nginx's
@@ -43,7 +43,7 @@ class BodyLimitMiddleware:
 
     A declared `Content-Length` above the limit is refused before the body is used; a chunked
     body is counted as it streams in and the read fails with `PayloadTooLarge` (answered 413 by
-    `server.problems`) as soon as it passes the limit. Either way the rest of the body is first
+    `server.integration.problems`) as soon as it passes the limit. Either way the rest of the body is first
     read and discarded (`drain_body`: up to 64 MiB or 5 s), then the answer closes the
     connection: a client that sends its whole body before reading the answer (Python's
     http.client) gets the 413, not ECONNRESET. A client that sent `Expect: 100-continue` is

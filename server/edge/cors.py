@@ -10,7 +10,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from server.problems import FORBIDDEN, problem_body
+from server.integration.problems import FORBIDDEN, problem_body
 
 HTTP_VERBS = {"get", "put", "post", "delete", "patch"}
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-Request-ID"]

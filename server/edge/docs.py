@@ -19,7 +19,7 @@ import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.edge.security_headers import reference_docs_csp
-from server.problems import NOT_FOUND, asgi_problem
+from server.integration.problems import NOT_FOUND, asgi_problem
 
 REFERENCE_PAGE = Path(__file__).resolve().parents[2] / "build" / "docs" / "index.html"
 """Where `make docs` writes the Redoc page (`redocly build-docs --inlineBundle`; not committed)."""

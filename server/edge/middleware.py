@@ -9,14 +9,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.edge.access_log import AccessLog
 from server.edge.request_id import REQUEST_ID_HEADER, request_id_of
 from server.edge.security_headers import security_headers
-from server.request_context import enter_request, leave_request
+from server.integration.request_context import enter_request, leave_request
 
 
 class EdgeMiddleware:
     """ASGI middleware, for every HTTP request, in this order:
 
     1. the request id (`server.edge.request_id`) becomes the request's state and is bound to
-       every log line of the request (`server.request_context`);
+       every log line of the request (`server.integration.request_context`);
     2. the answer's start gets the security headers it does not already have
        (`server.edge.security_headers`) and `X-Request-ID` (replacing any the app set), and its
        status is noted;

@@ -3,7 +3,7 @@
 invalid body), so a token cannot be brute-forced around the limit (API_STYLE, Rate limits).
 Probes (`/api/v1/health*`, `/metrics`) have a budget of their own, so a load balancer polling
 every second does not eat its own client's budget. The route limits (login, register, refresh,
-per user) are flask-limiter's, in `server.route_limits`.
+per user) are flask-limiter's, in `server.integration.route_limits`.
 
 Counters live in memory, or in Redis when REDIS_URL is set so limits hold across workers and
 machines. When Redis stops answering the counters fall back to in-process memory, the fall is
@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,34 +29,14 @@ from limits.strategies import MovingWindowRateLimiter as MovingWindow
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import metrics
-from server.problems import RATE_LIMITED, asgi_problem
+from server.integration import metrics
+from server.integration.problems import RATE_LIMITED, asgi_problem
+from server.integration.rate_limit_headers import Decision
 
 log = structlog.get_logger(__name__)
 
 PROBE_PATHS = ("/api/v1/health", "/metrics")
 REDIS_RETRY_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of counting one request: allowed or not, and the most constraining window."""
-
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_seconds: int
-
-    def headers(self) -> dict[str, str]:
-        """The RateLimit-* headers (and Retry-After when refused)."""
-        values = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_seconds),
-        }
-        if not self.allowed:
-            values["Retry-After"] = str(max(self.reset_seconds, 1))
-        return values
 
 
 class FallbackStorage:

@@ -1,6 +1,6 @@
 """The request id: a client's well-formed `X-Request-ID` is kept, any other request gets a new
 one; either way the answer carries it back (`server.edge.middleware`) and every log line and
-problem body of the request names it (`server.request_context`)."""
+problem body of the request names it (`server.integration.request_context`)."""
 
 from __future__ import annotations
 

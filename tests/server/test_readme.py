@@ -10,7 +10,7 @@ import re
 
 import handlers
 import services
-from server.problems import known_problem_types
+from server.integration.problems import known_problem_types
 from server.settings import Settings
 from tests.helpers import ROOT
 

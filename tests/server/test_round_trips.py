@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import event
 
-from server import context
+from server.integration import context
 from tests.helpers import Account, ContractClient
 
 

@@ -7,7 +7,7 @@ import pytest
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator, resolve_refs
 
 from server.contract import bundle
-from server.validation import FORMAT_CHECKER, FastCheck
+from server.integration.validation import FORMAT_CHECKER, FastCheck
 
 SCHEMAS = resolve_refs(bundle())["components"]["schemas"]
 

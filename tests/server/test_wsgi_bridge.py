@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from server.app import create_app
-from server.wsgi_bridge import BufferedWSGIBridge
+from server.integration.wsgi_bridge import BufferedWSGIBridge
 from tests.helpers import ROOT, TEST_SECRET, make_settings
 from tests.processes import charter_environment
 

@@ -209,7 +209,7 @@ class TestIfMatch:
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:
-    """The request fingerprint as server/idempotency.py computes it."""
+    """The request fingerprint as server/integration/idempotency.py computes it."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 

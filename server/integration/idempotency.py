@@ -23,7 +23,7 @@ from typing import Any
 import flask
 
 from persistence.idempotency.repository import IdempotencyClaimContended, IdempotencyClaims
-from server.context import clock, principal, state, unit_of_work
+from server.integration.context import clock, principal, state, unit_of_work
 from services.errors import IdempotencyInProgress, IdempotencyKeyReused
 
 HEADER = "Idempotency-Key"

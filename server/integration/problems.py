@@ -20,9 +20,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
-from server import metrics
 from server.contract import RouteTable
-from server.request_context import current_request_id
+from server.integration import metrics
+from server.integration.request_context import current_request_id
 from services import errors
 from services.errors import ProblemType
 

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope
 
 from server.contract import RouteTable
-from server.problems import RequestValidationProblem
+from server.integration.problems import RequestValidationProblem
 
 FORMAT_CHECKER = FormatChecker()
 """Every format jsonschema knows (uuid, date-time with rfc3339-validator, email, …), not only

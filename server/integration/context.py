@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.accounts.models import User
 from persistence.unit_of_work import UnitOfWork
-from server.request_context import current_request_id, current_state
+from server.integration.request_context import current_request_id, current_state
 from server.settings import Settings
 from services import accounts
 from services.access import Access, authorize

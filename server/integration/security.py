@@ -7,7 +7,7 @@ from typing import Any
 
 from connexion.security import SECURITY_HANDLERS, BearerSecurityHandler
 
-from server.request_context import current_state
+from server.integration.request_context import current_state
 from services.errors import InvalidToken
 from services.tokens import TokenIssuer
 
@@ -25,7 +25,7 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
         try:
             claims = tokens.verify(token)
         except InvalidToken:
-            return None  # connexion answers 401, turned into problem+json by server.problems
+            return None  # connexion answers 401, turned into problem+json by server.integration.problems
         state = current_state()
         if state is not None:  # for the access log, even if validation then refuses the request
             state.user_id = str(claims.user_id)

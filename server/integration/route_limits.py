@@ -20,9 +20,9 @@ import flask
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 
-from server import metrics
-from server.edge.rate_limit import Decision
-from server.problems import RATE_LIMITED, problem_body
+from server.integration import metrics
+from server.integration.problems import RATE_LIMITED, problem_body
+from server.integration.rate_limit_headers import Decision
 
 
 def _client() -> str:
