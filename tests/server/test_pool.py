@@ -37,7 +37,7 @@ def test_a_steady_load_opens_no_connection(served: Served):
         account = register_and_login(http)
     paths = ["/api/v1/auth/me", account.tasks_path]
     engine = served.state.engine
-    _load(served, paths, account.headers, rounds=3)  # warm: every thread has had its connection
+    _load(served, paths, account.headers, rounds=2)  # warm: every thread has had its connection
 
     opened: list[int] = []
     in_use = 0
@@ -62,7 +62,7 @@ def test_a_steady_load_opens_no_connection(served: Served):
     event.listen(engine, "checkout", on_checkout)
     event.listen(engine, "checkin", on_checkin)
     try:
-        _load(served, paths, account.headers, rounds=5)
+        _load(served, paths, account.headers, rounds=3)
     finally:
         event.remove(engine, "connect", on_connect)
         event.remove(engine, "checkout", on_checkout)
