@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from handlers.representations import audit_event_representation
 from handlers.responses import json_answer
 from server.integration.context import unit_of_work
-from services import users
+from services import audit, users
 from services.timestamps import parse_instant
 
 
@@ -32,3 +33,11 @@ def list_audit_events(
     return json_answer(
         {"items": [audit_event_representation(e) for e in result.items], "next_cursor": result.next_cursor}
     )
+
+
+def _export_audit_events(user_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [audit_event_representation(event) for event in audit.involving(uow=unit_of_work(), user_id=user_id)]
+
+
+EXPORT_SECTIONS = {"audit_events": _export_audit_events}
+"""Every audit event the caller did or that was about them, in their data export."""

@@ -6,12 +6,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from handlers.representations import session_representation, user_representation
+from handlers.representations import exported_session_representation, session_representation, user_representation
 from handlers.responses import json_answer, no_content
 from server.integration.context import access_claims, auth_config, clock, principal, request_meta, unit_of_work
 from services import accounts
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _export_sessions(user_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [exported_session_representation(s) for s in accounts.exported_sessions(uow=unit_of_work(), user_id=user_id)]
+
+
+EXPORT_SECTIONS = {"sessions": _export_sessions}
+"""Every session of the caller, ended ones included, in their data export (`handlers.data_export`)."""
 """Token answers must not be cached (RFC 6749 section 5.1)."""
 
 

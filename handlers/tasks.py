@@ -37,6 +37,14 @@ def task_representation(task: Task) -> dict[str, Any]:
     }
 
 
+def _export_tasks(user_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [task_representation(task) for task in tasks.exported_tasks(uow=unit_of_work(), owner_id=user_id)]
+
+
+EXPORT_SECTIONS = {"tasks": _export_tasks}
+"""The caller's tasks in their data export (`handlers.data_export`)."""
+
+
 def _owner(user_id: str) -> uuid.UUID:
     """The owner the path names: the caller, as the operations' `x-access: owner` policy has
     checked before the handler ran (another user's id was answered 404)."""

@@ -6,13 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from handlers.representations import (
-    audit_event_representation,
-    exported_session_representation,
-    user_representation,
-)
+from handlers.data_export import export_sections
+from handlers.representations import audit_event_representation, user_representation
 from handlers.responses import json_answer, no_content, now_timestamp
-from handlers.tasks import task_representation
 from server.integration.context import clock, principal, request_meta, unit_of_work
 from services import users
 
@@ -40,15 +36,12 @@ def delete_own_account() -> tuple:
 
 def export_own_data() -> tuple:
     """GET /api/v1/users/me/export — everything stored about the caller."""
-    exported = users.export(uow=unit_of_work(), clock=clock(), user=principal(), meta=request_meta())
+    caller = principal()
+    users.record_export(uow=unit_of_work(), clock=clock(), user=caller, meta=request_meta())
+    exported: dict[str, Any] = {"exported_at": now_timestamp(), "user": user_representation(caller)}
+    exported.update((name, section(caller.id)) for name, section in export_sections().items())
     return json_answer(
-        {
-            "exported_at": now_timestamp(),
-            "user": user_representation(exported.user),
-            "sessions": [exported_session_representation(session) for session in exported.sessions],
-            "tasks": [task_representation(task) for task in exported.tasks],
-            "audit_events": [audit_event_representation(event) for event in exported.audit_events],
-        },
+        exported,
         headers={"Content-Disposition": 'attachment; filename="charter-export.json"', "Cache-Control": "no-store"},
     )
 

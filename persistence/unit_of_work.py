@@ -17,7 +17,6 @@ from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
 from persistence.audit.repository import AuditRepository
 from persistence.database import hold_write_lock, savepoint
-from persistence.exports import ExportRepository
 from persistence.idempotency.repository import IdempotencyRecords
 from persistence.tasks.repository import TaskRepository
 
@@ -47,11 +46,22 @@ class UnitOfWork:
         return self
 
     def __exit__(self, error_type: type[BaseException] | None, error: BaseException | None, _traceback: object) -> None:
-        try:
-            if error is None or getattr(error, "persist_changes", False):
+        if error is None:
+            try:
                 self.commit()
-            else:
-                self.rollback()
+            except BaseException:
+                self.close()
+                raise
+        self.finish(error)
+
+    def finish(self, error: BaseException | None) -> None:
+        """End the work and close: after a failure (`error`), commit what it did if the error's
+        `persist_changes` is true (a decision that must stand although the request failed,
+        e.g. ending a session on refresh-token reuse: `services.errors.DomainError`), else
+        discard it. Without an error, whatever was not committed yet is discarded."""
+        try:
+            if error is not None and getattr(error, "persist_changes", False):
+                self.commit()
         finally:
             self.close()
 
@@ -91,11 +101,6 @@ class UnitOfWork:
     def resets(self) -> PasswordResetRepository:
         """Password reset tokens."""
         return PasswordResetRepository(self.session)
-
-    @cached_property
-    def exports(self) -> ExportRepository:
-        """Everything stored about one account (data export)."""
-        return ExportRepository(self.session)
 
     @cached_property
     def idempotency(self) -> IdempotencyRecords:

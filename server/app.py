@@ -31,7 +31,6 @@ from server.log_config import configure_logging
 from server.settings import Settings
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
-from services.errors import DomainError
 from services.passwords import PasswordHasher, PasswordPolicy
 from services.tokens import TokenIssuer
 
@@ -148,7 +147,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         # (normally on the first request); build it now so the route limits can wrap them.
         # After load_principal, so the per-user limit knows the user.
         app.middleware.app, app.middleware.middleware_stack = app.middleware._build_middleware_stack()
-        install_route_limits(flask_app, make_limiter(settings=settings), settings)
+        install_route_limits(flask_app, make_limiter(settings=settings), spec, settings)
     metrics.watch_pool(engine, settings.db_pool_size, settings.db_max_overflow)
     if settings.db_pool_size < settings.wsgi_threads:
         log.warning(
@@ -226,11 +225,9 @@ def _end_unit_of_work(error: BaseException | None) -> None:
     is one whose decision must persist (e.g. revoking a session on refresh-token reuse)."""
     unit = flask.g.pop("unit_of_work", None)
     try:
-        if unit is not None and isinstance(error, DomainError) and error.persist_changes:
-            unit.commit()
-    finally:
         if unit is not None:
-            unit.close()
+            unit.finish(error)
+    finally:
         # After the unit of work has ended: on SQLite its transaction may hold the write lock,
         # which the release (a transaction of its own) would otherwise wait for in vain.
         release_on_failure(error is not None)

@@ -18,11 +18,13 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from limits import parse_many
 
 from services.access import Access
 
@@ -226,6 +228,70 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
                 raise ContractError(f"{name}: x-access owner needs a {{user_id}} in its path {template}")
             policies[name] = policy
     return policies
+
+
+RATE_LIMIT_KEYS = ("client", "user", "account", "refresh_token")
+"""What a route limit counts per: the client address, the authenticated user (else the client),
+the account a body's ``email`` names, the ``refresh_token`` a body presents."""
+
+
+@dataclass(frozen=True)
+class RouteLimit:
+    """One limit of an operation's `x-rate-limits`.
+
+    Attributes:
+        name: snake_case; the setting ``RATE_LIMIT_<NAME>`` overrides ``limit`` when the
+            settings declare one (``server.settings``). Operations may share a name (and then
+            its limit), each counting on its own.
+        per: one of `RATE_LIMIT_KEYS`.
+        limit: a flask-limiter limit string such as ``"5/minute;20/hour"`` (moving windows).
+    """
+
+    name: str
+    per: str
+    limit: str
+
+
+def route_limits(spec: dict[str, Any]) -> dict[str, list[RouteLimit]]:
+    """Each operation's own rate limits (its `x-rate-limits`), by operationId; operations
+    without one are counted only by the edge limit and the per-user limit.
+
+    Args:
+        spec: the bundled contract.
+
+    Raises:
+        ContractError: a limit that is not a mapping of ``name``, ``per`` and ``limit``; an
+            unknown ``per``; a limit string flask-limiter cannot parse; a name used twice or
+            not snake_case, or a name given two different limits.
+    """
+    limits: dict[str, list[RouteLimit]] = {}
+    by_name: dict[str, str] = {}
+    for item in spec.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or not isinstance(operation, dict) or "x-rate-limits" not in operation:
+                continue
+            operation_id = operation["operationId"]
+            declared = operation["x-rate-limits"]
+            if not isinstance(declared, list) or not declared:
+                raise ContractError(f"{operation_id}: x-rate-limits must be a non-empty list")
+            for entry in declared:
+                if not isinstance(entry, dict) or set(entry) != {"name", "per", "limit"}:
+                    raise ContractError(f"{operation_id}: each x-rate-limits entry has exactly name, per and limit")
+                limit = RouteLimit(str(entry["name"]), str(entry["per"]), str(entry["limit"]))
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", limit.name):
+                    raise ContractError(f"{operation_id}: x-rate-limits name {limit.name!r} is not snake_case")
+                if by_name.setdefault(limit.name, limit.limit) != limit.limit:
+                    raise ContractError(f"{operation_id}: x-rate-limits {limit.name} has two different limits")
+                if limit.per not in RATE_LIMIT_KEYS:
+                    raise ContractError(
+                        f"{operation_id}: x-rate-limits per must be one of {', '.join(RATE_LIMIT_KEYS)}"
+                    )
+                try:
+                    parse_many(limit.limit)
+                except ValueError:
+                    raise ContractError(f"{operation_id}: x-rate-limits limit {limit.limit!r} is malformed") from None
+                limits.setdefault(operation_id, []).append(limit)
+    return limits
 
 
 def main(argv: list[str] | None = None) -> int:

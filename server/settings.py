@@ -76,11 +76,21 @@ class Settings(BaseSettings):
     rate_limit_probes_per_minute: int = Field(
         600, ge=1, le=1_000_000, description="Health probes and metrics scrapes per client per minute."
     )
-    rate_limit_login: str = Field("10/minute", description="Logins per client.")
-    rate_limit_login_account: str = Field("5/minute;20/hour", description="Logins per account (email).")
-    rate_limit_register: str = Field("5/minute;50/hour", description="Registrations per client.")
-    rate_limit_refresh: str = Field("30/minute", description="Refreshes per client.")
-    rate_limit_refresh_session: str = Field("10/minute", description="Refreshes per refresh token.")
+    rate_limit_login: str | None = Field(
+        None, description="Logins per client; unset: the contract's x-rate-limits login."
+    )
+    rate_limit_login_account: str | None = Field(
+        None, description="Logins per account (email); unset: the contract's x-rate-limits login_account."
+    )
+    rate_limit_register: str | None = Field(
+        None, description="Registrations per client; unset: the contract's x-rate-limits register."
+    )
+    rate_limit_refresh: str | None = Field(
+        None, description="Refreshes per client; unset: the contract's x-rate-limits refresh."
+    )
+    rate_limit_refresh_session: str | None = Field(
+        None, description="Refreshes per refresh token; unset: the contract's x-rate-limits refresh_session."
+    )
     redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by processes.")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Proxies (IPs or CIDRs) whose X-Forwarded-For is believed."
@@ -99,9 +109,16 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000/reset-password?token={token}",
         description="Link mailed for a password reset; {token} is replaced by the token.",
     )
-    rate_limit_password_reset: str = Field("5/minute;20/hour", description="Reset requests per client.")
-    rate_limit_password_reset_account: str = Field("3/hour", description="Reset requests per account (email).")
-    rate_limit_password_change: str = Field("5/minute", description="Password changes per user.")
+    rate_limit_password_reset: str | None = Field(
+        None, description="Reset requests per client; unset: the contract's x-rate-limits password_reset."
+    )
+    rate_limit_password_reset_account: str | None = Field(
+        None,
+        description="Reset requests per account (email); unset: the contract's x-rate-limits password_reset_account.",
+    )
+    rate_limit_password_change: str | None = Field(
+        None, description="Password changes per user; unset: the contract's x-rate-limits password_change."
+    )
     smtp_host: str | None = Field(None, description="SMTP server for outgoing mail; unset: mail is logged, not sent.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
     smtp_security: Literal["starttls", "tls", "none"] = Field("starttls", description="SMTP transport security.")
@@ -138,8 +155,9 @@ class Settings(BaseSettings):
         "rate_limit_password_change",
     )
     @classmethod
-    def _limit_string(cls, value: str) -> str:
-        parse_many(value)  # e.g. "5/minute;20/hour"; ValueError when malformed
+    def _limit_string(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_many(value)  # e.g. "5/minute;20/hour"; ValueError when malformed
         return value
 
     @model_validator(mode="before")

@@ -340,6 +340,11 @@ def list_sessions(
     return SessionPage(items=items, current_id=claims.session_id, next_cursor=next_cursor)
 
 
+def exported_sessions(*, uow: UnitOfWork, user_id: uuid.UUID) -> list[AuthSession]:
+    """Every session of the user, ended ones included, oldest first: their data export's section."""
+    return uow.sessions.all_of_user(user_id)
+
+
 def revoke_session(*, uow: UnitOfWork, clock: Clock, user: User, session_id: uuid.UUID, meta: RequestMeta) -> None:
     """End one of the user's open sessions. Raises NotFound for another user's or an ended one."""
     sessions = uow.sessions

@@ -49,6 +49,11 @@ class RequestMeta:
     request_id: str | None = None
 
 
+def involving(*, uow: UnitOfWork, user_id: uuid.UUID) -> list[AuditEvent]:
+    """Every event the user did or that was about them, oldest first: their data export's section."""
+    return uow.audit.involving(user_id)
+
+
 def record(
     uow: UnitOfWork,
     event_type: EventType,

@@ -111,6 +111,11 @@ def create_task(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, data: dic
     return task
 
 
+def exported_tasks(*, uow: UnitOfWork, owner_id: uuid.UUID) -> list[Task]:
+    """Every task of the owner, oldest first: their data export's section."""
+    return uow.tasks.all_of_owner(owner_id)
+
+
 def get_task(*, uow: UnitOfWork, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task:
     """The owner's task. Raises NotFound for an unknown id and for another user's task alike."""
     task = uow.tasks.get(owner_id=owner_id, task_id=task_id)

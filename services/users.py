@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from persistence.accounts.models import AuthSession, User
+from persistence.accounts.models import User
 from persistence.audit.models import AuditEvent
-from persistence.tasks.models import Task
 from persistence.unit_of_work import UnitOfWork
 from services import audit
 from services.audit import EventType, RequestMeta
@@ -34,16 +33,6 @@ class AuditPage:
 
     items: list[AuditEvent]
     next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class Export:
-    """Everything stored about one account (brief 004; GDPR article 15 and 20)."""
-
-    user: User
-    sessions: list[AuthSession]
-    tasks: list[Task]
-    audit_events: list[AuditEvent]
 
 
 def update_profile(*, uow: UnitOfWork, clock: Clock, user: User, data: dict[str, Any], meta: RequestMeta) -> User:
@@ -93,17 +82,12 @@ def delete_account(*, uow: UnitOfWork, clock: Clock, user: User, actor: User, me
     uow.users.delete(user)
 
 
-def export(*, uow: UnitOfWork, clock: Clock, user: User, meta: RequestMeta) -> Export:
-    """Everything stored about the caller, and an audit event saying it was exported."""
-    stored = uow.exports
+def record_export(*, uow: UnitOfWork, clock: Clock, user: User, meta: RequestMeta) -> None:
+    """Say in the audit log that the caller exported their data (brief 004; GDPR articles 15
+    and 20), before the export's sections are read: the export includes this event. Each area
+    reads its own section (`handlers.data_export`)."""
     audit.record(uow, EventType.DATA_EXPORTED, meta=meta, now=clock.now(), actor_id=user.id, subject_id=user.id)
     uow.flush()
-    return Export(
-        user=user,
-        sessions=stored.sessions(user.id),
-        tasks=stored.tasks(user.id),
-        audit_events=stored.audit_events(user.id),
-    )
 
 
 def list_users(

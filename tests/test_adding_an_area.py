@@ -1,7 +1,7 @@
 """Adding an area touches new files, not shared registries (issue 12; docs/ADDING_AN_AREA.md).
 A models module that no shared file names is found and migrated with the rest; an area's errors
 (tests/server/test_problems.py) and its operations' access policies (tests/contract/
-test_access.py) are found the same way."""
+test_access.py) are found the same way; its rate limits are declared in its own path file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import textwrap
 
 import persistence
 from persistence.base import Base, database_only_objects, load_models
+from server.integration.route_limits import client_key, limits_by_operation, user_or_client_key
+from server.settings import Settings
 
 PROBE = "charter_area_probe"
 
@@ -50,3 +52,26 @@ def test_a_new_areas_models_are_found_without_editing_a_shared_file(tmp_path, mo
             Base.metadata.remove(Base.metadata.tables["probe_widgets"])
         for name in [name for name in sys.modules if name.startswith(f"persistence.{PROBE}")]:
             del sys.modules[name]
+
+
+def test_a_new_operations_rate_limit_is_read_from_the_contract_without_a_setting():
+    spec = {
+        "paths": {
+            "/widgets": {
+                "post": {
+                    "operationId": "createWidget",
+                    "x-rate-limits": [{"name": "widget_create", "per": "user", "limit": "7/minute"}],
+                }
+            },
+            "/auth/login": {
+                "post": {
+                    "operationId": "login",
+                    "x-rate-limits": [{"name": "login", "per": "client", "limit": "10/minute"}],
+                }
+            },
+        }
+    }
+    settings = Settings(rate_limit_login="3/minute")
+    limits = limits_by_operation(spec, settings)
+    assert limits["createWidget"] == [("7/minute", user_or_client_key, "widget_create")]  # no setting: the contract's
+    assert limits["login"] == [("3/minute", client_key, "login")]  # a declared setting, when set, wins

@@ -18,6 +18,12 @@ class AuthSessionRepository:
     def __init__(self, db: Session) -> None:
         self.db = db
 
+    def all_of_user(self, user_id: uuid.UUID) -> list[AuthSession]:
+        """All the user's sessions, ended ones included, oldest first (for the data export)."""
+        return list(
+            self.db.scalars(select(AuthSession).where(AuthSession.user_id == user_id).order_by(AuthSession.created_at))
+        )
+
     def add(self, session: AuthSession, refresh_token: RefreshToken) -> None:
         """Stage a new session with its first refresh token."""
         self.db.add(session)

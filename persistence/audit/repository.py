@@ -18,6 +18,16 @@ class AuditRepository:
     def __init__(self, db: Session) -> None:
         self.db = db
 
+    def involving(self, user_id: uuid.UUID) -> list[AuditEvent]:
+        """Every event the user did or that was about them, oldest first (for the data export)."""
+        return list(
+            self.db.scalars(
+                select(AuditEvent)
+                .where(or_(AuditEvent.subject_id == user_id, AuditEvent.actor_id == user_id))
+                .order_by(AuditEvent.occurred_at, AuditEvent.id)
+            )
+        )
+
     def append(self, event: AuditEvent) -> None:
         """Stage a new event."""
         self.db.add(event)

@@ -94,6 +94,10 @@ class TaskRepository:
     def _postgres(self) -> bool:
         return self.db.get_bind().dialect.name == "postgresql"
 
+    def all_of_owner(self, owner_id: uuid.UUID) -> list[Task]:
+        """All the owner's tasks, oldest first (for the data export)."""
+        return list(self.db.scalars(select(Task).where(Task.owner_id == owner_id).order_by(Task.created_at, Task.id)))
+
     def add(self, task: Task) -> None:
         """Stage a new task (with its tag rows)."""
         self.db.add(task)

@@ -1,6 +1,6 @@
-"""Route limits with flask-limiter, for the operations that guess at credentials or send mail
-and for authenticated users: login, register and refresh per client *and* per account (email,
-or the refresh token presented); every authenticated call per user. Moving windows, like the
+"""Route limits with flask-limiter: each operation's own, declared in the contract
+(`x-rate-limits`: login, register and refresh per client *and* per account, the email or the
+refresh token presented), and every authenticated call per user. Moving windows, like the
 edge limit every request counts against first (`server.edge.rate_limit`).
 
 Counters live in memory, or in Redis when REDIS_URL is set; flask-limiter falls back to
@@ -20,6 +20,7 @@ import flask
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 
+from server.contract import route_limits
 from server.integration import metrics
 from server.integration.problems import RATE_LIMITED, problem_body
 from server.integration.rate_limit_headers import Decision
@@ -86,41 +87,47 @@ def make_limiter(*, settings: Any) -> Limiter:
     )
 
 
-def route_limits(settings: Any) -> dict[str, list[tuple[str, Any]]]:
-    """operationId -> [(limit string, key function)]: the stricter limits of the operations
-    that guess at credentials or send mail (OWASP API4:2023), per client and per account."""
+KEY_FUNCTIONS = {
+    "client": client_key,
+    "user": user_or_client_key,
+    "account": account_key,
+    "refresh_token": refresh_token_key,
+}
+"""A contract `x-rate-limits` ``per`` -> the function giving the counter's key."""
+
+
+def limits_by_operation(spec: dict[str, Any], settings: Any) -> dict[str, list[tuple[str, Any, str]]]:
+    """operationId -> [(limit string, key function, limit name)]: the operations' own limits
+    declared in the contract (`x-rate-limits`; the stricter ones of the operations that guess at
+    credentials or send mail, OWASP API4:2023). A setting ``rate_limit_<name>``, when the
+    settings declare it and it is set, replaces the contract's figure."""
     return {
-        "login": [(settings.rate_limit_login, client_key), (settings.rate_limit_login_account, account_key)],
-        "registerUser": [(settings.rate_limit_register, client_key)],
-        "requestPasswordReset": [
-            (settings.rate_limit_password_reset, client_key),
-            (settings.rate_limit_password_reset_account, account_key),
-        ],
-        "confirmPasswordReset": [(settings.rate_limit_password_reset, client_key)],
-        "changePassword": [(settings.rate_limit_password_change, user_or_client_key)],
-        "refreshTokens": [
-            (settings.rate_limit_refresh, client_key),
-            (settings.rate_limit_refresh_session, refresh_token_key),
-        ],
+        operation_id: [
+            (getattr(settings, f"rate_limit_{limit.name}", None) or limit.limit, KEY_FUNCTIONS[limit.per], limit.name)
+            for limit in limits
+        ]
+        for operation_id, limits in route_limits(spec).items()
     }
 
 
-def install_route_limits(flask_app: flask.Flask, limiter: Limiter, settings: Any) -> None:
-    """Attach the route limits to connexion's view functions and the limiter to the app.
+def install_route_limits(flask_app: flask.Flask, limiter: Limiter, spec: dict[str, Any], settings: Any) -> None:
+    """Attach the contract's route limits to connexion's view functions and the limiter to the app.
 
     Connexion registers one Flask endpoint per operation, named after its operationId; each
-    named view is wrapped in a plain function flask-limiter can register by name.
+    named view is wrapped in a plain function flask-limiter can register by name. Each limit
+    counts on its own (scope ``operationId:name``).
+
+    Raises:
+        server.contract.ContractError: a malformed `x-rate-limits`.
     """
-    limits_by_operation = route_limits(settings)
+    limits = limits_by_operation(spec, settings)
     for endpoint, view in list(flask_app.view_functions.items()):
         operation_id = endpoint.rsplit(".", 1)[-1]
-        if operation_id not in limits_by_operation:
+        if operation_id not in limits:
             continue
         wrapped = _named_view(view, operation_id)
-        for limit_value, key_func in limits_by_operation[operation_id]:
-            wrapped = limiter.limit(limit_value, key_func=key_func, scope=f"{operation_id}:{key_func.__name__}")(
-                wrapped
-            )
+        for limit_value, key_func, name in limits[operation_id]:
+            wrapped = limiter.limit(limit_value, key_func=key_func, scope=f"{operation_id}:{name}")(wrapped)
         flask_app.view_functions[endpoint] = wrapped
     limiter.init_app(flask_app)
     flask_app.register_error_handler(RateLimitExceeded, _too_many_requests)

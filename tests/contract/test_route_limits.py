@@ -1,0 +1,47 @@
+"""Route limits are declared in the contract (`x-rate-limits`) and a malformed one stops the
+app from starting, instead of leaving an operation unlimited."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.contract import ContractError, bundle, route_limits
+
+
+def _spec(*limits: dict) -> dict:
+    return {"paths": {"/a": {"post": {"operationId": "a", "x-rate-limits": list(limits)}}}}
+
+
+def test_the_operations_that_guess_at_credentials_or_send_mail_are_limited():
+    declared = route_limits(bundle())
+    assert set(declared) == {
+        "login",
+        "registerUser",
+        "refreshTokens",
+        "changePassword",
+        "requestPasswordReset",
+        "confirmPasswordReset",
+    }
+    assert [(limit.per, limit.limit) for limit in declared["login"]] == [
+        ("client", "10/minute"),
+        ("account", "5/minute;20/hour"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("limits", "complaint"),
+    [
+        ([], "non-empty list"),
+        ([{"name": "a", "per": "client"}], "exactly name, per and limit"),
+        ([{"name": "A-b", "per": "client", "limit": "1/minute"}], "snake_case"),
+        ([{"name": "a", "per": "planet", "limit": "1/minute"}], "per must be one of"),
+        ([{"name": "a", "per": "client", "limit": "often"}], "malformed"),
+        (
+            [{"name": "a", "per": "client", "limit": "1/minute"}, {"name": "a", "per": "user", "limit": "2/minute"}],
+            "two different limits",
+        ),
+    ],
+)
+def test_a_malformed_limit_is_refused(limits, complaint):
+    with pytest.raises(ContractError, match=complaint):
+        route_limits(_spec(*limits))
