@@ -14,13 +14,14 @@ from services import tasks
 
 if TYPE_CHECKING:
     from persistence.tasks.models import Task
+    from persistence.tasks.repository import ListedTask
 
 
 BULK_STATUS = {tasks.BulkOutcome.CREATED: 201, tasks.BulkOutcome.CHANGED: 200, tasks.BulkOutcome.DELETED: 204}
 """The status of each outcome of a bulk operation (RFC 9110: created, done, no content)."""
 
 
-def task_representation(task: Task) -> dict[str, Any]:
+def task_representation(task: Task | ListedTask) -> dict[str, Any]:
     """The `Task` schema of the contract."""
     return {
         "id": str(task.id),

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
-from persistence.tasks.repository import SORT_COLUMNS, Stats, TaskFilters, TaskOrder
+from persistence.tasks.repository import SORT_COLUMNS, ListedTask, Stats, TaskFilters, TaskOrder
 from persistence.unit_of_work import UnitOfWork
 from services.clock import Clock
 from services.cursors import decode_values, encode_values
@@ -37,7 +37,7 @@ _KIND_OF_KEY = {
 class TaskPage:
     """One page of tasks and the cursor of the next page (None on the last page)."""
 
-    items: list[Task]
+    items: list[ListedTask]
     next_cursor: str | None
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
     Uuid,
 )
-from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from persistence.base import Base
 from persistence.types import UTCDateTime
@@ -75,16 +75,10 @@ class Task(Base):
     tag_rows: Mapped[list[TaskTag]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", passive_deletes=True, order_by="TaskTag.tag"
     )
-    listed_tags: Mapped[str | None] = query_expression()
-    """The tags joined by TAG_SEPARATOR, when a list query loaded them with the task (one query
-    for a page instead of one more for its tags)."""
 
     @property
     def tags(self) -> list[str]:
         """The task's tags, sorted by code point (the same whatever the database's collation)."""
-        listed = self.__dict__.get("listed_tags")
-        if listed is not None and "tag_rows" not in self.__dict__:
-            return sorted(tag for tag in listed.split(TAG_SEPARATOR) if tag)
         return sorted(row.tag for row in self.tag_rows)
 
 
