@@ -1,6 +1,7 @@
 """ASGI app factories for the benchmarks (``uvicorn --factory bench.apps:<name>``), and the
-two references every figure is compared with: a bare ASGI hello (the ceiling of this
-machine) and a stock connexion `FlaskApp` hello with request and response validation."""
+references figures are compared with: a bare ASGI hello (the ceiling of this machine), a stock
+connexion `FlaskApp` hello with request and response validation, and the FastAPI twin of the
+task page and task creation (`bench.reference.twin`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ def stock_connexion():
 
     app = connexion.FlaskApp(__name__, specification_dir=str(REFERENCE))
     app.add_api("hello.yaml", validate_responses=True, strict_validation=True)
+    return app
+
+
+def fastapi_twin():
+    """The FastAPI twin (`bench.reference.twin`); its settings are read from the environment on import."""
+    from bench.reference.twin import app
+
     return app
 
 
