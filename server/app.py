@@ -21,6 +21,7 @@ from server.edge import install_edge
 from server.edge.rate_limit import FallbackStorage
 from server.integration import context, metrics
 from server.integration.idempotency import release_on_failure
+from server.integration.operations import prepare_operations
 from server.integration.problems import install_problem_handlers
 from server.integration.resolver import OrjsonModule, TagResolver
 from server.integration.route_limits import install_route_limits, make_limiter
@@ -142,11 +143,12 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)
+    # Connexion adds the operations' Flask views only when it builds its middleware stack
+    # (normally on the first request); build it now so they can be prepared and the route
+    # limits can wrap them. After load_principal, so the per-user limit knows the user.
+    app.middleware.app, app.middleware.middleware_stack = app.middleware._build_middleware_stack()
+    prepare_operations(flask_app)
     if edge:
-        # Connexion adds the operations' Flask views only when it builds its middleware stack
-        # (normally on the first request); build it now so the route limits can wrap them.
-        # After load_principal, so the per-user limit knows the user.
-        app.middleware.app, app.middleware.middleware_stack = app.middleware._build_middleware_stack()
         install_route_limits(flask_app, make_limiter(settings=settings), spec, settings)
     metrics.watch_pool(engine, settings.db_pool_size, settings.db_max_overflow)
     if settings.db_pool_size < settings.wsgi_threads:

@@ -105,6 +105,7 @@ def create_task(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, data: dic
         created_at=now,
         updated_at=now,
         version=1,
+        tag_rows=[],  # known to be none yet: reading the tags later needs no query
     )
     _assign(task, data, pointer=pointer)
     uow.tasks.add(task)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from persistence.accounts.models import AuthSession, RefreshToken, User
 from persistence.database import affected_rows
@@ -34,20 +34,25 @@ class AuthSessionRepository:
     def active_user(self, *, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> tuple[User, datetime] | None:
         """The session's user and the session's `last_used_at`, if the session belongs to
         `user_id`, is not revoked, has not expired at `now` and the account is active; else None.
-        One indexed query: this runs on every authenticated request."""
-        statement = (
-            select(User, AuthSession.last_used_at)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.user_id == user_id,
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > now,
-                User.status == "active",
-            )
+
+        One indexed query, and it runs on every authenticated request: a statement built once,
+        read as a Core row, the `User` made from it and attached to the unit of work as a
+        loaded object (changes to it are saved as usual) without the ORM's loading machinery,
+        which cost half of this check's CPU (issue 13).
+        """
+        row = (
+            self.db.connection()
+            .execute(_ACTIVE_USER, {"session_id": session_id, "user_id": user_id, "now": now})
+            .one_or_none()
         )
-        row = self.db.execute(statement).one_or_none()
-        return (row[0], row[1]) if row else None
+        if row is None:
+            return None
+        user = self.db.identity_map.get(self.db.identity_key(User, row[0]))  # already in this unit of work
+        if user is None:
+            user = User(**dict(zip(_USER_ATTRIBUTES, row[:-1], strict=True)))
+            make_transient_to_detached(user)
+            self.db.add(user)
+        return user, row[-1]
 
     def get_active(self, *, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime) -> AuthSession | None:
         """The user's open session with this id, or None (also when it is someone else's)."""
@@ -135,3 +140,18 @@ class AuthSessionRepository:
             .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason)
         )
+
+
+_USER_ATTRIBUTES = tuple(attribute.key for attribute in User.__mapper__.column_attrs)
+_ACTIVE_USER = (
+    select(*[getattr(User, key) for key in _USER_ATTRIBUTES], AuthSession.last_used_at)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(
+        AuthSession.id == bindparam("session_id"),
+        AuthSession.user_id == bindparam("user_id"),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now"),
+        User.status == "active",
+    )
+)
+"""`AuthSessionRepository.active_user`'s query: every column of the user, then the session's `last_used_at`."""

@@ -141,6 +141,7 @@ def _named_view(view: Any, operation_id: str) -> Any:
     route.__name__ = operation_id
     route.__qualname__ = operation_id
     route.__module__ = "charter.routes"
+    route.__wrapped__ = view  # type: ignore[attr-defined]  # inspect.unwrap finds the operation
     return route
 
 

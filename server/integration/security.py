@@ -3,6 +3,7 @@ and checks on every authenticated request that the token's session is still open
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from connexion.security import SECURITY_HANDLERS, BearerSecurityHandler
@@ -34,5 +35,10 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
     class AccessTokenHandler(BearerSecurityHandler):
         def _resolve_func(self, security_scheme: dict) -> Any:
             return verify_access_token
+
+        # Connexion asks, on every request, whether the check takes `required_scopes` or
+        # `request`, with inspect.signature (about 4 % of a request's CPU; issue 13). The
+        # answer for a function never changes: ask once per function and keyword.
+        _accepts_kwarg = staticmethod(functools.cache(BearerSecurityHandler._accepts_kwarg))
 
     return {**SECURITY_HANDLERS, "bearer": AccessTokenHandler}

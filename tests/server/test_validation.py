@@ -7,7 +7,7 @@ import pytest
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator, resolve_refs
 
 from server.contract import bundle
-from server.integration.validation import FORMAT_CHECKER, FastCheck
+from server.integration.validation import FORMAT_CHECKER, FastCheck, format_verdict
 
 SCHEMAS = resolve_refs(bundle())["components"]["schemas"]
 
@@ -73,3 +73,25 @@ def test_a_write_only_field_in_an_answer_is_refused():
 )
 def test_request_bodies_are_judged_alike(body):
     _agree("RegisterRequest", body, response=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-22T10:15:30.123456Z",
+        "2026-02-29T10:15:30Z",  # not a leap year
+        "2024-02-29T10:15:30+01:00",
+        "2026-11-22 10:15:30Z",
+        "5b3f9f2e-9c5e-4a8e-8a8c-3a3d3b2c1a10",
+        "5b3f9f2e9c5e4a8e8a8c3a3d3b2c1a10",
+        "not-a-uuid",
+        "ada@example.com",
+        "ada",
+        "",
+        5,
+        None,
+    ],
+)
+@pytest.mark.parametrize("name", ["date-time", "uuid", "email", "date", "ipv4", "no-such-format"])
+def test_the_fast_format_verdicts_are_jsonschemas(name, value):
+    assert format_verdict(name)(value) is FORMAT_CHECKER.conforms(value, name)
