@@ -19,7 +19,7 @@ from persistence.database import database_answers, make_engine, make_session_fac
 from server.contract import RouteTable, access_policies, bundle
 from server.edge import install_edge
 from server.edge.rate_limit import FallbackStorage
-from server.integration import context, metrics
+from server.integration import content_type, context, metrics
 from server.integration.idempotency import release_on_failure
 from server.integration.operations import prepare_operations
 from server.integration.problems import install_problem_handlers
@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     # limits can wrap them. After load_principal, so the per-user limit knows the user.
     app.middleware.app, app.middleware.middleware_stack = app.middleware._build_middleware_stack()
     prepare_operations(flask_app)
+    content_type.install()
     if edge:
         install_route_limits(flask_app, make_limiter(settings=settings), spec, settings)
     metrics.watch_pool(engine, settings.db_pool_size, settings.db_max_overflow)

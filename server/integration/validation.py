@@ -292,7 +292,10 @@ class ProblemParameterValidator(ParameterValidator):
         # Path-level and operation-level parameters may repeat: keep one of each.
         unique = {location: list({p["name"]: p for p in params}.values()) for location, params in by_location.items()}
         compiled = {
-            (p["in"], p["name"]): Draft4Validator(p.get("schema", p), format_checker=FORMAT_CHECKER)
+            (p["in"], p["name"]): (
+                Draft4Validator(p.get("schema", p), format_checker=FORMAT_CHECKER),
+                FastCheck(p.get("schema", p), response=False),
+            )
             for params in unique.values()
             for p in params
         }
@@ -303,11 +306,26 @@ class ProblemParameterValidator(ParameterValidator):
             return None
         if value is None:
             return f"the {param['in']} parameter '{param['name']}' is required" if param.get("required") else None
+        validator, fast = self._compiled[(param["in"], param["name"])]
+        if fast(value):  # the common case, a valid value, without jsonschema's machinery
+            return None
         try:
-            self._compiled[(param["in"], param["name"])].validate(value)
+            validator.validate(value)  # the authority, and its message
         except ValidationError as error:
             return _short(error.message)
         return None
+
+    def validate(self, scope: Scope) -> None:
+        """Connexion's entry point. An operation that declares no parameter, asked without a
+        query string, has nothing to check (no unknown query parameter, no missing one): the
+        same verdict, without building a request (issue 13)."""
+        if not self._declares_parameters and not scope.get("query_string"):
+            return
+        super().validate(scope)
+
+    @property
+    def _declares_parameters(self) -> bool:
+        return any(self.parameters.values())
 
     def validate_request(self, request: ConnexionRequest) -> None:
         found: list[dict[str, str]] = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator, resolve_refs
+from jsonschema import Draft4Validator
 
 from server.contract import bundle
+from server.integration import content_type
 from server.integration.validation import FORMAT_CHECKER, FastCheck, format_verdict
 
 SCHEMAS = resolve_refs(bundle())["components"]["schemas"]
@@ -95,3 +97,38 @@ def test_request_bodies_are_judged_alike(body):
 @pytest.mark.parametrize("name", ["date-time", "uuid", "email", "date", "ipv4", "no-such-format"])
 def test_the_fast_format_verdicts_are_jsonschemas(name, value):
     assert format_verdict(name)(value) is FORMAT_CHECKER.conforms(value, name)
+
+
+PARAMETERS = [
+    parameter
+    for item in resolve_refs(bundle())["paths"].values()
+    for operation in item.values()
+    if isinstance(operation, dict)
+    for parameter in operation.get("parameters", [])
+]
+SAMPLES = ["", "abc", "5b3f9f2e-9c5e-4a8e-8a8c-3a3d3b2c1a10", "-created_at", "x" * 300, 0, 1, 20, 101, -1, True, ["a"]]
+
+
+@pytest.mark.parametrize("parameter", PARAMETERS, ids=lambda p: f"{p['in']}:{p['name']}")
+def test_the_fast_parameter_checks_agree_with_jsonschema(parameter):
+    schema = parameter.get("schema", parameter)
+    validator = Draft4Validator(schema, format_checker=FORMAT_CHECKER)
+    fast = FastCheck(schema, response=False)
+    assert [fast(value) for value in SAMPLES] == [validator.is_valid(value) for value in SAMPLES]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"host", b"x"), (b"content-type", b"application/json; charset=utf-8")],
+        [(b"Content-Type", b"text/plain"), (b"content-type", b"application/json")],
+        [(b"accept", b"*/*")],
+        [],
+        [("Content-TYPE", "application/problem+json")],
+        {"content-type": "application/json"},
+        {"Accept": "x"},
+        [(b"content-type", "caf\xe9".encode("latin-1"))],
+    ],
+)
+def test_the_cheaper_content_type_helper_answers_as_connexions(headers):
+    assert content_type.extract_content_type(headers) == content_type.ORIGINAL(headers)
