@@ -18,6 +18,7 @@ from adapters.mail import LogMailer, SmtpMailer
 from persistence.database import database_answers, make_engine, make_session_factory
 from server.contract import RouteTable, access_policies, bundle
 from server.edge import install_edge
+from server.edge.docs import SWAGGER_UI_PATH, connexion_middlewares
 from server.edge.rate_limit import FallbackStorage
 from server.integration import content_type, context, metrics
 from server.integration.idempotency import release_on_failure
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         __name__,
         specification_dir=str(settings.var_dir.resolve()),
         jsonifier=Jsonifier(OrjsonModule),
+        middlewares=connexion_middlewares(),
     )
     ProblemParameterValidator.routes = RouteTable(spec)
     app.add_api(
@@ -102,7 +104,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         validator_map=VALIDATORS,
         security_map=security_map(tokens),
         swagger_ui_options=SwaggerUIOptions(
-            serve_spec=False, spec_path=f"{API_PREFIX}/openapi.json", swagger_ui_path=f"{API_PREFIX}/ui"
+            serve_spec=False, spec_path=f"{API_PREFIX}/openapi.json", swagger_ui_path=SWAGGER_UI_PATH
         ),
     )
     # One thread hop per request instead of a2wsgi's streaming hand-overs (server/integration/wsgi_bridge.py).

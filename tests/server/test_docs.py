@@ -125,3 +125,25 @@ def test_the_app_serves_the_page_that_make_docs_built(client):
     assert response.status_code == 200
     assert response.content == REFERENCE_PAGE.read_bytes()
     assert "'unsafe-inline'" not in _directives(response.headers["content-security-policy"])["script-src"]
+
+
+def test_the_swagger_ui_layer_hands_other_paths_on_without_routing():
+    import asyncio
+
+    from server.edge.docs import SwaggerUIOnItsPath
+
+    seen = []
+
+    async def next_app(scope, receive, send):
+        seen.append(scope)
+
+    async def no_routing(scope, receive, send):
+        raise AssertionError("routed a path that is not the UI's")
+
+    layer = SwaggerUIOnItsPath(next_app)
+    layer.router = no_routing
+    scope = {"type": "http", "path": "/api/v1/health", "method": "GET"}
+    asyncio.run(layer(scope, None, None))
+    assert seen == [scope] and seen[0] is scope  # the very scope, not a copy
+    with pytest.raises(AssertionError, match="routed"):
+        asyncio.run(layer({"type": "http", "path": "/api/v1/ui/", "method": "GET"}, None, None))
