@@ -369,9 +369,29 @@ class CompiledResponseBodyValidator(JSONResponseBodyValidator):
     def validator(self) -> Draft4Validator:
         return self._compiled
 
-    def _validate(self, body: dict) -> None:
+    def _parse(self, stream: t.Generator[bytes, None, None]) -> t.Any:
+        raw = b"".join(stream)
+        if _CHECKED_ANSWERS.pop((id(self._fast), raw), False):
+            return _ALREADY_CHECKED
+        return super()._parse(iter((raw,)))
+
+    def _validate(self, body: t.Any) -> None:
+        if body is _ALREADY_CHECKED:
+            return
         if not self._fast(body):
             super()._validate(body)
+
+
+_ALREADY_CHECKED = object()
+"""What `CompiledResponseBodyValidator._parse` answers for a body `check_response_body` passed."""
+
+_CHECKED_ANSWERS: dict[tuple[int, bytes], bool] = {}
+"""Bodies `check_response_body` found valid, by (their schema's fast check, the bytes), until
+connexion's response validation meets them: the same bytes against the same schema get the same
+verdict, so a write's answer is parsed and checked once, not twice (issue 13). At most
+`CHECKED_ANSWERS` are kept (an answer that never reaches connexion is forgotten, oldest first)."""
+
+CHECKED_ANSWERS = 256
 
 
 def _response_validators_for(schema: dict) -> tuple[Draft4Validator, FastCheck]:
@@ -395,7 +415,8 @@ def check_response_body(operation: t.Any, status: int, mimetype: str, body: byte
     """Validate a JSON answer against the operation's response schema.
 
     Used before committing a write (see `server.app`); connexion's own response validation
-    runs later, after the commit would have happened.
+    runs later, after the commit would have happened, and does not check a body that passed
+    here again (`_CHECKED_ANSWERS`).
 
     Raises:
         connexion.exceptions.NonConformingResponseBody: the body breaks the contract (a 500).
@@ -408,6 +429,9 @@ def check_response_body(operation: t.Any, status: int, mimetype: str, body: byte
     validator, fast = _response_validators_for(schema)
     instance = json.loads(body)
     if fast(instance):
+        if len(_CHECKED_ANSWERS) >= CHECKED_ANSWERS:
+            _CHECKED_ANSWERS.pop(next(iter(_CHECKED_ANSWERS), (0, b"")), None)
+        _CHECKED_ANSWERS[(id(fast), body)] = True
         return
     try:
         validator.validate(instance)

@@ -132,3 +132,22 @@ def test_the_fast_parameter_checks_agree_with_jsonschema(parameter):
 )
 def test_the_cheaper_content_type_helper_answers_as_connexions(headers):
     assert content_type.extract_content_type(headers) == content_type.ORIGINAL(headers)
+
+
+def test_a_writes_answer_is_checked_once_before_the_commit_and_not_again(client, account, monkeypatch):
+    from server.integration import validation
+    from tests.helpers import bearer
+
+    checks = []
+    original = validation.FastCheck.__call__
+
+    def counting(self, instance):
+        checks.append(instance.get("title") if isinstance(instance, dict) else instance)
+        return original(self, instance)
+
+    monkeypatch.setattr(validation.FastCheck, "__call__", counting)
+    validation._CHECKED_ANSWERS.clear()
+    answer = client.post(account.tasks_path, json={"title": "checked once"}, headers=bearer(account.access_token))
+    assert answer.status_code == 201
+    assert checks.count("checked once") == 2  # the request body, then the answer before the commit
+    assert validation._CHECKED_ANSWERS == {}  # connexion's validation met the answer and let it through
