@@ -30,6 +30,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    insert,
     literal_column,
     or_,
     select,
@@ -95,6 +96,9 @@ class ListedTask:
     updated_at: datetime
 
 
+_TASK_COLUMNS = tuple(attribute.key for attribute in Task.__mapper__.column_attrs)
+"""The attributes of `Task` that are columns (what `TaskRepository.add` writes)."""
+
 LISTED_COLUMNS = (
     Task.id,
     Task.title,
@@ -138,9 +142,20 @@ class TaskRepository:
         return list(self.db.scalars(select(Task).where(Task.owner_id == owner_id).order_by(Task.created_at, Task.id)))
 
     def add(self, task: Task) -> None:
-        """Stage a new task (with its tag rows)."""
-        self.db.add(task)
-        self.db.flush()
+        """Write a new task and its tag rows now, in the unit of work's transaction.
+
+        Core INSERTs of the attributes set on `task` (columns left unset get their defaults):
+        the ORM's flush cost half as much CPU again for one new row (issue 13). `task` stays
+        as built and is not tracked by the session; a change to it in the same unit of work
+        goes through `get_for_change`, which reads the row.
+        """
+        connection = self.db.connection()
+        connection.execute(insert(Task), [{key: task.__dict__[key] for key in _TASK_COLUMNS if key in task.__dict__}])
+        tags = task.__dict__.get("tag_rows") or []
+        if tags:
+            connection.execute(
+                insert(TaskTag), [{"task_id": task.id, "owner_id": task.owner_id, "tag": row.tag} for row in tags]
+            )
 
     def get(self, *, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
         """The owner's task with this id, or None (also when it belongs to someone else)."""
