@@ -49,7 +49,7 @@ spec-diff: $(BIN)/.installed node_modules/.installed
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy services persistence adapters
+	$(BIN)/mypy services persistence adapters jobs
 	$(BIN)/lint-imports
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 	npx --no-install redocly lint build/openapi.json --max-problems 1000
