@@ -412,7 +412,7 @@ class JobRun:
         with self.unit_of_work() as uow:
             held = uow.jobs.change_attempt(
                 self.job_id,
-                worker_id=self.worker_id,
+                held_by=self.worker_id,
                 attempt=self.attempt,
                 progress_done=done,
                 progress_total=total,
@@ -470,7 +470,7 @@ def run(
 
     def settle(**values: Any) -> bool:
         with unit_of_work() as uow:
-            return uow.jobs.change_attempt(job_id, worker_id=worker_id, attempt=attempt, **values)
+            return uow.jobs.change_attempt(job_id, held_by=worker_id, attempt=attempt, **values)
 
     kind = engine.kinds.get(job.kind)
     if kind is None:
@@ -542,7 +542,7 @@ def renew_lease(
     periodically while the function runs). False when this attempt no longer holds the job."""
     with unit_of_work() as uow:
         return uow.jobs.change_attempt(
-            job_id, worker_id=worker_id, attempt=attempt, lease_expires_at=clock.now() + engine.lease
+            job_id, held_by=worker_id, attempt=attempt, lease_expires_at=clock.now() + engine.lease
         )
 
 
@@ -585,7 +585,7 @@ def sweep(*, unit_of_work: Callable[[], UnitOfWork], clock: Clock, engine: JobEn
                 values = {"status": JobStatus.QUEUED, "next_attempt_at": now, "worker_id": None}
             changed = uow.jobs.change_attempt(
                 job.id,
-                worker_id=job.worker_id or "",
+                held_by=job.worker_id or "",
                 attempt=job.attempts,
                 lease_expired_before=now,
                 lease_expires_at=None,

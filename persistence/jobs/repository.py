@@ -98,15 +98,15 @@ class JobRepository:
         self,
         job_id: uuid.UUID,
         *,
-        worker_id: str,
+        held_by: str,
         attempt: int,
         lease_expired_before: datetime | None = None,
         **values: Any,
     ) -> bool:
-        """`change_if` the job is running this worker's `attempt` (worker id and attempt number are
+        """`change_if` the job is running the `attempt` of the worker `held_by` (worker id and attempt number are
         the fencing token: a worker whose lease was taken away writes nothing) and, with
         `lease_expired_before`, its lease ended before that instant."""
-        conditions = [Job.status == "running", Job.worker_id == worker_id, Job.attempts == attempt]
+        conditions = [Job.status == "running", Job.worker_id == held_by, Job.attempts == attempt]
         if lease_expired_before is not None:
             conditions.append(Job.lease_expires_at < lease_expired_before)
         return self.change_if(job_id, *conditions, **values)
