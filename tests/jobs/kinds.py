@@ -8,6 +8,7 @@ then hangs on that attempt (for a test to kill its worker mid-run).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -22,10 +23,8 @@ def record(run: JobRun) -> dict[str, Any]:
     folder = Path(run.payload["dir"])
     with (folder / "runs.log").open("a") as log:
         log.write(f"{run.job_id} {run.attempt} {os.getpid()}\n")
-    try:
+    with contextlib.suppress(FileExistsError):  # made by an earlier attempt: the effect happens once
         os.close(os.open(folder / f"effect-{run.job_id}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        pass  # done by an earlier attempt: the effect happens once
     if run.payload.get("hang_on_attempt") == run.attempt:
         time.sleep(HANG_SECONDS)  # killed meanwhile
     run.checkpoint(1, 1, "recorded")

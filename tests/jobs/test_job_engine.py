@@ -243,9 +243,8 @@ def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_checkpoint(n
     assert reached == [1]
     row = job_row(new_uow, running)
     assert (row.status, row.cancel_requested, row.progress_done) == ("cancelled", True, 2)  # recorded, then stopped
-    with new_uow() as uow:
-        with pytest.raises(JobStateConflict):
-            jobs.cancel(uow=uow, clock=clock, caller=owner, job_id=running)
+    with new_uow() as uow, pytest.raises(JobStateConflict):
+        jobs.cancel(uow=uow, clock=clock, caller=owner, job_id=running)
 
 
 def test_only_failed_or_cancelled_jobs_can_be_retried(new_uow, clock, engine, owner):
