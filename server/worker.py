@@ -183,11 +183,19 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
     )
     last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
 
-    def background() -> None:
-        if parent_pid is not None and os.getppid() != parent_pid:
+    orphaned = threading.Event()
+
+    def parent_gone() -> None:
+        if os.getppid() != parent_pid and not orphaned.is_set():
+            orphaned.set()
             log.info("job_worker_parent_gone", parent_pid=parent_pid)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+            os.kill(os.getpid(), signal.SIGINT)  # huey's graceful stop: running jobs finish
+
+    # uvicorn re-raises the signal that stopped it, so `charter serve` may end without stopping
+    # its child: the child watches its parent once a second instead.
+    watcher = Repeating(parent_gone, 1.0, name="parent-watch").start() if parent_pid is not None else None
+
+    def background() -> None:
         worker.sweep()
         if time.monotonic() - last_maintenance[0] >= MAINTENANCE_EVERY_SECONDS:
             last_maintenance[0] = time.monotonic()
@@ -205,5 +213,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         consumer.run()
     finally:
         sweeper.stop()
+        if watcher is not None:
+            watcher.stop()
         worker.db.dispose()
     return 0
