@@ -20,9 +20,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## run: set up, migrate the default SQLite database under var/, build the docs, serve on http://127.0.0.1:$(PORT)
+## run: set up, migrate the default SQLite database under var/, build the docs, serve on http://127.0.0.1:$(PORT) with one job worker (charter serve --with-worker)
 run: $(BIN)/.installed migrate docs
-	$(BIN)/charter serve --host 127.0.0.1 --port $(PORT)
+	$(BIN)/charter serve --host 127.0.0.1 --port $(PORT) --with-worker
 
 ## migrate: apply every Alembic migration to DATABASE_URL (default sqlite:///var/charter.db)
 migrate: $(BIN)/.installed
@@ -49,7 +49,7 @@ spec-diff: $(BIN)/.installed node_modules/.installed
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy services persistence adapters
+	$(BIN)/mypy services persistence adapters jobs
 	$(BIN)/lint-imports
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 	npx --no-install redocly lint build/openapi.json --max-problems 1000

@@ -18,6 +18,7 @@ from persistence.accounts.users import UserRepository
 from persistence.audit.repository import AuditRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.idempotency.repository import IdempotencyRecords
+from persistence.jobs.repository import JobRepository
 from persistence.tasks.repository import TaskRepository
 
 
@@ -106,6 +107,11 @@ class UnitOfWork:
     def idempotency(self) -> IdempotencyRecords:
         """Idempotency records, for storing an answer with the change it describes."""
         return IdempotencyRecords(self.session)
+
+    @cached_property
+    def jobs(self) -> JobRepository:
+        """Job records (background work)."""
+        return JobRepository(self.session)
 
     def flush(self) -> None:
         """Send pending changes to the database now (within the transaction), so constraints

@@ -31,6 +31,7 @@ from server.integration.validation import VALIDATORS, ProblemParameterValidator,
 from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
 from server.settings import Settings
+from server.worker import make_job_engine
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
 from services.passwords import PasswordHasher, PasswordPolicy
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             api_prefix=API_PREFIX,
         ),
         access=access_policies(spec),
+        jobs=make_job_engine(settings)[0],
     )
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)

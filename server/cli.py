@@ -1,4 +1,4 @@
-"""The `charter` command: ``charter migrate`` applies migrations, ``charter serve`` runs the API.
+"""The `charter` command: ``migrate`` applies migrations, ``serve`` runs the API, ``worker`` runs jobs.
 
 ``make migrate`` and ``make run`` call these; they read the same settings as the app.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -145,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run one job worker (`charter worker`) as a child process, stopped with the server (make run)",
+    )
+    worker = commands.add_parser("worker", help="run background jobs (a huey consumer)")
+    worker.add_argument("--threads", type=int, default=2, help="jobs run at once (default 2)")
+    worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     try:
@@ -163,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "create-admin":
         return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
+    elif args.command == "worker":
+        from server.worker import run_worker
+
+        if args.threads < 1:
+            print("charter: --threads must be at least 1", file=sys.stderr)
+            return 1
+        return run_worker(settings, threads=args.threads, parent_pid=args.parent_pid)
     elif args.command == "serve":
         import uvicorn
 
@@ -171,16 +188,41 @@ def main(argv: list[str] | None = None) -> int:
             # reads this variable itself when a worker imports it).
             folder = tempfile.mkdtemp(prefix="charter-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-        uvicorn.run(
-            "server.asgi:app",
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-        )
+        child = start_worker_child() if args.with_worker else None
+        try:
+            uvicorn.run(
+                "server.asgi:app",
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_config=None,
+                access_log=False,
+                proxy_headers=False,
+            )
+        finally:
+            if child is not None:
+                stop_child(child)
     return 0
+
+
+def start_worker_child() -> subprocess.Popen[bytes]:
+    """`charter worker` as a child of this process (same environment and folder), which also
+    stops by itself when this process is gone (`--parent-pid`)."""
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+        [sys.executable, "-m", "server.cli", "worker", "--parent-pid", str(os.getpid())], stdin=subprocess.DEVNULL
+    )
+
+
+def stop_child(child: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
+    """Ask the child to finish its running jobs (SIGINT: huey's graceful stop), then kill it
+    after `timeout` seconds."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=timeout)
 
 
 if __name__ == "__main__":

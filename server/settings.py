@@ -126,11 +126,23 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, description="SMTP password.")
     smtp_timeout_seconds: float = Field(10.0, gt=0, le=120, description="SMTP connect and command timeout.")
     mail_from: str = Field("Charter <no-reply@charter.example>", description="Sender of outgoing mail.")
+    job_queue: Literal["auto", "sqlite", "redis"] = Field(
+        "auto", description="Job queue: auto (redis with REDIS_URL, else sqlite), sqlite or redis."
+    )
+    job_lease_seconds: int = Field(
+        60, ge=1, le=3600, description="How long a claim or renewal holds a running job before the sweep re-queues it."
+    )
+    job_sweep_interval_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often each worker sweeps for expired leases and lost deliveries."
+    )
+    job_extra_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="More modules declaring JOB_KINDS, beyond the jobs package (tests)."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
 
-    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", "job_extra_modules", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -183,6 +195,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _redis_queue_needs_redis(self) -> Settings:
+        if self.job_queue == "redis" and not self.redis_url:
+            raise ValueError("JOB_QUEUE=redis needs REDIS_URL")
+        return self
+
+    @model_validator(mode="after")
     def _check_secret(self) -> Settings:
         if self.jwt_secret is not None and len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2)")
@@ -216,6 +234,18 @@ class Settings(BaseSettings):
         if "{token}" not in value:
             raise ValueError("PASSWORD_RESET_URL must contain {token}")
         return value
+
+    @property
+    def job_backend(self) -> Literal["sqlite", "redis"]:
+        """The job queue in use: JOB_QUEUE, or with `auto` Redis when REDIS_URL is set."""
+        if self.job_queue == "auto":
+            return "redis" if self.redis_url else "sqlite"
+        return self.job_queue
+
+    @property
+    def job_queue_file(self) -> Path:
+        """The SqliteHuey file of the embedded job queue, under VAR_DIR."""
+        return self.var_dir / "job-queue.db"
 
     @property
     def is_sqlite(self) -> bool:

@@ -45,3 +45,12 @@ class PasswordResetRepository:
                 PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None)
             )
         )
+
+    def purge(self, now: datetime) -> int:
+        """Delete every token that can no longer be used (expired at `now`, or used); returns how many."""
+        result = self.db.execute(
+            delete(PasswordResetToken).where(
+                (PasswordResetToken.expires_at <= now) | PasswordResetToken.used_at.is_not(None)
+            )
+        )
+        return affected_rows(result)

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from persistence.database import affected_rows
 from persistence.idempotency.models import IdempotencyRecord
 
 
@@ -99,3 +100,9 @@ class IdempotencyRecords:
             .where(IdempotencyRecord.owner_id == owner_id, IdempotencyRecord.key == key)
             .values(state="completed", response_status=status, response_headers=headers, response_body=body)
         )
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete every record whose key expired at `now` (a retry after that is a new request
+        anyway: `IdempotencyClaims.claim` replaces an expired record); returns how many."""
+        result = self.db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now))
+        return affected_rows(result)

@@ -23,6 +23,7 @@ from services.accounts import AuthConfig
 from services.audit import RequestMeta
 from services.clock import Clock
 from services.errors import InvalidToken, NotFound
+from services.jobs import JobEngine
 from services.tokens import AccessClaims
 
 EXTENSION = "charter"
@@ -55,6 +56,7 @@ class AppContext:
         started_at: `time.monotonic()` at start-up, for the liveness probe's uptime.
         service_info: what `GET /` says.
         access: each operation's access policy (its `x-access`), by operationId.
+        jobs: the job engine: the declared kinds and the queue (this process only enqueues).
     """
 
     settings: Settings
@@ -67,12 +69,18 @@ class AppContext:
     started_at: float
     service_info: ServiceInfo
     access: dict[str, Access]
+    jobs: JobEngine
 
 
 def state() -> AppContext:
     """The app-wide objects built by `create_app`."""
     context: AppContext = flask.current_app.extensions[EXTENSION]
     return context
+
+
+def job_engine() -> JobEngine:
+    """The job engine, for operations that start or change jobs."""
+    return state().jobs
 
 
 def clock() -> Clock:

@@ -34,6 +34,7 @@ APP_TABLES = {
     "audit_events",
     "task_tags",
     "idempotency_records",
+    "jobs",
 }
 
 

@@ -1,0 +1,1 @@
+"""The job records: what the API tells about background work (issue 14)."""

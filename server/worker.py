@@ -1,0 +1,219 @@
+"""The job wiring: the `JobEngine` every process builds from the settings, and `charter worker`,
+the process that runs jobs (a huey consumer, a lease keeper per running job, and a sweeper).
+
+Imported by the other wiring modules (`server.app`, `server.cli`) and by nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from huey.consumer import Consumer
+
+import jobs
+from adapters.job_queue import HueyJobQueue, make_huey
+from persistence.database import make_engine, make_session_factory
+from persistence.unit_of_work import UnitOfWork
+from server.log_config import configure_logging
+from server.settings import Settings
+from services import jobs as job_services
+from services.clock import Clock, SystemClock
+
+log = structlog.get_logger(__name__)
+
+MAINTENANCE_KIND = "maintenance.purge_expired"
+MAINTENANCE_EVERY_SECONDS = 3600.0
+"""Each worker queues `maintenance.purge_expired` this often (unless one is pending)."""
+_RANDOM = random.Random()  # noqa: S311 - retry jitter, not a secret
+
+
+def make_job_engine(
+    settings: Settings, handler: Callable[[str], None] | None = None
+) -> tuple[job_services.JobEngine, HueyJobQueue]:
+    """The job engine (every kind `jobs.discover` finds, plus JOB_EXTRA_MODULES'), over the huey
+    queue JOB_QUEUE picks; `handler` runs delivered job ids (None: this process only enqueues)."""
+    queue = HueyJobQueue(
+        make_huey(settings.job_backend, sqlite_path=settings.job_queue_file, redis_url=settings.redis_url),
+        handler,
+    )
+    engine = job_services.JobEngine(
+        kinds=jobs.discover(settings.job_extra_modules),
+        queue=queue,
+        lease=timedelta(seconds=settings.job_lease_seconds),
+        redeliver_after=timedelta(seconds=max(300, 5 * settings.job_lease_seconds)),
+        random=_RANDOM.random,
+    )
+    return engine, queue
+
+
+class Repeating:
+    """Calls `action` every `interval` seconds in a daemon thread until `stop` (the first call
+    after one interval). An exception is logged and the next call still happens."""
+
+    def __init__(self, action: Callable[[], object], interval: float, *, name: str) -> None:
+        self.action = action
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> Repeating:
+        self.thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.action()
+            except Exception:
+                log.exception("job_background_call_failed", thread=self.thread.name)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout=10)
+
+
+class Worker:
+    """Runs delivered jobs in this process: `handle` is huey's task body.
+
+    Args:
+        settings: the configuration.
+        clock: the time the services see.
+    """
+
+    def __init__(self, settings: Settings, *, threads: int, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.db = make_engine(
+            settings.database_url,
+            pool_size=threads + 2,
+            max_overflow=threads,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            pool_pre_ping=settings.db_pool_pre_ping,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        self.session_factory = make_session_factory(self.db)
+        self.engine, self.queue = make_job_engine(settings, self.handle)
+        self.identity = f"{socket.gethostname()}/{os.getpid()}"
+
+    def unit_of_work(self) -> UnitOfWork:
+        """A new unit of work on this worker's engine."""
+        return UnitOfWork(self.session_factory)
+
+    def handle(self, job_id: str) -> None:
+        """Run one delivery (`services.jobs.run`), renewing the lease every third of it while the
+        job function runs, and log the outcome (a failure with its traceback)."""
+        worker_id = f"{self.identity}/{threading.current_thread().name}"
+        keeper: Repeating | None = None
+
+        def claimed(attempt: int) -> None:
+            nonlocal keeper
+            keeper = Repeating(
+                lambda: job_services.renew_lease(
+                    unit_of_work=self.unit_of_work,
+                    clock=self.clock,
+                    engine=self.engine,
+                    job_id=uuid.UUID(job_id),
+                    worker_id=worker_id,
+                    attempt=attempt,
+                ),
+                self.settings.job_lease_seconds / 3,
+                name=f"lease-{job_id[:8]}",
+            ).start()
+
+        try:
+            report = job_services.run(
+                engine=self.engine,
+                unit_of_work=self.unit_of_work,
+                clock=self.clock,
+                job_id=uuid.UUID(job_id),
+                worker_id=worker_id,
+                on_claimed=claimed,
+            )
+        finally:
+            if keeper is not None:
+                keeper.stop()
+        fields = {"job_id": job_id, "outcome": str(report.outcome), "attempt": report.attempt}
+        if report.error is not None:
+            log.warning("job_attempt_failed", **fields, exc_info=report.error)
+        elif report.outcome is not job_services.Outcome.NOT_CLAIMED:
+            log.info("job_attempt_ended", **fields)
+
+    def sweep(self) -> None:
+        """One sweep (`services.jobs.sweep`), logged when it changed anything."""
+        report = job_services.sweep(unit_of_work=self.unit_of_work, clock=self.clock, engine=self.engine)
+        if report.requeued or report.ended or report.redelivered:
+            log.info(
+                "job_sweep",
+                requeued=len(report.requeued),
+                ended=len(report.ended),
+                redelivered=len(report.redelivered),
+            )
+
+    def queue_maintenance(self) -> None:
+        """Queue `maintenance.purge_expired` unless one is queued or running."""
+        with self.unit_of_work() as uow:
+            job_services.enqueue_unless_pending(uow=uow, clock=self.clock, engine=self.engine, kind=MAINTENANCE_KIND)
+
+
+def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = None) -> int:
+    """`charter worker`: consume the job queue with `threads` threads until SIGINT (graceful:
+    running jobs finish) or SIGTERM (at once; their leases expire and the sweep re-queues them).
+    With `parent_pid`, stop when that process is gone (the worker `charter serve --with-worker`
+    starts). Returns the exit status."""
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    worker = Worker(settings, threads=threads)
+    consumer: Consumer = worker.queue.huey.create_consumer(
+        workers=threads,
+        worker_type="thread",
+        periodic=False,
+        initial_delay=0.05,
+        backoff=1.5,
+        max_delay=1.0,
+    )
+    last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
+
+    orphaned = threading.Event()
+
+    def parent_gone() -> None:
+        if os.getppid() != parent_pid and not orphaned.is_set():
+            orphaned.set()
+            log.info("job_worker_parent_gone", parent_pid=parent_pid)
+            os.kill(os.getpid(), signal.SIGINT)  # huey's graceful stop: running jobs finish
+
+    # uvicorn re-raises the signal that stopped it, so `charter serve` may end without stopping
+    # its child: the child watches its parent once a second instead.
+    watcher = Repeating(parent_gone, 1.0, name="parent-watch").start() if parent_pid is not None else None
+
+    def background() -> None:
+        worker.sweep()
+        if time.monotonic() - last_maintenance[0] >= MAINTENANCE_EVERY_SECONDS:
+            last_maintenance[0] = time.monotonic()
+            worker.queue_maintenance()
+
+    sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
+    log.info(
+        "job_worker_started",
+        queue=settings.job_backend,
+        threads=threads,
+        kinds=sorted(worker.engine.kinds),
+        lease_seconds=settings.job_lease_seconds,
+    )
+    try:
+        consumer.run()
+    finally:
+        sweeper.stop()
+        if watcher is not None:
+            watcher.stop()
+        worker.db.dispose()
+    return 0
