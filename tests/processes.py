@@ -58,17 +58,20 @@ def charter_environment(**values: str) -> dict[str, str]:
     return environment
 
 
-def start_charter_serve(environment: dict[str, str], *, workdir: Path) -> tuple[str, subprocess.Popen, Path]:
-    """Start `charter serve` on a free loopback port, in `workdir` (so no `.env` of the project
-    is read), its output in `workdir/serve-<port>.log`. Returns (base URL, process, log path);
-    the caller stops it (`stop_process`). Skips the test when the console script is missing."""
+def start_charter_serve(
+    environment: dict[str, str], *, workdir: Path, arguments: tuple[str, ...] = ()
+) -> tuple[str, subprocess.Popen, Path]:
+    """Start `charter serve` (with `arguments`, e.g. ``("--with-worker",)``) on a free loopback
+    port, in `workdir` (so no `.env` of the project is read), its output in
+    `workdir/serve-<port>.log`. Returns (base URL, process, log path); the caller stops it
+    (`stop_process`). Skips the test when the console script is missing."""
     if not CHARTER.exists():
         pytest.skip(f"the charter console script is not installed next to {sys.executable}")
     port = free_port()
     log_path = workdir / f"serve-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(CHARTER), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(CHARTER), "serve", "--host", "127.0.0.1", "--port", str(port), *arguments],
             cwd=workdir,
             env=environment,
             stdout=log,
