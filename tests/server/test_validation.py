@@ -151,3 +151,26 @@ def test_a_writes_answer_is_checked_once_before_the_commit_and_not_again(client,
     assert answer.status_code == 201
     assert checks.count("checked once") == 2  # the request body, then the answer before the commit
     assert validation._CHECKED_ANSWERS == {}  # connexion's validation met the answer and let it through
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"items": [{"id": "x", "n": 1.5e300, "t": "caf\\u00e9 \\ud83d\\ude00"}], "next_cursor": null}',
+        b'{"a": 1, "a": 2}',
+        b'{"big": 123456789012345678901234567890}',
+        b'{"n": NaN}',
+        b"[1, 2, 3]",
+        b'"text"',
+    ],
+)
+def test_answers_parse_as_json_reads_them(raw):
+    import json
+
+    from server.integration.validation import _UNPARSED, parsed_answer
+
+    parsed = parsed_answer(raw)
+    if parsed is not _UNPARSED:
+        assert parsed == json.loads(raw)
+    else:
+        assert raw in (b'{"big": 123456789012345678901234567890}', b'{"n": NaN}')  # left to json, as before
