@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers.responses import json_answer, no_content, timestamp
 from server.integration.context import clock, job_engine, principal, unit_of_work
+from server.integration.idempotency import idempotent
 from services import reminders
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def list_reminders(user_id: str, task_id: str, limit: int = 20, cursor: str | No
     return json_answer({"items": [reminder_representation(r) for r in page.items], "next_cursor": page.next_cursor})
 
 
+@idempotent
 def create_reminder(user_id: str, task_id: str, body: dict[str, Any]) -> tuple:
     """POST …/tasks/{task_id}/reminders — 201 with the reminder and its Location."""
     reminder = reminders.create_reminder(

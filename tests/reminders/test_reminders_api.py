@@ -172,3 +172,18 @@ def test_the_export_holds_reminders_and_notifications_and_deleting_the_account_d
     with UnitOfWork(session_factory(app)) as uow:
         owner = uuid.UUID(account.id)
         assert (uow.reminders.all_of_owner(owner), uow.notifications.all_of_owner(owner)) == ([], [])
+
+
+def test_a_reminder_retried_with_its_idempotency_key_is_set_once(client, account):
+    task = create_task(client, account)
+    path = reminders_path(account, task["id"])
+    body = {"remind_at": soon(30), "channels": ["email"]}
+    headers = {**account.headers, "Idempotency-Key": f"reminder-{uuid.uuid4()}"}
+    first = client.post(path, json=body, headers=headers)
+    again = client.post(path, json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert [item["id"] for item in client.get(path, headers=account.headers).json()["items"]] == [first.json()["id"]]
+    other = client.post(path, json={**body, "channels": ["in_app"]}, headers=headers)
+    assert_problem(other, 422, "/problems/idempotency-key-reused")
