@@ -44,27 +44,39 @@ class SmtpMailer:
 
     def send(self, message: EmailMessage) -> None:
         """Queue `message`; delivery failures are logged (without the message body)."""
+        self._stamp(message)
+        self._executor.submit(self._deliver, message)
+
+    def deliver(self, message: EmailMessage) -> None:
+        """Send `message` now, in the caller's thread (a job: its retries handle a failure).
+
+        Raises:
+            OSError, smtplib.SMTPException: the server could not be reached or refused it.
+        """
+        self._stamp(message)
+        context = ssl.create_default_context()
+        if self.security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with client:
+            if self.security == "starttls":
+                client.starttls(context=context)
+            if self.username:
+                client.login(self.username, self.password or "")
+            client.send_message(message)
+        log.info("mail_sent", subject=str(message["Subject"]), recipient_domain=_domain(message))
+
+    def _stamp(self, message: EmailMessage) -> None:
         if "From" not in message:
             message["From"] = self.sender
         if "Message-ID" not in message:
             message["Message-ID"] = make_msgid(domain="charter.local")
-        self._executor.submit(self._deliver, message)
 
     def _deliver(self, message: EmailMessage) -> None:
-        recipient_domain = str(message["To"]).rsplit("@", 1)[-1]
+        recipient_domain = _domain(message)
         try:
-            context = ssl.create_default_context()
-            if self.security == "tls":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
-            else:
-                client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            with client:
-                if self.security == "starttls":
-                    client.starttls(context=context)
-                if self.username:
-                    client.login(self.username, self.password or "")
-                client.send_message(message)
-            log.info("mail_sent", subject=str(message["Subject"]), recipient_domain=recipient_domain)
+            self.deliver(message)
         except (OSError, smtplib.SMTPException) as error:
             log.error(
                 "mail_failed",
@@ -78,12 +90,20 @@ class SmtpMailer:
         self._executor.shutdown(wait=True)
 
 
+def _domain(message: EmailMessage) -> str:
+    return str(message["To"]).rsplit("@", 1)[-1]
+
+
 class LogMailer:
     """For development without SMTP_HOST: logs that a mail was not sent, never its content
     (it would hold a reset link)."""
 
     def send(self, message: EmailMessage) -> None:
         log.warning("mail_not_sent", subject=str(message["Subject"]), reason="SMTP_HOST is not set")
+
+    def deliver(self, message: EmailMessage) -> None:
+        """The same as `send`: nothing is sent, so nothing can fail."""
+        self.send(message)
 
 
 class MemoryMailer:
@@ -95,4 +115,8 @@ class MemoryMailer:
 
     def send(self, message: EmailMessage) -> None:
         """Keep `message`."""
+        self.sent.append(message)
+
+    def deliver(self, message: EmailMessage) -> None:
+        """Keep `message` (as `send`)."""
         self.sent.append(message)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from handlers.etags import etag, expected_versions, matches_current
 from handlers.responses import json_answer, no_content, not_modified, timestamp
-from server.integration.context import clock, header, principal, unit_of_work
+from server.integration.context import clock, header, job_engine, principal, unit_of_work
 from server.integration.idempotency import idempotent
 from server.integration.problems import problem_body_for
 from services import tasks
@@ -31,6 +31,7 @@ def task_representation(task: Task | ListedTask) -> dict[str, Any]:
         "completed_at": timestamp(task.completed_at),
         "priority": task.priority,
         "due_at": timestamp(task.due_at),
+        "recurrence": task.recurrence,
         "tags": task.tags,
         "version": task.version,
         "created_at": timestamp(task.created_at),
@@ -112,6 +113,7 @@ def replace_task(user_id: str, task_id: str, body: dict[str, Any]) -> tuple:
         task_id=uuid.UUID(task_id),
         data=body,
         expected_versions=_if_match(),
+        engine=job_engine(),
     )
     return _task_answer(task)
 
@@ -134,6 +136,7 @@ def complete_task(user_id: str, task_id: str, body: dict[str, Any] | None = None
         task_id=uuid.UUID(task_id),
         completed=completed,
         expected_versions=_if_match(),
+        engine=job_engine(),
     )
     return _task_answer(task)
 
@@ -141,7 +144,9 @@ def complete_task(user_id: str, task_id: str, body: dict[str, Any] | None = None
 @idempotent
 def bulk_tasks(user_id: str, body: dict[str, Any]) -> tuple:
     """POST /api/v1/users/{user_id}/tasks/bulk — 207 with one result per operation."""
-    results = tasks.bulk(uow=unit_of_work(), clock=clock(), owner_id=_owner(user_id), operations=body["operations"])
+    results = tasks.bulk(
+        uow=unit_of_work(), clock=clock(), owner_id=_owner(user_id), operations=body["operations"], engine=job_engine()
+    )
     answer = []
     for result in results:
         item: dict[str, Any] = {"index": result.index, "op": result.op}

@@ -19,6 +19,8 @@ from persistence.audit.repository import AuditRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.idempotency.repository import IdempotencyRecords
 from persistence.jobs.repository import JobRepository
+from persistence.notifications.repository import NotificationRepository
+from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
 
 
@@ -112,6 +114,16 @@ class UnitOfWork:
     def jobs(self) -> JobRepository:
         """Job records (background work)."""
         return JobRepository(self.session)
+
+    @cached_property
+    def reminders(self) -> ReminderRepository:
+        """Reminders of tasks."""
+        return ReminderRepository(self.session)
+
+    @cached_property
+    def notifications(self) -> NotificationRepository:
+        """In-app notifications."""
+        return NotificationRepository(self.session)
 
     def flush(self) -> None:
         """Send pending changes to the database now (within the transaction), so constraints

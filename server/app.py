@@ -14,7 +14,6 @@ from connexion import context as connexion_context
 from connexion.jsonifier import Jsonifier
 from connexion.options import SwaggerUIOptions
 
-from adapters.mail import LogMailer, SmtpMailer
 from persistence.database import database_answers, make_engine, make_session_factory
 from server.contract import RouteTable, access_policies, bundle
 from server.edge import install_edge
@@ -31,7 +30,7 @@ from server.integration.validation import VALIDATORS, ProblemParameterValidator,
 from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
 from server.settings import Settings
-from server.worker import make_job_engine
+from server.worker import make_job_engine, make_mailer
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
 from services.passwords import PasswordHasher, PasswordPolicy
@@ -190,21 +189,6 @@ def redis_answers(client: redis.Redis) -> bool:
         log.warning("readiness_check_failed", dependency="redis", error=type(error).__name__)
         return False
     return True
-
-
-def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
-    """SMTP when SMTP_HOST is set; otherwise a mailer that only logs that mail was not sent."""
-    if not settings.smtp_host:
-        return LogMailer()
-    return SmtpMailer(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        security=settings.smtp_security,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        sender=settings.mail_from,
-        timeout=settings.smtp_timeout_seconds,
-    )
 
 
 def _commit_on_success(response: flask.Response) -> flask.Response:

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     job_sweep_interval_seconds: float = Field(
         15.0, gt=0, le=3600, description="How often each worker sweeps for expired leases and lost deliveries."
     )
+    reminder_sweep_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How often each worker fires due reminders whose scheduled job was lost (the backstop).",
+    )
     job_extra_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="More modules declaring JOB_KINDS, beyond the jobs package (tests)."
     )

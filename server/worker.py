@@ -21,11 +21,13 @@ from huey.consumer import Consumer
 
 import jobs
 from adapters.job_queue import HueyJobQueue, make_huey
+from adapters.mail import LogMailer, SmtpMailer
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import Settings
 from services import jobs as job_services
+from services import reminders as reminder_services
 from services.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
@@ -51,8 +53,24 @@ def make_job_engine(
         lease=timedelta(seconds=settings.job_lease_seconds),
         redeliver_after=timedelta(seconds=max(300, 5 * settings.job_lease_seconds)),
         random=_RANDOM.random,
+        mail=make_mailer(settings) if handler is not None else None,
     )
     return engine, queue
+
+
+def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
+    """SMTP when SMTP_HOST is set; otherwise a mailer that only logs that mail was not sent."""
+    if not settings.smtp_host:
+        return LogMailer()
+    return SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        sender=settings.mail_from,
+        timeout=settings.smtp_timeout_seconds,
+    )
 
 
 class Repeating:
@@ -160,6 +178,13 @@ class Worker:
                 redelivered=len(report.redelivered),
             )
 
+    def sweep_reminders(self) -> None:
+        """Fire due reminders whose `reminders.fire` delivery was lost
+        (`services.reminders.sweep_due`), logged when it fired any."""
+        fired = reminder_services.sweep_due(unit_of_work=self.unit_of_work, clock=self.clock, engine=self.engine)
+        if fired:
+            log.info("reminder_sweep", fired=fired)
+
     def queue_maintenance(self) -> None:
         """Queue `maintenance.purge_expired` unless one is queued or running."""
         with self.unit_of_work() as uow:
@@ -202,6 +227,9 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
             worker.queue_maintenance()
 
     sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
+    reminder_sweeper = Repeating(
+        worker.sweep_reminders, settings.reminder_sweep_interval_seconds, name="reminder-sweeper"
+    ).start()
     log.info(
         "job_worker_started",
         queue=settings.job_backend,
@@ -213,6 +241,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         consumer.run()
     finally:
         sweeper.stop()
+        reminder_sweeper.stop()
         if watcher is not None:
             watcher.stop()
         worker.db.dispose()

@@ -35,6 +35,7 @@ from persistence.unit_of_work import UnitOfWork
 from services.clock import Clock
 from services.cursors import decode_cursor, page
 from services.errors import Conflict, DomainError, Forbidden, NotFound, ProblemType
+from services.notifications import MailTransport
 
 if TYPE_CHECKING:
     from persistence.accounts.models import User
@@ -160,6 +161,8 @@ class JobEngine:
             again by `sweep` (its delivery was lost, e.g. the process died between the commit
             and the hand-over to the queue); duplicates are harmless, the claim decides.
         random: a uniform draw in [0, 1) for the retry jitter (a test passes a fixed one).
+        mail: sends mail at once, raising on failure, for job functions that mail (the
+            attempt fails and the kind's retry policy applies); None where no job mails.
     """
 
     kinds: Mapping[str, JobKind]
@@ -167,6 +170,7 @@ class JobEngine:
     lease: timedelta = timedelta(seconds=60)
     redeliver_after: timedelta = timedelta(minutes=5)
     random: Callable[[], float] = field(default=lambda: 0.5)
+    mail: MailTransport | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,7 @@ def enqueue(
     owner_id: uuid.UUID | None,
     subject: Subject | None = None,
     payload: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> Job:
     """Record a new queued job in `uow` and hand its id to the queue after the commit (never if
     the work is rolled back). An operation that starts work answers 202 with
@@ -204,6 +209,8 @@ def enqueue(
         owner_id: the user the job works for (who may see it), or None for the service's own work.
         subject: the resource the job works on, if any.
         payload: the job function's arguments, a JSON object.
+        at: when the job is due (an aware datetime; None or a past instant: now). The queue
+            holds it until then and no worker claims it earlier (`JobRepository.claim`).
 
     Raises:
         LookupError: `kind` is not declared (a bug of the calling area).
@@ -212,6 +219,7 @@ def enqueue(
     if declared is None:
         raise LookupError(f"no job kind {kind!r} is declared")
     now = clock.now()
+    due = max(at, now) if at is not None else now
     job = Job(
         id=uuid.uuid4(),
         kind=kind,
@@ -222,13 +230,13 @@ def enqueue(
         cancel_requested=False,
         attempts=0,
         max_attempts=declared.retry.max_attempts,
-        next_attempt_at=now,
+        next_attempt_at=due,
         payload=dict(payload or {}),
         progress_done=0,
         created_at=now,
     )
     uow.jobs.add(job)
-    _deliver_after_commit(uow, engine, job.id, now)
+    _deliver_after_commit(uow, engine, job.id, due)
     return job
 
 

@@ -14,9 +14,11 @@ from typing import Any
 from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
 from persistence.tasks.repository import SORT_COLUMNS, ListedTask, Stats, TaskFilters, TaskOrder
 from persistence.unit_of_work import UnitOfWork
+from services import recurrence, reminders
 from services.clock import Clock
 from services.cursors import decode_values, encode_values
 from services.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
+from services.jobs import JobEngine
 from services.timestamps import parse_instant
 
 DEFAULT_PRIORITY = "medium"
@@ -134,15 +136,24 @@ def replace_task(
     data: dict[str, Any],
     expected_versions: Collection[int] | None = None,
     pointer: str = "",
+    engine: JobEngine | None = None,
 ) -> Task:
     """Set the whole state of a task from a validated `TaskReplace` body; omitted optional
-    fields go back to their defaults. Raises NotFound or PreconditionFailed."""
+    fields go back to their defaults. A new due date moves its `minutes_before_due` reminders
+    (scheduled on `engine`); completing it skips its pending reminders and, for a recurring
+    task, creates the next occurrence (`set_completion`). Raises NotFound, PreconditionFailed,
+    InvalidInput or UnsupportedRecurrence."""
     task = _get_for_change(uow, owner_id, task_id, expected_versions)
     now = clock.now()
+    due_before, was_completed = task.due_at, task.completed
     _assign(task, data, pointer=pointer)
     _set_completed(task, bool(data.get("completed", False)), now)
     _touch(task, now)
     uow.flush()
+    if task.due_at != due_before:
+        reminders.due_date_changed(uow=uow, clock=clock, engine=engine, task=task)
+    if task.completed and not was_completed:
+        _completed(uow, clock, engine, task)
     return task
 
 
@@ -154,8 +165,16 @@ def set_completion(
     task_id: uuid.UUID,
     completed: bool,
     expected_versions: Collection[int] | None = None,
+    engine: JobEngine | None = None,
 ) -> Task:
     """Mark a task done (stamping `completed_at`) or open again; no change, no new version.
+
+    Completing it skips its pending reminders (issue 14: a task completed before its reminder
+    does not fire) and, when the task recurs, creates the next occurrence: a copy due at the
+    rule's next date (`services.recurrence.next_occurrence`), open, with the rule (COUNT one
+    smaller) and the reminders shifted by the distance between the due dates, scheduled on
+    `engine`. Reopening creates nothing and revives no reminder.
+
     Raises NotFound or PreconditionFailed."""
     task = _get_for_change(uow, owner_id, task_id, expected_versions)
     if task.completed != completed:
@@ -163,7 +182,43 @@ def set_completion(
         _set_completed(task, completed, now)
         _touch(task, now)
         uow.flush()
+        if completed:
+            _completed(uow, clock, engine, task)
     return task
+
+
+def _completed(uow: UnitOfWork, clock: Clock, engine: JobEngine | None, task: Task) -> Task | None:
+    """What completing `task` does besides the flag: skip its reminders, create the next
+    occurrence of a recurring task (returned; None when there is none)."""
+    reminders.task_completed(uow=uow, task=task)
+    if not task.recurrence or task.due_at is None:
+        return None
+    following = recurrence.next_occurrence(task.recurrence, due_at=task.due_at)
+    if following is None:
+        return None
+    due_at, rule = following
+    now = clock.now()
+    successor_id = uuid.uuid4()
+    successor = Task(
+        id=successor_id,
+        owner_id=task.owner_id,
+        title=task.title,
+        description=task.description,
+        priority=task.priority,
+        priority_rank=task.priority_rank,
+        due_at=due_at,
+        due_at_key=due_at,
+        recurrence=rule,
+        completed=False,
+        completed_at=None,
+        created_at=now,
+        updated_at=now,
+        version=1,
+        tag_rows=[TaskTag(task_id=successor_id, owner_id=task.owner_id, tag=tag) for tag in task.tags],
+    )
+    uow.tasks.add(successor)
+    reminders.copy_to_next(uow=uow, clock=clock, engine=engine, done=task, following=successor)
+    return successor
 
 
 def delete_task(
@@ -263,7 +318,12 @@ def tag_counts(
 
 
 def bulk(
-    *, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, operations: Sequence[dict[str, Any]]
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    owner_id: uuid.UUID,
+    operations: Sequence[dict[str, Any]],
+    engine: JobEngine | None = None,
 ) -> list[BulkResult]:
     """Apply up to 100 operations (create, replace, complete, delete), each on its own: an
     operation that fails leaves no trace (its savepoint is rolled back) and the others go on.
@@ -273,7 +333,7 @@ def bulk(
         op = operation["op"]
         try:
             with uow.savepoint():
-                result = _apply(uow, clock, owner_id, index, op, operation)
+                result = _apply(uow, clock, engine, owner_id, index, op, operation)
         except DomainError as error:
             task_id = operation.get("id")
             result = BulkResult(
@@ -284,7 +344,13 @@ def bulk(
 
 
 def _apply(
-    uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, index: int, op: str, operation: dict[str, Any]
+    uow: UnitOfWork,
+    clock: Clock,
+    engine: JobEngine | None,
+    owner_id: uuid.UUID,
+    index: int,
+    op: str,
+    operation: dict[str, Any],
 ) -> BulkResult:
     pointer = f"/operations/{index}/task"
     if op == "create":
@@ -301,6 +367,7 @@ def _apply(
             data=operation["task"],
             expected_versions=versions,
             pointer=pointer,
+            engine=engine,
         )
         return BulkResult(index=index, op=op, outcome=BulkOutcome.CHANGED, task=task, task_id=task_id)
     if op == "complete":
@@ -311,6 +378,7 @@ def _apply(
             task_id=task_id,
             completed=operation.get("completed", True),
             expected_versions=versions,
+            engine=engine,
         )
         return BulkResult(index=index, op=op, outcome=BulkOutcome.CHANGED, task=task, task_id=task_id)
     delete_task(uow=uow, owner_id=owner_id, task_id=task_id, expected_versions=versions)
@@ -339,6 +407,8 @@ def _assign(task: Task, data: dict[str, Any], *, pointer: str) -> None:
     task.priority_rank = TASK_PRIORITIES.index(task.priority)
     task.due_at = parse_instant(data["due_at"], pointer=f"{pointer}/due_at") if data.get("due_at") else None
     task.due_at_key = task.due_at or NO_DUE_DATE
+    rule = data.get("recurrence")
+    task.recurrence = recurrence.validate(rule, due_at=task.due_at, pointer=f"{pointer}/recurrence") if rule else None
     tags = normalise_tags(data.get("tags") or [], pointer=f"{pointer}/tags")
     if tags != task.tags:
         # Keep the rows of tags that stay: deleting and re-inserting one primary key in a

@@ -72,6 +72,8 @@ class Task(Base):
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     priority_rank: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     due_at_key: Mapped[datetime] = mapped_column(UTCDateTime)
+    recurrence: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    """An RFC 5545 RRULE (`services.recurrence`), or None for a one-off task."""
     tag_rows: Mapped[list[TaskTag]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", passive_deletes=True, order_by="TaskTag.tag"
     )

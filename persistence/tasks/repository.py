@@ -90,6 +90,7 @@ class ListedTask:
     completed_at: datetime | None
     priority: str
     due_at: datetime | None
+    recurrence: str | None
     tags: list[str]
     version: int
     created_at: datetime
@@ -107,6 +108,7 @@ LISTED_COLUMNS = (
     Task.completed_at,
     Task.priority,
     Task.due_at,
+    Task.recurrence,
     Task.version,
     Task.created_at,
     Task.updated_at,
@@ -196,10 +198,10 @@ class TaskRepository:
         statement, parameters = self._prepared_list(owner_id, limit, filters, order, after)
         page = []
         for row in self.db.connection().execute(statement, parameters):
-            (task_id, title, description, completed, completed_at, priority, due_at, version, created, updated) = row[
-                :10
-            ]
-            listed_tags, sort_keys = row[10], row[11:]
+            (task_id, title, description, completed, completed_at, priority, due_at, recurrence, version, created) = (
+                row[:10]
+            )
+            updated, listed_tags, sort_keys = row[10], row[11], row[12:]
             task = ListedTask(
                 id=task_id,
                 title=title,
@@ -208,6 +210,7 @@ class TaskRepository:
                 completed_at=completed_at,
                 priority=priority,
                 due_at=due_at,
+                recurrence=recurrence,
                 tags=sorted(tag for tag in listed_tags.split(TAG_SEPARATOR) if tag) if listed_tags else [],
                 version=version,
                 created_at=created,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -157,6 +158,19 @@ def _replace_task(client: ContractClient) -> Call:
     return call(client, "replaceTask", token=created.token, user_id=created.path["user_id"], task_id=task_id, body=body)
 
 
+def _create_reminder(client: ContractClient) -> Call:
+    created = _create_task(client)
+    remind_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    return call(
+        client,
+        "createReminder",
+        token=created.token,
+        user_id=created.path["user_id"],
+        task_id=created.response.json()["id"],
+        body={"remind_at": remind_at},
+    )
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -166,6 +180,7 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "createTask": _create_task,
     "listTasks": _list_tasks,
     "replaceTask": _replace_task,
+    "createReminder": _create_reminder,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
