@@ -25,6 +25,7 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
             "sessions",
             "tasks",
             "audit_events",
+            "webhook_endpoints",
         }
     )
 
