@@ -130,11 +130,8 @@ class UnitOfWork:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of
         the work once it is committed (never if it is rolled back, nor one recorded in a
         savepoint that was rolled back)."""
-        if self._publish is None:
-            return
-        if not self._outbox:
-            self.after_commit(self._flush_outbox)
-        self._outbox.append(event)
+        if self._publish is not None:
+            self._outbox.append(event)
 
     def _flush_outbox(self) -> None:
         events, self._outbox = self._outbox, []
@@ -169,9 +166,12 @@ class UnitOfWork:
         event.listen(self.session, "after_commit", lambda _session: callback(), once=True)
 
     def commit(self) -> None:
-        """Commit the work, if anything was opened."""
+        """Commit the work, if anything was opened; then hand its events to `publish` (after the
+        session's commit has ended and its connection is back in the pool: SQLite's write lock
+        is released before the subscribers write)."""
         if self._session is not None:
             self._session.commit()
+        self._flush_outbox()
 
     def rollback(self) -> None:
         """Discard the work, if anything was opened (and the events it recorded)."""
