@@ -78,6 +78,11 @@ def numeric_host(host: str) -> IPAddress | None:
         return None
 
 
+def _shown(host: str) -> str:
+    """The host as a refusal names it: quoted, at most 100 characters."""
+    return repr(host if len(host) <= 100 else host[:99] + "…")
+
+
 class AddressGuard:
     """The SSRF guard.
 
@@ -104,14 +109,14 @@ class AddressGuard:
             try:
                 found = [ipaddress.ip_address(text.split("%", 1)[0]) for text in self.resolver(host, port)]
             except (OSError, UnicodeError, ValueError) as error:
-                raise RefusedAddress(f"the host {host!r} does not resolve") from error
+                raise RefusedAddress(f"the host {_shown(host)} does not resolve") from error
             if not found:
-                raise RefusedAddress(f"the host {host!r} does not resolve")
+                raise RefusedAddress(f"the host {_shown(host)} does not resolve")
         if not self.allow_private:
             for address in found:
                 rule = address_rule(address)
                 if rule is not None:
-                    raise RefusedAddress(f"the host {host!r} resolves to a {rule} address ({address})")
+                    raise RefusedAddress(f"the host {_shown(host)} resolves to a {rule} address ({address})")
         return [str(address) for address in found]
 
     def check(self, url: str) -> str | None:

@@ -197,7 +197,8 @@ def new_secret() -> str:
 def _check_url(config: WebhookConfig, url: str) -> None:
     refused = config.guard.check(url)
     if refused is not None:
-        raise UnsafeWebhookUrl(f"This URL cannot receive webhooks: {refused}.", pointer="/url")
+        reason = refused if len(refused) <= 300 else refused[:299] + "…"  # a problem's message is bounded
+        raise UnsafeWebhookUrl(f"This URL cannot receive webhooks: {reason}.", pointer="/url")
 
 
 def create_endpoint(

@@ -121,3 +121,8 @@ def test_a_receiver_that_does_not_answer_is_an_outcome_not_an_exception():
     sender = HttpxSender(AddressGuard(allow_private=True), timeout_seconds=2)
     result = sender.send("http://127.0.0.1:1/hook", headers={}, body=b"{}")  # nothing listens on port 1
     assert result.status_code is None and "ConnectError" in result.error
+
+
+def test_a_refusal_of_a_very_long_host_stays_short(guard):
+    reason = guard.check("http://" + "0" * 2000 + "/")
+    assert reason is not None and len(reason) < 200
