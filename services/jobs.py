@@ -595,8 +595,9 @@ def sweep(*, unit_of_work: Callable[[], UnitOfWork], clock: Clock, engine: JobEn
 
     A running job whose lease expired is queued again for now, or, when it was asked to stop,
     `cancelled`, or, when that was its last attempt, `failed` with a `/problems/job-failed`
-    error. Each change is conditional on the job still being that expired attempt, so sweeps
-    running in several workers at once change each job once. Queued jobs overdue by more than
+    error (and the owner's `job.failed` event). Each change is conditional on the job still
+    being that expired attempt, so sweeps running in several workers at once change each job
+    once. Queued jobs overdue by more than
     `engine.redeliver_after` are delivered again. At most `limit` jobs of each sort per call.
     """
     now = clock.now()
@@ -627,6 +628,8 @@ def sweep(*, unit_of_work: Callable[[], UnitOfWork], clock: Clock, engine: JobEn
             )
             if changed:
                 (requeued if values["status"] == JobStatus.QUEUED else ended).append(job.id)
+                if values["status"] == JobStatus.FAILED:
+                    _job_event(uow, clock, job, EventType.JOB_FAILED, job.attempts, values)
         redelivered = uow.jobs.overdue(due_before=now - engine.redeliver_after, limit=limit)
     for job_id in [*requeued, *redelivered]:
         engine.queue.deliver(job_id, at=now)

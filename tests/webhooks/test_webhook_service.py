@@ -300,3 +300,21 @@ def test_another_users_endpoint_is_not_found(new_uow, clock, config, owner_id, o
     endpoint_id, _ = make_endpoint(new_uow, clock, config, owner_id)
     with pytest.raises(NotFound), new_uow() as uow:
         webhooks.get_endpoint(uow=uow, owner_id=uuid.UUID(other_account.id), endpoint_id=endpoint_id)
+
+
+def test_a_job_failed_by_the_sweep_on_its_last_attempt_raises_job_failed(new_uow, clock, config, engine, owner_id):
+    endpoint_id, _ = make_endpoint(new_uow, clock, config, owner_id, ["job.failed"])
+    with new_uow() as uow:
+        job_id = jobs.enqueue(
+            uow=uow, clock=clock, engine=engine, kind="maintenance.purge_expired", owner_id=owner_id
+        ).id
+        uow.jobs.change_if(job_id, max_attempts=1)
+    with new_uow() as uow:  # a worker claims it, then dies without a word
+        assert uow.jobs.claim(job_id, now=clock.now(), worker_id="gone", lease_until=clock.now() + timedelta(minutes=1))
+    clock.advance(minutes=2)
+    report = jobs.sweep(unit_of_work=new_uow, clock=clock, engine=engine)
+    assert report.ended == [job_id]
+    [view] = deliveries_of(new_uow, owner_id, endpoint_id)
+    assert view.delivery.event_type == "job.failed"
+    assert view.delivery.payload["data"]["job"]["status"] == "failed"
+    assert view.delivery.payload["data"]["job"]["error"]["type"] == "/problems/job-failed"
