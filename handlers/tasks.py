@@ -121,7 +121,11 @@ def replace_task(user_id: str, task_id: str, body: dict[str, Any]) -> tuple:
 def delete_task(user_id: str, task_id: str) -> tuple:
     """DELETE /api/v1/users/{user_id}/tasks/{task_id} — 204, If-Match honoured."""
     tasks.delete_task(
-        uow=unit_of_work(), owner_id=_owner(user_id), task_id=uuid.UUID(task_id), expected_versions=_if_match()
+        uow=unit_of_work(),
+        clock=clock(),
+        owner_id=_owner(user_id),
+        task_id=uuid.UUID(task_id),
+        expected_versions=_if_match(),
     )
     return no_content()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +23,7 @@ from persistence.jobs.repository import JobRepository
 from persistence.notifications.repository import NotificationRepository
 from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
+from persistence.webhooks.repository import WebhookRepository
 
 
 class UnitOfWork:
@@ -35,11 +37,17 @@ class UnitOfWork:
     Args:
         session_factory: makes the session (a transactional one for writes; an autocommit one
             for requests that only read).
+        publish: what receives the events recorded in this unit of work (`record_event`), once,
+            after the commit (the wiring fans them out to webhooks); None: they are dropped.
     """
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], *, publish: Callable[[list[Any]], None] | None = None
+    ) -> None:
         self._session_factory = session_factory
         self._session: Session | None = None
+        self._publish = publish
+        self._outbox: list[Any] = []
 
     def __enter__(self) -> UnitOfWork:
         """Use outside a request (the CLI, tests, jobs): ``with UnitOfWork(factory) as uow:``
@@ -125,6 +133,23 @@ class UnitOfWork:
         """In-app notifications."""
         return NotificationRepository(self.session)
 
+    @cached_property
+    def webhooks(self) -> WebhookRepository:
+        """Webhook endpoints and their deliveries."""
+        return WebhookRepository(self.session)
+
+    def record_event(self, event: Any) -> None:
+        """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of
+        the work once it is committed (never if it is rolled back, nor one recorded in a
+        savepoint that was rolled back)."""
+        if self._publish is not None:
+            self._outbox.append(event)
+
+    def _flush_outbox(self) -> None:
+        events, self._outbox = self._outbox, []
+        if events and self._publish is not None:
+            self._publish(events)
+
     def flush(self) -> None:
         """Send pending changes to the database now (within the transaction), so constraints
         are checked and generated values are known before the commit."""
@@ -135,8 +160,13 @@ class UnitOfWork:
     def savepoint(self) -> Iterator[None]:
         """A part of the work that can fail alone: leaving the block by an exception rolls back
         what it did (and re-raises); the rest of the unit of work goes on."""
-        with savepoint(self.session):
-            yield
+        recorded = len(self._outbox)
+        try:
+            with savepoint(self.session):
+                yield
+        except BaseException:
+            del self._outbox[recorded:]
+            raise
 
     def lock_for_writing(self) -> None:
         """Keep other writers out from here to the end (`persistence.database.hold_write_lock`)."""
@@ -148,17 +178,22 @@ class UnitOfWork:
         event.listen(self.session, "after_commit", lambda _session: callback(), once=True)
 
     def commit(self) -> None:
-        """Commit the work, if anything was opened."""
+        """Commit the work, if anything was opened; then hand its events to `publish` (after the
+        session's commit has ended and its connection is back in the pool: SQLite's write lock
+        is released before the subscribers write)."""
         if self._session is not None:
             self._session.commit()
+        self._flush_outbox()
 
     def rollback(self) -> None:
-        """Discard the work, if anything was opened."""
+        """Discard the work, if anything was opened (and the events it recorded)."""
+        self._outbox = []
         if self._session is not None:
             self._session.rollback()
 
     def close(self) -> None:
-        """Return the connection to the pool; uncommitted work is discarded."""
+        """Return the connection to the pool; uncommitted work (and its events) is discarded."""
+        self._outbox = []
         if self._session is not None:
             self._session.close()
             self._session = None

@@ -30,7 +30,7 @@ from server.integration.validation import VALIDATORS, ProblemParameterValidator,
 from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
 from server.settings import Settings
-from server.worker import make_job_engine, make_mailer
+from server.worker import event_publisher, make_job_engine, make_mailer
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
 from services.passwords import PasswordHasher, PasswordPolicy
@@ -88,6 +88,8 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         ),
     )
 
+    job_engine = make_job_engine(settings)[0]
+    webhooks_config = job_engine.context["webhooks"]  # ConfigurationError here: no ENCRYPTION_KEYS in production
     app = connexion.FlaskApp(
         __name__,
         specification_dir=str(settings.var_dir.resolve()),
@@ -141,8 +143,12 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             api_prefix=API_PREFIX,
         ),
         access=access_policies(spec),
-        jobs=make_job_engine(settings)[0],
+        jobs=job_engine,
+        webhooks=webhooks_config,
+        publish_events=lambda events: None,
     )
+    app_context = flask_app.extensions[context.EXTENSION]
+    app_context.publish_events = event_publisher(job_engine, app_context.session_factory, lambda: app_context.clock)
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from pydantic import ValidationError
 
-from server.settings import Settings
+from server.settings import ConfigurationError, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,6 +126,32 @@ def create_admin(settings: Settings, *, email: str, display_name: str, from_stdi
     return 0
 
 
+def rotate_encryption_key(settings: Settings) -> int:
+    """`charter rotate-encryption-key`: after putting a new key first in ENCRYPTION_KEYS (keeping
+    the old ones after it), re-encrypt every stored secret with the new key; then the old keys
+    can be removed. Safe to run again. Returns the exit status (1 when a secret cannot be read)."""
+    from adapters.secret_box import FernetBox, UnreadableSecret
+    from persistence.database import make_engine, make_session_factory
+    from persistence.unit_of_work import UnitOfWork
+    from services import webhooks
+
+    try:
+        box = FernetBox(settings.encryption_key_list)
+    except (ConfigurationError, ValueError) as error:
+        print(f"charter: {error}", file=sys.stderr)
+        return 2
+    engine = make_engine(settings.database_url)
+    try:
+        count = webhooks.reencrypt_secrets(unit_of_work=lambda: UnitOfWork(make_session_factory(engine)), box=box)
+    except UnreadableSecret as error:
+        print(f"charter: {error}; keep the key that made it in ENCRYPTION_KEYS", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"re-encrypted the secrets of {count} webhook endpoint(s) with the first key")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `charter` console script."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__.splitlines()[0])
@@ -152,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run one job worker (`charter worker`) as a child process, stopped with the server (make run)",
     )
+    commands.add_parser(
+        "rotate-encryption-key",
+        help="re-encrypt stored secrets (webhook signing secrets) with the first key of ENCRYPTION_KEYS",
+    )
     worker = commands.add_parser("worker", help="run background jobs (a huey consumer)")
     worker.add_argument("--threads", type=int, default=2, help="jobs run at once (default 2)")
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -173,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "create-admin":
         return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
+    elif args.command == "rotate-encryption-key":
+        return rotate_encryption_key(settings)
     elif args.command == "worker":
         from server.worker import run_worker
 

@@ -6,6 +6,8 @@ field here, and the README's configuration table lists each one with its default
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import secrets
@@ -144,6 +146,19 @@ class Settings(BaseSettings):
     job_extra_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="More modules declaring JOB_KINDS, beyond the jobs package (tests)."
     )
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated Fernet keys for secrets kept readable (webhook secrets); the first encrypts.",
+    )
+    webhook_allow_private_addresses: bool = Field(
+        False, description="Let webhooks reach loopback, private and other non-public addresses (tests only)."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Connect, read and write timeout of one webhook delivery."
+    )
+    webhook_max_response_bytes: int = Field(
+        65536, ge=0, le=1_048_576, description="Most bytes of a receiver's answer read (the rest is dropped)."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
@@ -233,6 +248,41 @@ class Settings(BaseSettings):
         else:
             log.warning("jwt_secret_from_file", path=str(path), hint="set JWT_SECRET outside development")
         return path.read_text().strip()
+
+    @cached_property
+    def encryption_key_list(self) -> list[str]:
+        """The Fernet keys for secrets at rest, newest first: ENCRYPTION_KEYS, or in development
+        and tests a key generated once under VAR_DIR (like the JWT secret).
+
+        Raises:
+            ConfigurationError: in production when ENCRYPTION_KEYS is not set, or a key is not a
+                Fernet key (32 url-safe base64-encoded bytes).
+        """
+        if self.encryption_keys is not None:
+            keys = [key.strip() for key in self.encryption_keys.get_secret_value().split(",") if key.strip()]
+            if not keys:
+                raise ConfigurationError("ENCRYPTION_KEYS names no key")
+            for key in keys:
+                try:
+                    raw = base64.urlsafe_b64decode(key.encode())
+                except (ValueError, binascii.Error) as error:
+                    raise ConfigurationError("ENCRYPTION_KEYS holds a key that is not url-safe base64") from error
+                if len(raw) != 32:
+                    raise ConfigurationError("each key of ENCRYPTION_KEYS is 32 bytes, url-safe base64 (a Fernet key)")
+            return keys
+        if self.env == "production":
+            raise ConfigurationError("ENCRYPTION_KEYS must be set when ENV=production")
+        path = self.var_dir / "encryption_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never world-readable
+            except FileExistsError:  # another process made it first
+                return [path.read_text().strip()]
+            with os.fdopen(descriptor, "w") as stream:
+                stream.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+            log.warning("encryption_key_generated", path=str(path), hint="set ENCRYPTION_KEYS outside development")
+        return [path.read_text().strip()]
 
     @field_validator("password_reset_url")
     @classmethod

@@ -15,19 +15,24 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from huey.consumer import Consumer
+from sqlalchemy.orm import Session, sessionmaker
 
 import jobs
 from adapters.job_queue import HueyJobQueue, make_huey
 from adapters.mail import LogMailer, SmtpMailer
+from adapters.secret_box import FernetBox
+from adapters.webhook_http import AddressGuard, HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import Settings
 from services import jobs as job_services
 from services import reminders as reminder_services
+from services import webhooks
 from services.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
@@ -54,6 +59,7 @@ def make_job_engine(
         redeliver_after=timedelta(seconds=max(300, 5 * settings.job_lease_seconds)),
         random=_RANDOM.random,
         mail=make_mailer(settings) if handler is not None else None,
+        context={"webhooks": make_webhook_config(settings)},
     )
     return engine, queue
 
@@ -71,6 +77,46 @@ def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
         sender=settings.mail_from,
         timeout=settings.smtp_timeout_seconds,
     )
+
+
+def make_webhook_config(settings: Settings) -> webhooks.WebhookConfig:
+    """The webhook adapters: the SSRF guard (WEBHOOK_ALLOW_PRIVATE_ADDRESSES), the httpx sender
+    (WEBHOOK_TIMEOUT_SECONDS, WEBHOOK_MAX_RESPONSE_BYTES) and the secret box (ENCRYPTION_KEYS).
+
+    Raises:
+        server.settings.ConfigurationError: production without ENCRYPTION_KEYS, or a bad key.
+    """
+    guard = AddressGuard(allow_private=settings.webhook_allow_private_addresses)
+    return webhooks.WebhookConfig(
+        guard=guard,
+        sender=HttpxSender(
+            guard,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            max_response_bytes=settings.webhook_max_response_bytes,
+        ),
+        box=FernetBox(settings.encryption_key_list),
+    )
+
+
+def event_publisher(
+    engine: job_services.JobEngine, session_factory: sessionmaker[Session], clock: Callable[[], Clock]
+) -> Callable[[list[Any]], None]:
+    """What receives a unit of work's events after its commit: fans them out to webhooks
+    (`services.webhooks.fan_out`) in a unit of work of its own. A failure is logged, never
+    raised: the work that made the events is already committed."""
+
+    def publish(events: list[Any]) -> None:
+        try:
+            webhooks.fan_out(
+                unit_of_work=lambda: UnitOfWork(session_factory),
+                clock=clock(),
+                engine=engine,
+                events=events,
+            )
+        except Exception:
+            log.exception("webhook_fan_out_failed", events=len(events))
+
+    return publish
 
 
 class Repeating:
@@ -123,10 +169,11 @@ class Worker:
         self.session_factory = make_session_factory(self.db)
         self.engine, self.queue = make_job_engine(settings, self.handle)
         self.identity = f"{socket.gethostname()}/{os.getpid()}"
+        self.publish = event_publisher(self.engine, self.session_factory, lambda: self.clock)
 
     def unit_of_work(self) -> UnitOfWork:
-        """A new unit of work on this worker's engine."""
-        return UnitOfWork(self.session_factory)
+        """A new unit of work on this worker's engine; its events go to webhooks after its commit."""
+        return UnitOfWork(self.session_factory, publish=self.publish)
 
     def handle(self, job_id: str) -> None:
         """Run one delivery (`services.jobs.run`), renewing the lease every third of it while the

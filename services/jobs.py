@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from persistence.jobs.models import FINISHED_STATUSES, Job
 from persistence.jobs.repository import ANY_OWNER
 from persistence.unit_of_work import UnitOfWork
+from services import events
 from services.clock import Clock
 from services.cursors import decode_cursor, page
 from services.errors import Conflict, DomainError, Forbidden, NotFound, ProblemType
+from services.events import EventType
 from services.notifications import MailTransport
 
 if TYPE_CHECKING:
@@ -163,6 +165,8 @@ class JobEngine:
         random: a uniform draw in [0, 1) for the retry jitter (a test passes a fixed one).
         mail: sends mail at once, raising on failure, for job functions that mail (the
             attempt fails and the kind's retry policy applies); None where no job mails.
+        context: what job functions need from the wiring besides units of work and a clock,
+            by area (e.g. ``"webhooks"``: `services.webhooks.WebhookConfig`, its adapters).
     """
 
     kinds: Mapping[str, JobKind]
@@ -171,6 +175,7 @@ class JobEngine:
     redeliver_after: timedelta = timedelta(minutes=5)
     random: Callable[[], float] = field(default=lambda: 0.5)
     mail: MailTransport | None = None
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -476,14 +481,19 @@ def run(
         engine=engine,
     )
 
-    def settle(**values: Any) -> bool:
+    def settle(event: EventType | None = None, **values: Any) -> bool:
         with unit_of_work() as uow:
-            return uow.jobs.change_attempt(job_id, held_by=worker_id, attempt=attempt, **values)
+            changed = uow.jobs.change_attempt(job_id, held_by=worker_id, attempt=attempt, **values)
+            if changed and event is not None:
+                _job_event(uow, clock, job, event, attempt, values)
+            return changed
 
     kind = engine.kinds.get(job.kind)
     if kind is None:
         problem = problem_object(JobFailed.problem, f"No worker knows the job kind {job.kind!r}.")
-        settle(status=JobStatus.FAILED, error=problem, finished_at=clock.now(), lease_expires_at=None)
+        settle(
+            EventType.JOB_FAILED, status=JobStatus.FAILED, error=problem, finished_at=clock.now(), lease_expires_at=None
+        )
         return RunReport(Outcome.FAILED, attempt)
     try:
         result = kind.run(context)
@@ -495,6 +505,7 @@ def run(
     except Exception as error:
         return _failed(engine, clock, kind, job, attempt, error, settle)
     ended = settle(
+        EventType.JOB_SUCCEEDED,
         status=JobStatus.SUCCEEDED,
         result=result,
         error=None,
@@ -502,6 +513,27 @@ def run(
         lease_expires_at=None,
     )
     return RunReport(Outcome.SUCCEEDED if ended else Outcome.LEASE_LOST, attempt)
+
+
+def _job_event(uow: UnitOfWork, clock: Clock, job: Job, event: EventType, attempt: int, values: dict[str, Any]) -> None:
+    """Record `job.succeeded` or `job.failed` for the job's owner (webhooks, issue 14). The
+    service's own jobs (no owner) and webhook deliveries (an event per delivery would deliver
+    itself) raise none."""
+    if job.owner_id is None or job.kind.startswith("webhooks."):
+        return
+    finished_at = values.get("finished_at")
+    data = {
+        "job": {
+            "id": str(job.id),
+            "kind": job.kind,
+            "status": str(values["status"]),
+            "attempts": attempt,
+            "result": values.get("result"),
+            "error": values.get("error"),
+            "finished_at": finished_at.isoformat().replace("+00:00", "Z") if finished_at else None,
+        }
+    }
+    events.emit(uow, clock=clock, owner_id=job.owner_id, type=event, data=data)
 
 
 def _failed(
@@ -522,7 +554,9 @@ def _failed(
         )
     now = clock.now()
     if isinstance(error, DomainError) or attempt >= job.max_attempts:
-        ended = settle(status=JobStatus.FAILED, error=problem, finished_at=now, lease_expires_at=None)
+        ended = settle(
+            EventType.JOB_FAILED, status=JobStatus.FAILED, error=problem, finished_at=now, lease_expires_at=None
+        )
         return RunReport(Outcome.FAILED if ended else Outcome.LEASE_LOST, attempt, error)
     next_attempt_at = now + kind.retry.delay(attempt, engine.random())
     ended = settle(
@@ -569,8 +603,9 @@ def sweep(*, unit_of_work: Callable[[], UnitOfWork], clock: Clock, engine: JobEn
 
     A running job whose lease expired is queued again for now, or, when it was asked to stop,
     `cancelled`, or, when that was its last attempt, `failed` with a `/problems/job-failed`
-    error. Each change is conditional on the job still being that expired attempt, so sweeps
-    running in several workers at once change each job once. Queued jobs overdue by more than
+    error (and the owner's `job.failed` event). Each change is conditional on the job still
+    being that expired attempt, so sweeps running in several workers at once change each job
+    once. Queued jobs overdue by more than
     `engine.redeliver_after` are delivered again. At most `limit` jobs of each sort per call.
     """
     now = clock.now()
@@ -601,6 +636,8 @@ def sweep(*, unit_of_work: Callable[[], UnitOfWork], clock: Clock, engine: JobEn
             )
             if changed:
                 (requeued if values["status"] == JobStatus.QUEUED else ended).append(job.id)
+                if values["status"] == JobStatus.FAILED:
+                    _job_event(uow, clock, job, EventType.JOB_FAILED, job.attempts, values)
         redelivered = uow.jobs.overdue(due_before=now - engine.redeliver_after, limit=limit)
     for job_id in [*requeued, *redelivered]:
         engine.queue.deliver(job_id, at=now)

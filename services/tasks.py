@@ -14,10 +14,11 @@ from typing import Any
 from persistence.tasks.models import NO_DUE_DATE, TASK_PRIORITIES, Task, TaskTag
 from persistence.tasks.repository import SORT_COLUMNS, ListedTask, Stats, TaskFilters, TaskOrder
 from persistence.unit_of_work import UnitOfWork
-from services import recurrence, reminders
+from services import events, recurrence, reminders
 from services.clock import Clock
 from services.cursors import decode_values, encode_values
 from services.errors import DomainError, InvalidInput, NotFound, PreconditionFailed
+from services.events import EventType
 from services.jobs import JobEngine
 from services.timestamps import parse_instant
 
@@ -111,6 +112,7 @@ def create_task(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, data: dic
     )
     _assign(task, data, pointer=pointer)
     uow.tasks.add(task)
+    _event(uow, clock, task, EventType.TASK_CREATED)
     return task
 
 
@@ -154,6 +156,7 @@ def replace_task(
         reminders.due_date_changed(uow=uow, clock=clock, engine=engine, task=task)
     if task.completed and not was_completed:
         _completed(uow, clock, engine, task)
+        _event(uow, clock, task, EventType.TASK_COMPLETED)
     return task
 
 
@@ -184,6 +187,7 @@ def set_completion(
         uow.flush()
         if completed:
             _completed(uow, clock, engine, task)
+            _event(uow, clock, task, EventType.TASK_COMPLETED)
     return task
 
 
@@ -222,10 +226,17 @@ def _completed(uow: UnitOfWork, clock: Clock, engine: JobEngine | None, task: Ta
 
 
 def delete_task(
-    *, uow: UnitOfWork, owner_id: uuid.UUID, task_id: uuid.UUID, expected_versions: Collection[int] | None = None
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    owner_id: uuid.UUID,
+    task_id: uuid.UUID,
+    expected_versions: Collection[int] | None = None,
 ) -> None:
     """Delete the owner's task. Raises NotFound or PreconditionFailed."""
-    uow.tasks.delete(_get_for_change(uow, owner_id, task_id, expected_versions))
+    task = _get_for_change(uow, owner_id, task_id, expected_versions)
+    uow.tasks.delete(task)
+    events.emit(uow, clock=clock, owner_id=owner_id, type=EventType.TASK_DELETED, data={"task_id": str(task_id)})
 
 
 def list_tasks(
@@ -381,7 +392,7 @@ def _apply(
             engine=engine,
         )
         return BulkResult(index=index, op=op, outcome=BulkOutcome.CHANGED, task=task, task_id=task_id)
-    delete_task(uow=uow, owner_id=owner_id, task_id=task_id, expected_versions=versions)
+    delete_task(uow=uow, clock=clock, owner_id=owner_id, task_id=task_id, expected_versions=versions)
     return BulkResult(index=index, op=op, outcome=BulkOutcome.DELETED, task_id=task_id)
 
 
@@ -415,6 +426,23 @@ def _assign(task: Task, data: dict[str, Any], *, pointer: str) -> None:
         # single flush would collide (SQLAlchemy inserts before it deletes).
         kept = {row.tag: row for row in task.tag_rows}
         task.tag_rows = [kept.get(tag) or TaskTag(task_id=task.id, owner_id=task.owner_id, tag=tag) for tag in tags]
+
+
+def _event(uow: UnitOfWork, clock: Clock, task: Task, kind: EventType) -> None:
+    """Record a task event for the owner's webhooks (`services.events`; the contract's
+    `TaskEventData`), published after the commit."""
+    data = {
+        "task": {
+            "id": str(task.id),
+            "title": task.title,
+            "priority": task.priority,
+            "completed": task.completed,
+            "due_at": task.due_at.isoformat().replace("+00:00", "Z") if task.due_at else None,
+            "tags": list(task.tags),
+            "version": task.version,
+        }
+    }
+    events.emit(uow, clock=clock, owner_id=task.owner_id, type=kind, data=data)
 
 
 def _touch(task: Task, now: datetime) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import flask
 from connexion import context as connexion_context
@@ -25,6 +26,7 @@ from services.clock import Clock
 from services.errors import InvalidToken, NotFound
 from services.jobs import JobEngine
 from services.tokens import AccessClaims
+from services.webhooks import WebhookConfig
 
 EXTENSION = "charter"
 
@@ -57,6 +59,8 @@ class AppContext:
         service_info: what `GET /` says.
         access: each operation's access policy (its `x-access`), by operationId.
         jobs: the job engine: the declared kinds and the queue (this process only enqueues).
+        webhooks: the webhook adapters (SSRF guard, sender, secret box).
+        publish_events: receives the events a request's unit of work recorded, after its commit.
     """
 
     settings: Settings
@@ -70,6 +74,8 @@ class AppContext:
     service_info: ServiceInfo
     access: dict[str, Access]
     jobs: JobEngine
+    webhooks: WebhookConfig
+    publish_events: Callable[[list[Any]], None]
 
 
 def state() -> AppContext:
@@ -81,6 +87,11 @@ def state() -> AppContext:
 def job_engine() -> JobEngine:
     """The job engine, for operations that start or change jobs."""
     return state().jobs
+
+
+def webhook_config() -> WebhookConfig:
+    """The webhook adapters, for the webhook operations."""
+    return state().webhooks
 
 
 def clock() -> Clock:
@@ -101,7 +112,7 @@ def unit_of_work() -> UnitOfWork:
     if "unit_of_work" not in flask.g:
         app = state()
         factory = app.read_session_factory if flask.request.method in READ_METHODS else app.session_factory
-        flask.g.unit_of_work = UnitOfWork(factory)
+        flask.g.unit_of_work = UnitOfWork(factory, publish=app.publish_events)
     unit: UnitOfWork = flask.g.unit_of_work
     return unit
 

@@ -147,7 +147,7 @@ def test_a_deleted_tasks_reminders_go_with_it(new_uow, clock, engine, queue, own
     task_id = new_task(new_uow, clock, owner)
     reminder_id = new_reminder(new_uow, clock, engine, owner, task_id, remind_at=at(T0 + minutes(5)))
     with new_uow() as uow:
-        tasks.delete_task(uow=uow, owner_id=owner.id, task_id=task_id)
+        tasks.delete_task(uow=uow, clock=clock, owner_id=owner.id, task_id=task_id)
     clock.advance(minutes=5)
     fire_jobs(new_uow, clock, engine)
     assert reminders.sweep_due(unit_of_work=new_uow, clock=clock, engine=engine) == 0

@@ -4,13 +4,24 @@ variables and their bounds."""
 from __future__ import annotations
 
 import stat
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from adapters.secret_box import FernetBox, new_key
+from adapters.webhook_http import FakeGuard, FakeSender
+from persistence.accounts.models import User
+from persistence.database import make_engine, make_session_factory
+from persistence.unit_of_work import UnitOfWork
+from server import cli
 from server.app import create_app
 from server.settings import MIN_SECRET_BYTES, ConfigurationError, Settings
+from services import webhooks
+from services.clock import FrozenClock
+from services.webhooks import WebhookConfig
 from tests.helpers import TEST_SECRET
 
 
@@ -147,3 +158,70 @@ class TestEnvironmentVariables:
         env_file.write_text("BCRYPT_ROUNDS=6\n")
         monkeypatch.setenv("BCRYPT_ROUNDS", "7")
         assert Settings(_env_file=env_file).bcrypt_rounds == 7
+
+
+class TestEncryptionKeys:
+    """ENCRYPTION_KEYS (webhook signing secrets at rest): required in production, generated once
+    under VAR_DIR in development, validated as Fernet keys; `charter rotate-encryption-key`."""
+
+    def test_production_refuses_to_start_without_them(self, tmp_path, restore_logging):
+        settings = Settings(
+            _env_file=None,
+            env="production",
+            jwt_secret=TEST_SECRET,
+            var_dir=tmp_path,
+            database_url=f"sqlite:///{tmp_path / 'charter.db'}",
+            log_level="WARNING",
+        )
+        with pytest.raises(ConfigurationError, match="ENCRYPTION_KEYS"):
+            create_app(settings)
+        assert not (tmp_path / "encryption_key").exists(), "production must not fall back to a generated key"
+
+    def test_development_generates_one_key_once_private(self, tmp_path):
+        first = _settings(tmp_path).encryption_key_list
+        again = _settings(tmp_path).encryption_key_list
+        assert first == again and len(first) == 1
+        assert ((tmp_path / "var" / "encryption_key").stat().st_mode & 0o777) == 0o600
+        FernetBox(first)  # a usable key
+
+    def test_keys_are_read_in_order_and_checked(self, tmp_path):
+        keys = [new_key(), new_key()]
+        assert _settings(tmp_path, encryption_keys=f" {keys[0]} , {keys[1]} ").encryption_key_list == keys
+        for bad in ("not a key!", "c2hvcnQ="):  # not base64; base64 of 5 bytes
+            with pytest.raises(ConfigurationError, match="ENCRYPTION_KEYS"):
+                _ = _settings(tmp_path, encryption_keys=bad).encryption_key_list
+
+    def test_rotate_encryption_key_re_encrypts_stored_secrets(self, tmp_path, monkeypatch, capsys):
+        old, newest = new_key(), new_key()
+        url = f"sqlite:///{tmp_path / 'charter.db'}"
+        cli.migrate(url)
+        engine = make_engine(url)
+        factory = make_session_factory(engine)
+        owner = uuid.uuid4()
+        now = datetime.now(UTC)
+        with UnitOfWork(factory) as uow:
+            uow.users.add(
+                User(
+                    id=owner, email="k@example.com", display_name="K", password_hash="-", created_at=now, updated_at=now
+                )
+            )
+            config = WebhookConfig(guard=FakeGuard(), sender=FakeSender(), box=FernetBox([old]))
+            created = webhooks.create_endpoint(
+                uow=uow,
+                clock=FrozenClock(now),
+                config=config,
+                owner_id=owner,
+                url="https://hooks.example.com/x",
+                event_types=["task.created"],
+            )
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("VAR_DIR", str(tmp_path / "var"))
+        monkeypatch.setenv("ENCRYPTION_KEYS", f"{newest},{old}")
+        assert cli.main(["rotate-encryption-key"]) == 0
+        assert "1 webhook endpoint" in capsys.readouterr().out
+        with UnitOfWork(factory) as uow:
+            row = uow.webhooks.endpoint_by_id(created.endpoint.id)
+            assert FernetBox([newest]).decrypt(row.secret_encrypted) == created.secret
+        monkeypatch.setenv("ENCRYPTION_KEYS", new_key())  # a key that made none of them
+        assert cli.main(["rotate-encryption-key"]) == 1
+        engine.dispose()

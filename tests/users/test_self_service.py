@@ -244,4 +244,13 @@ class TestOwnAuditEvents:
 def test_exported_json_is_a_plain_document(client, account):
     """The export parses as one JSON object with exactly the documented members."""
     body = json.loads(client.get(f"{ME}/export", headers=account.headers).content)
-    assert set(body) == {"exported_at", "user", "sessions", "tasks", "audit_events", "reminders", "notifications"}
+    assert set(body) == {
+        "exported_at",
+        "user",
+        "sessions",
+        "tasks",
+        "audit_events",
+        "reminders",
+        "notifications",
+        "webhook_endpoints",
+    }

@@ -1,0 +1,1 @@
+"""Outbound webhooks (issue 14): endpoints and their deliveries."""

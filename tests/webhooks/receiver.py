@@ -1,0 +1,68 @@
+"""A webhook receiver on 127.0.0.1 for the tests: a threaded http.server that records every
+request (path, headers, body) and answers each with the next status of its script (the last one
+repeated), optionally with a redirect or a large body."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    statuses: list[int]
+    body: bytes = b"ok"
+    location: str | None = None
+    received: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def next_status(self) -> int:
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+
+@contextlib.contextmanager
+def receiving(*statuses: int, body: bytes = b"ok", location: str | None = None) -> Iterator[Receiver]:
+    """A running receiver (stopped when the block ends)."""
+    receiver = Receiver(list(statuses or (200,)), body=body, location=location)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            data = self.rfile.read(length)
+            receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, data))
+            self.send_response(receiver.next_status())
+            if receiver.location:
+                self.send_header("Location", receiver.location)
+            self.send_header("Content-Length", str(len(receiver.body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(receiver.body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
