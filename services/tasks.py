@@ -98,7 +98,9 @@ def create_task(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, data: dic
     """Create an open task from a validated `TaskCreate` body (title required).
 
     Raises InvalidInput (naming the member under `pointer`) for tags or a due date the
-    contract's schema allows but the rules refuse."""
+    contract's schema allows but the rules refuse, and for a `recurrence` without a due date;
+    UnsupportedRecurrence (a 400 of its own type) for an RRULE part this service does not
+    evaluate (`services.recurrence`)."""
     now = clock.now()
     task = Task(
         id=uuid.uuid4(),
