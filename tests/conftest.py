@@ -8,12 +8,15 @@ Fixtures only: the helpers they use, and every helper shared by the tests, are i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 from openapi_core import Config, OpenAPI
 from starlette.testclient import TestClient
 
+from persistence.accounts.models import User
+from persistence.unit_of_work import UnitOfWork
 from server.app import create_app
 from server.settings import Settings
 from tests.helpers import (
@@ -116,3 +119,19 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 yield Served(base_url, served_app, request.param)
         finally:
             served_app.app.extensions["charter"].engine.dispose()
+
+
+@pytest.fixture
+def new_uow(app) -> Callable[[], UnitOfWork]:
+    """Units of work on the session app's database, for service tests (`with new_uow() as uow:`)."""
+    factory = app.app.extensions["charter"].session_factory
+    return lambda: UnitOfWork(factory)
+
+
+@pytest.fixture
+def owner(account, new_uow) -> User:
+    """The `account` fixture's user, as stored."""
+    with new_uow() as uow:
+        user = uow.users.get(uuid.UUID(account.id))
+    assert user is not None
+    return user

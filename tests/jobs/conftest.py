@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from persistence.accounts.models import User
-from persistence.unit_of_work import UnitOfWork
 from services import jobs
 from services.clock import FrozenClock
 from services.errors import InvalidInput
@@ -79,20 +78,6 @@ def engine(queue: RecordingQueue, calls: Calls) -> JobEngine:
 
 def _refuses(run: JobRun) -> None:
     raise InvalidInput("The payload names nothing to do.")
-
-
-@pytest.fixture
-def new_uow(app) -> Callable[[], UnitOfWork]:
-    factory = app.app.extensions["charter"].session_factory
-    return lambda: UnitOfWork(factory)
-
-
-@pytest.fixture
-def owner(account, new_uow) -> User:
-    with new_uow() as uow:
-        user = uow.users.get(uuid.UUID(account.id))
-    assert user is not None
-    return user
 
 
 def enqueue(new_uow, clock, engine, *, owner: User | None, kind: str = "test.scripted", **payload: Any) -> uuid.UUID:

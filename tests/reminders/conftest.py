@@ -5,7 +5,6 @@ session's database, and a user who owns the tasks."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 import jobs as job_kinds
 from adapters.mail import MemoryMailer
 from persistence.accounts.models import User
-from persistence.unit_of_work import UnitOfWork
 from services import jobs, reminders, tasks
 from services.clock import FrozenClock
 from services.jobs import JobEngine
@@ -42,20 +40,6 @@ def mailer() -> MemoryMailer:
 def engine(queue: RecordingQueue, mailer: MemoryMailer) -> JobEngine:
     """The real kinds (`jobs.discover`), a recording queue, the in-memory mailer, no jitter."""
     return JobEngine(kinds=job_kinds.discover(), queue=queue, mail=mailer, random=lambda: 0.0)
-
-
-@pytest.fixture
-def new_uow(app) -> Callable[[], UnitOfWork]:
-    factory = app.app.extensions["charter"].session_factory
-    return lambda: UnitOfWork(factory)
-
-
-@pytest.fixture
-def owner(account, new_uow) -> User:
-    with new_uow() as uow:
-        user = uow.users.get(uuid.UUID(account.id))
-    assert user is not None
-    return user
 
 
 def new_task(new_uow, clock, owner: User, **data: Any) -> uuid.UUID:
