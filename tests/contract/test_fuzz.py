@@ -18,7 +18,9 @@ from schemathesis import GenerationMode
 from schemathesis.engine import Status, events, from_schema
 from starlette.testclient import TestClient
 
+from persistence.unit_of_work import UnitOfWork
 from server.contract import bundle
+from services.accounts import email_digest
 from tests.helpers import create_admin, login, register_and_login, unique_email
 
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -50,8 +52,11 @@ def fuzz_user(app) -> dict[str, str]:
     """The account the fuzzer acts as: an administrator, so the administrators' operations are
     fuzzed past their 403 too."""
     email = unique_email("fuzz")
-    user_id = create_admin(app, email, display_name="Fuzz")
-    return {"id": user_id, "email": email}
+    # Not PASSWORD: that one is the contract's example password, which schemathesis sends (as
+    # `current_password` too), so a fuzzed password change would succeed and lock the fuzzer out.
+    password = f"fuzzing passphrase {uuid.uuid4().hex}"
+    user_id = create_admin(app, email, display_name="Fuzz", password=password)
+    return {"id": user_id, "email": email, "password": password}
 
 
 def _throwaway_token(app) -> str:
@@ -65,11 +70,16 @@ def api_schema(app):
     return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app)
 
 
-def _fresh_token(app, email: str) -> str:
+def _fresh_token(app, email: str, password: str) -> str:
     """A new login per case, so a case that ends its session (logout, refresh-token reuse)
-    leaves the next case authenticated."""
+    leaves the next case authenticated. The account's lockout is lifted first, as a password
+    reset lifts it: schemathesis sends the login operation the emails it saw in answers, the
+    fuzz account's among them, with wrong passwords, and five failures (LOGIN_MAX_FAILURES in
+    the tests' settings; `make fuzz` raises it) locked the account for every later operation."""
+    with UnitOfWork(app.app.extensions["charter"].session_factory) as uow:
+        uow.throttles.clear(email_digest(email))
     with TestClient(app) as client:
-        return login(client, email).access_token
+        return login(client, email, password).access_token
 
 
 def _chain_recurrences(schema) -> None:
@@ -129,7 +139,10 @@ def test_operation_honours_the_contract(app, api_schema, fuzz_user, label):
     def fuzz(case):
         token = None
         if secured:
-            token = _throwaway_token(app) if label in ENDS_ITS_CALLER else _fresh_token(app, fuzz_user["email"])
+            if label in ENDS_ITS_CALLER:
+                token = _throwaway_token(app)
+            else:
+                token = _fresh_token(app, fuzz_user["email"], fuzz_user["password"])
         headers = {"Authorization": f"Bearer {token}"} if token else None
         _own_user_id(case, fuzz_user["id"])
         case.call_and_validate(headers=headers)
@@ -154,7 +167,7 @@ def test_stateful_chains_follow_the_contract_links(app, fuzz_user):
         """A new login for every call: a chain may end the session it was called with."""
 
         def get(self, case, context):
-            return _fresh_token(app, fuzz_user["email"])
+            return _fresh_token(app, fuzz_user["email"], fuzz_user["password"])
 
         def set(self, case, data, context):
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
