@@ -1,6 +1,7 @@
 """Domain events (issue 14): what happened to a user's data, recorded in the unit of work that
-made it happen and published once that work is committed (a small outbox: an event of work that
-was rolled back is never published). Today the only subscriber is outbound webhooks
+made it happen and published when that work commits, in its transaction (a transactional outbox:
+the deliveries an event causes are committed with the change, or not at all; an event of work
+that was rolled back is never published). Today the only subscriber is outbound webhooks
 (`services.webhooks.fan_out`, wired by `server/`).
 
 Event types and their `data` are the contract's `WebhookEvent` components (README, Webhooks).
@@ -56,8 +57,8 @@ class Event:
 
 
 def emit(uow: UnitOfWork, *, clock: Clock, owner_id: uuid.UUID, type: EventType, data: dict[str, Any]) -> Event:
-    """Record an event of `owner_id` in `uow`; it is published after `uow` commits (never if the
-    work is rolled back). Returns the event."""
+    """Record an event of `owner_id` in `uow`; it is published when `uow` commits, in its
+    transaction (never if the work is rolled back). Returns the event."""
     event = Event(id=f"evt_{uuid.uuid4().hex}", type=str(type), owner_id=owner_id, occurred_at=clock.now(), data=data)
     uow.record_event(event)
     return event

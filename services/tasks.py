@@ -432,7 +432,7 @@ def _assign(task: Task, data: dict[str, Any], *, pointer: str) -> None:
 
 def _event(uow: UnitOfWork, clock: Clock, task: Task, kind: EventType) -> None:
     """Record a task event for the owner's webhooks (`services.events`; the contract's
-    `TaskEventData`), published after the commit."""
+    `TaskEventData`), published at the commit."""
     data = {
         "task": {
             "id": str(task.id),

@@ -433,27 +433,24 @@ def redeliver(
 
 
 def fan_out(
-    *,
-    unit_of_work: Callable[[], UnitOfWork],
-    clock: Clock,
-    engine: job_services.JobEngine,
-    events: Iterable[Event],
+    *, uow: UnitOfWork, clock: Clock, engine: job_services.JobEngine, events: Iterable[Event]
 ) -> list[uuid.UUID]:
     """Make a delivery (and its `webhooks.deliver` job) of each event for every enabled endpoint
-    of the event's owner subscribed to its type, in one unit of work of its own (called after
-    the work that recorded the events committed). Returns the new deliveries' ids."""
+    of the event's owner subscribed to its type, in `uow` — the unit of work that recorded the
+    events, before it commits (`UnitOfWork.publish`: the deliveries are the outbox, committed
+    with the change or not at all). One query per owner finds the endpoints. Returns the new
+    deliveries' ids."""
     made: list[uuid.UUID] = []
-    with unit_of_work() as uow:
-        endpoints_of: dict[uuid.UUID, list[WebhookEndpoint]] = {}
-        for event in events:
-            if event.owner_id not in endpoints_of:
-                endpoints_of[event.owner_id] = uow.webhooks.all_endpoints(event.owner_id)
-            for endpoint in endpoints_of[event.owner_id]:
-                if endpoint.enabled and event.type in endpoint.event_types:
-                    delivery, _job = _new_delivery(
-                        uow, clock, engine, endpoint, event_id=event.id, event_type=event.type, payload=event.payload()
-                    )
-                    made.append(delivery.id)
+    endpoints_of: dict[uuid.UUID, list[WebhookEndpoint]] = {}
+    for event in events:
+        if event.owner_id not in endpoints_of:
+            endpoints_of[event.owner_id] = uow.webhooks.enabled_endpoints(event.owner_id)
+        for endpoint in endpoints_of[event.owner_id]:
+            if event.type in endpoint.event_types:
+                delivery, _job = _new_delivery(
+                    uow, clock, engine, endpoint, event_id=event.id, event_type=event.type, payload=event.payload()
+                )
+                made.append(delivery.id)
     return made
 
 
