@@ -10,6 +10,11 @@ reachable from HEAD; else the merge base with origin/main, unless that is HEAD i
 else HEAD~1; else HEAD. Outside a git repository there is nothing to compare with: it says so
 and passes.
 
+One convention narrows "breaking": an enum the base contract marks ``x-extensible-enum: true``
+is open — its description tells clients to expect values they do not know yet (Zalando's REST
+guideline 112; Google AIP-126) — so a value added to it, in a response too, is not breaking.
+The mark must already be in the base: marking an enum and growing it in one change still fails.
+
 Exit status: 0 when nothing breaks (or the major version changed), 1 on a breaking change,
 2 when the comparison could not be made.
 """
@@ -141,6 +146,38 @@ def classify(before: dict[str, Any], after: dict[str, Any], workdir: Path) -> li
     ]
 
 
+def _resolved(document: Any, root: dict[str, Any]) -> Any:
+    """`document`, or what its local ``$ref`` (``#/components/…``) points at, followed to the end."""
+    for _hop in range(32):
+        if not (isinstance(document, dict) and isinstance(document.get("$ref"), str)):
+            return document
+        target: Any = root
+        for part in document["$ref"].removeprefix("#/").split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(part) if isinstance(target, dict) else None
+        document = target
+    return document
+
+
+def added_to_open_enum(change: Change, before: dict[str, Any]) -> bool:
+    r"""True when `change` adds a value to an enum that `before` marks ``x-extensible-enum: true``
+    (the path ends ``…/enum/<index>`` and, walked through `before` following ``$ref``\ s, ends at
+    such a schema)."""
+    if change.action != "add" or len(change.path) < 2 or change.path[-2] != "enum":
+        return False
+    node: Any = before
+    for part in change.path[:-2]:
+        node = _resolved(node, before)
+        if isinstance(node, dict):
+            node = node.get(str(part))
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    node = _resolved(node, before)
+    return isinstance(node, dict) and node.get("x-extensible-enum") is True
+
+
 def major(version: str) -> int:
     """The major number of a semantic version such as ``1.4.2``."""
     return int(version.split(".", 1)[0])
@@ -150,7 +187,7 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, against: str) -> t
     """Exit status and report of the comparison of two bundled contracts."""
     with tempfile.TemporaryDirectory(prefix="charter-spec-diff-") as tmp:
         changes = [change for change in classify(before, after, Path(tmp)) if change.on_surface]
-    breaking = [change for change in changes if change.type == "breaking"]
+    breaking = [change for change in changes if change.type == "breaking" and not added_to_open_enum(change, before)]
     counts = {kind: sum(change.type == kind for change in changes) for kind in sorted({c.type for c in changes})}
     old, new = before["info"]["version"], after["info"]["version"]
     lines = [
