@@ -12,8 +12,10 @@ and passes.
 
 One convention narrows "breaking": an enum the base contract marks ``x-extensible-enum: true``
 is open — its description tells clients to expect values they do not know yet (Zalando's REST
-guideline 112; Google AIP-126) — so a value added to it, in a response too, is not breaking.
-The mark must already be in the base: marking an enum and growing it in one change still fails.
+guideline 112; Google AIP-126) — so a value added to it, in a response too, is not breaking;
+likewise a branch added to a ``oneOf`` marked ``x-extensible-oneOf: true`` (a union of event
+shapes told apart by a type that is itself an open enum). The mark must already be in the base:
+marking and growing in one change still fails.
 
 Exit status: 0 when nothing breaks (or the major version changed), 1 on a breaking change,
 2 when the comparison could not be made.
@@ -159,12 +161,18 @@ def _resolved(document: Any, root: dict[str, Any]) -> Any:
     return document
 
 
+OPEN_MARKS = {"enum": "x-extensible-enum", "oneOf": "x-extensible-oneOf"}
+"""The list keyword of a schema, and the mark that declares that list open."""
+
+
 def added_to_open_enum(change: Change, before: dict[str, Any]) -> bool:
-    r"""True when `change` adds a value to an enum that `before` marks ``x-extensible-enum: true``
-    (the path ends ``…/enum/<index>`` and, walked through `before` following ``$ref``\ s, ends at
-    such a schema)."""
-    if change.action != "add" or len(change.path) < 2 or change.path[-2] != "enum":
+    r"""True when `change` adds a value to an enum that `before` marks ``x-extensible-enum: true``,
+    or a branch to a ``oneOf`` it marks ``x-extensible-oneOf: true`` (the path ends
+    ``…/enum/<index>`` or ``…/oneOf/<index>`` and, walked through `before` following
+    ``$ref``\ s, ends at such a schema)."""
+    if change.action != "add" or len(change.path) < 2 or change.path[-2] not in OPEN_MARKS:
         return False
+    mark = OPEN_MARKS[str(change.path[-2])]
     node: Any = before
     for part in change.path[:-2]:
         node = _resolved(node, before)
@@ -175,7 +183,7 @@ def added_to_open_enum(change: Change, before: dict[str, Any]) -> bool:
         else:
             return False
     node = _resolved(node, before)
-    return isinstance(node, dict) and node.get("x-extensible-enum") is True
+    return isinstance(node, dict) and node.get(mark) is True
 
 
 def major(version: str) -> int:

@@ -137,6 +137,28 @@ def test_a_value_added_to_an_open_enum_passes_and_to_a_closed_one_fails(tmp_path
     assert "breaking:" not in result.stdout
 
 
+def _event_shapes(contract: Path, *, open_ended: bool, extra: bool) -> None:
+    def change(components: dict) -> None:
+        union = components["schemas"]["WebhookEvent"]
+        if not open_ended:
+            union.pop("x-extensible-oneOf", None)
+        if extra:
+            shape = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
+            union["oneOf"].append(shape)
+
+    _edit(contract / "components" / "webhooks.yaml", change)
+
+
+def test_a_branch_added_to_an_open_union_of_event_shapes_passes_and_to_a_closed_one_fails(tmp_path):
+    closed, open_union = _copy(tmp_path / "closed"), _copy(tmp_path / "open")
+    _event_shapes(closed, open_ended=False, extra=False)
+    for base, expected in ((closed, 1), (open_union, 0)):
+        grown = _copy(tmp_path / f"grown-{expected}")
+        _event_shapes(grown, open_ended=True, extra=True)
+        result = spec_diff("--base-dir", str(base), "--spec-dir", str(grown))
+        assert result.returncode == expected, result.stdout + result.stderr
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=Spec Diff", "-c", "user.email=spec-diff@example.com", *args],
