@@ -195,8 +195,12 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, against: str) -> t
     """Exit status and report of the comparison of two bundled contracts."""
     with tempfile.TemporaryDirectory(prefix="charter-spec-diff-") as tmp:
         changes = [change for change in classify(before, after, Path(tmp)) if change.on_surface]
-    breaking = [change for change in changes if change.type == "breaking" and not added_to_open_enum(change, before)]
+    opened = [change for change in changes if change.type == "breaking" and added_to_open_enum(change, before)]
+    changes = [change for change in changes if change not in opened]
+    breaking = [change for change in changes if change.type == "breaking"]
     counts = {kind: sum(change.type == kind for change in changes) for kind in sorted({c.type for c in changes})}
+    if opened:
+        counts["added to an open enum or union (allowed)"] = len(opened)
     old, new = before["info"]["version"], after["info"]["version"]
     lines = [
         f"spec-diff: the contract (version {new}) against {against} (version {old}): "

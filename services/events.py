@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from persistence.tasks.models import Task
 from persistence.unit_of_work import UnitOfWork
 from services.clock import Clock
 
@@ -27,6 +28,7 @@ class EventType(StrEnum):
     TASK_DELETED = "task.deleted"
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
+    REMINDER_FIRED = "reminder.fired"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,24 @@ class Event:
             "created_at": self.occurred_at.isoformat().replace("+00:00", "Z"),
             "data": self.data,
         }
+
+
+def timestamp(instant: datetime | None) -> str | None:
+    """An instant as events write it (RFC 3339, UTC, ``Z``), or None."""
+    return instant.isoformat().replace("+00:00", "Z") if instant is not None else None
+
+
+def task_data(task: Task) -> dict[str, Any]:
+    """The contract's `TaskEventData`: the task as an event shows it."""
+    return {
+        "id": str(task.id),
+        "title": task.title,
+        "priority": task.priority,
+        "completed": task.completed,
+        "due_at": timestamp(task.due_at),
+        "tags": list(task.tags),
+        "version": task.version,
+    }
 
 
 def emit(uow: UnitOfWork, *, clock: Clock, owner_id: uuid.UUID, type: EventType, data: dict[str, Any]) -> Event:

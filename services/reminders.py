@@ -16,8 +16,9 @@ When a reminder fires (rules after the issue):
   that the task is open. Reopening a task does not revive skipped reminders.
 * **Channels.** `in_app` makes a notification (`GET /users/me/notifications`); `email` enqueues
   a `reminders.email` job that sends through SMTP with the job engine's retries (at least
-  once: a worker that dies after the server accepted the mail sends it again). A `webhook`
-  channel is not offered yet: outbound webhooks are a separate slice.
+  once: a worker that dies after the server accepted the mail sends it again); `webhook`
+  records a `reminder.fired` event, delivered to the owner's webhook endpoints subscribed to it
+  (`services.webhooks`; none subscribed: nothing is sent, as for any event).
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from persistence.notifications.models import Notification
 from persistence.reminders.models import Reminder
 from persistence.tasks.models import Task
 from persistence.unit_of_work import UnitOfWork
-from services import jobs
+from services import events, jobs
 from services.clock import Clock
 from services.cursors import decode_cursor, page
 from services.errors import DomainError, InvalidInput, NotFound, ProblemType
 from services.timestamps import parse_instant
 
-CHANNELS = ("in_app", "email")
+CHANNELS = ("in_app", "email", "webhook")
 """Where a reminder is delivered; the contract lists the same values."""
 MAX_REMINDERS_PER_TASK = 20
 MAX_MINUTES_BEFORE_DUE = 525_600
@@ -233,8 +234,9 @@ def copy_to_next(
 
 def fire(*, uow: UnitOfWork, clock: Clock, engine: jobs.JobEngine | None, reminder_id: uuid.UUID) -> bool:
     """Fire the reminder if it is still pending, due and its task open: claim it (one
-    conditional UPDATE), then, in the same unit of work, make its `in_app` notification and
-    enqueue its `reminders.email` job. True when this call fired it; False when it was not
+    conditional UPDATE), then, in the same unit of work, make its `in_app` notification, record
+    its `reminder.fired` event for the owner's webhook endpoints (`webhook` channel) and enqueue
+    its `reminders.email` job. True when this call fired it; False when it was not
     due yet, already fired or skipped, deleted, or its task completed or deleted."""
     now = clock.now()
     if not uow.reminders.claim(reminder_id, now=now):
@@ -256,6 +258,21 @@ def fire(*, uow: UnitOfWork, clock: Clock, engine: jobs.JobEngine | None, remind
                 created_at=now,
                 read_at=None,
             )
+        )
+    if "webhook" in reminder.channels:
+        events.emit(
+            uow,
+            clock=clock,
+            owner_id=reminder.owner_id,
+            type=events.EventType.REMINDER_FIRED,
+            data={
+                "reminder": {
+                    "id": str(reminder.id),
+                    "remind_at": events.timestamp(reminder.remind_at),
+                    "channels": list(reminder.channels),
+                },
+                "task": events.task_data(task),
+            },
         )
     if "email" in reminder.channels and engine is not None:
         jobs.enqueue(

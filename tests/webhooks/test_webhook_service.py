@@ -17,7 +17,7 @@ from adapters.secret_box import FernetBox, new_key
 from adapters.webhook_http import SendResult
 from jobs.webhooks import DELIVERY_RETRY
 from persistence.tasks.models import Task
-from services import jobs, tasks, webhooks
+from services import jobs, notifications, reminders, tasks, webhooks
 from services.errors import NotFound
 from services.jobs import Outcome
 from tests.webhooks.conftest import PUBLIC_URL, T0
@@ -209,6 +209,13 @@ def test_failed_attempts_are_retried_with_backoff_and_an_endpoint_failing_for_a_
     assert (failed.delivery.status, failed.delivery.attempts, failed.delivery.last_status_code) == ("failed", 12, 500)
     assert failed.next_attempt_at is None
     assert len(sender.sent) == 12
+    # Its owner is told, once, in the app.
+    with new_uow() as uow:
+        [told] = notifications.list_notifications(uow=uow, owner_id=owner_id, limit=10).items
+    assert told.type == "webhook_endpoint_disabled"
+    assert told.title == f"Webhook endpoint disabled: {PUBLIC_URL}"
+    assert str(endpoint_id) in told.body and endpoint.disabled_reason in told.body
+    assert told.read_at is None
 
     # A disabled endpoint gets nothing: a new event makes no delivery.
     create_task(new_uow, clock, owner_id)
@@ -357,3 +364,39 @@ def test_a_job_failed_by_the_sweep_on_its_last_attempt_raises_job_failed(new_uow
     assert view.delivery.event_type == "job.failed"
     assert view.delivery.payload["data"]["job"]["status"] == "failed"
     assert view.delivery.payload["data"]["job"]["error"]["type"] == "/problems/job-failed"
+
+
+def test_a_reminder_with_the_webhook_channel_fires_a_reminder_fired_event_once(
+    new_uow, clock, config, engine, owner_id
+):
+    endpoint_id, _ = make_endpoint(new_uow, clock, config, owner_id, ["reminder.fired"])
+    due = (T0 + timedelta(hours=1)).isoformat()
+    with new_uow() as uow:
+        task = tasks.create_task(uow=uow, clock=clock, owner_id=owner_id, data={"title": "Call back", "due_at": due})
+        task_id = task.id
+        by_webhook = reminders.create_reminder(
+            uow=uow,
+            clock=clock,
+            engine=engine,
+            owner_id=owner_id,
+            task_id=task_id,
+            data={"minutes_before_due": 10, "channels": ["in_app", "webhook"]},
+        ).id
+        in_app_only = reminders.create_reminder(
+            uow=uow, clock=clock, engine=engine, owner_id=owner_id, task_id=task_id, data={"minutes_before_due": 5}
+        ).id
+    clock.advance(minutes=55)
+    for reminder_id in (by_webhook, in_app_only, by_webhook):  # the second firing of one finds it fired
+        with new_uow() as uow:
+            reminders.fire(uow=uow, clock=clock, engine=engine, reminder_id=reminder_id)
+
+    [view] = deliveries_of(new_uow, owner_id, endpoint_id)
+    payload = view.delivery.payload
+    assert (view.delivery.event_type, payload["type"]) == ("reminder.fired", "reminder.fired")
+    assert payload["data"]["reminder"] == {
+        "id": str(by_webhook),
+        "remind_at": (T0 + timedelta(minutes=50)).isoformat().replace("+00:00", "Z"),
+        "channels": ["in_app", "webhook"],
+    }
+    assert payload["data"]["task"]["id"] == str(task_id)
+    assert payload["data"]["task"]["title"] == "Call back"
