@@ -20,6 +20,10 @@ from adapters.clamd import ClamdScanner
 from tests.documents.samples import EICAR
 from tests.processes import free_port, log_tail, stop_process
 
+CLAMD_MARKER = b"CHARTER-CLAMD-ONLY-TEST-MARKER"
+"""Bytes only the local clamd database knows (a body signature, ``Charter.Test.Marker``), so a test
+can tell that clamd, not the built-in check, found something."""
+CLAMD_MARKER_SIGNATURE = "Charter.Test.Marker"
 CLAMD_SIGNATURE = "Eicar-Test-Signature"
 """The name the local database gives EICAR; clamd reports it with ``.UNOFFICIAL`` appended (a
 signature outside ClamAV's official databases)."""
@@ -44,6 +48,8 @@ def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
     database.mkdir()
     # An MD5 signature (hash:size:name), what `sigtool --md5` writes, named as ClamAV names EICAR.
     (database / "local.hdb").write_text(f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:{CLAMD_SIGNATURE}\n")  # noqa: S324
+    # A body signature (name:target type:offset:hex), any file type, anywhere in the file.
+    (database / "local.ndb").write_text(f"{CLAMD_MARKER_SIGNATURE}:0:*:{CLAMD_MARKER.hex()}\n")
     port = free_port()
     socket_path = folder / "clamd.sock"
     stream_max_bytes = 1024 * 1024
