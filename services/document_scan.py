@@ -219,52 +219,71 @@ def check_zip(data: bytes, *, limits: ScanLimits) -> ScanResult | None:
 
 def _pdf_names(data: bytes) -> set[str]:
     names = set()
-    for match in _PDF_NAME.finditer(data):
-        raw = _PDF_HEX_ESCAPE.sub(lambda escape: bytes([int(escape.group(1), 16)]), match.group(1))
+    for raw in set(_PDF_NAME.findall(data)):
+        if b"#" in raw:
+            raw = _PDF_HEX_ESCAPE.sub(lambda escape: bytes([int(escape.group(1), 16)]), raw)
         names.add(raw.decode("latin-1"))
     return names
 
 
-def _pdf_object_streams(data: bytes, *, budget: int) -> tuple[list[bytes], str | None]:
-    """The inflated contents of the PDF's object streams (/Type /ObjStm), or why they cannot be
-    read. Only ObjStm streams are inflated: the other streams (page contents, fonts, images) hold
-    no dictionaries."""
-    inflated: list[bytes] = []
+@dataclass
+class _PdfParts:
+    """A PDF's bytes split for the name scan: `outside` (the file without its stream bodies, where
+    dictionaries are), `bodies` (the raw stream bodies), `objects` (inflated object streams),
+    and `problem`: why an object stream could not be read."""
+
+    outside: list[bytes]
+    bodies: list[bytes]
+    objects: list[bytes]
+    problem: str | None = None
+
+
+def _pdf_parts(data: bytes, *, budget: int) -> _PdfParts:
+    """Split a PDF at its ``stream`` … ``endstream`` bodies and inflate the object streams
+    (/Type /ObjStm, the only streams that hold dictionaries). A body runs to the next
+    ``endstream`` (or the end of a truncated file)."""
+    parts = _PdfParts(outside=[], bodies=[], objects=[])
+    position = 0
     for match in _PDF_STREAM.finditer(data):
-        if data[max(0, match.start() - 3) : match.start()] == b"end":
+        if match.start() < position or data[max(0, match.start() - 3) : match.start()] == b"end":
             continue
-        start = match.end()
+        parts.outside.append(data[position : match.start()])
+        end = data.find(b"endstream", match.end())
+        body = data[match.end() : end if end >= 0 else len(data)]
+        parts.bodies.append(body)
+        position = end + len(b"endstream") if end >= 0 else len(data)
         objects = list(_PDF_OBJ.finditer(data, max(0, match.start() - 4096), match.start()))
-        dictionary = data[objects[-1].end() if objects else max(0, match.start() - 4096) : match.start()]
-        names = _pdf_names(dictionary)
-        if "ObjStm" not in names:
+        names = _pdf_names(data[objects[-1].end() if objects else max(0, match.start() - 4096) : match.start()])
+        if "ObjStm" not in names or parts.problem:
             continue
-        end = data.find(b"endstream", start)
-        body = data[start : end if end >= 0 else len(data)]
         filters = names & {"ASCIIHexDecode", "ASCII85Decode", "LZWDecode", "RunLengthDecode", "Crypt", "AHx", "A85"}
         if filters:
-            return inflated, f"an object stream uses {sorted(filters)[0]}"
-        if "FlateDecode" not in names and "Fl" not in names:
-            inflated.append(body)
-            continue
-        inflater = zlib.decompressobj()
-        try:
-            content = inflater.decompress(body, budget + 1)
-        except zlib.error:
-            return inflated, "an object stream cannot be inflated"
-        budget -= len(content)
-        if budget < 0:
-            return inflated, "its object streams inflate past the limit"
-        inflated.append(content)
-    return inflated, None
+            parts.problem = f"an object stream uses {sorted(filters)[0]}"
+        elif "FlateDecode" not in names and "Fl" not in names:
+            parts.objects.append(body)
+        else:
+            try:
+                content = zlib.decompressobj().decompress(body, budget + 1)
+            except zlib.error:
+                parts.problem = "an object stream cannot be inflated"
+                continue
+            budget -= len(content)
+            if budget < 0:
+                parts.problem = "its object streams inflate past the limit"
+            else:
+                parts.objects.append(content)
+    parts.outside.append(data[position:])
+    return parts
 
 
 def check_pdf(data: bytes, *, limits: ScanLimits) -> ScanResult | None:
     """The PDF check: actions and attachments named anywhere in the file.
 
-    A byte scan rather than a parse, so a malformed or truncated PDF is still checked: every
-    name (``/Name``, its ``#xx`` escapes decoded) in the file and in its FlateDecode object
-    streams is compared with `PDF_ACTIVE_NAMES`.
+    A byte scan rather than a parse, so a malformed or truncated PDF is still checked: the names
+    (``/Name``, ``#xx`` escapes decoded) of the file's dictionaries and of its FlateDecode object
+    streams are compared with `PDF_ACTIVE_NAMES`. Raw stream bodies (images, fonts, page
+    contents) are searched for the long names only: ``/JS`` is three bytes that compressed data
+    holds by chance about once in 300 MB, and a working ``/JS`` key comes with ``/S /JavaScript``.
 
     Args:
         data: the PDF's bytes.
@@ -275,17 +294,19 @@ def check_pdf(data: bytes, *, limits: ScanLimits) -> ScanResult | None:
         unscannable when object streams cannot be read (encrypted, another filter, past the
         inflation limit).
     """
-    names = _pdf_names(data)
-    streams, problem = _pdf_object_streams(data, budget=limits.max_pdf_inflated_bytes)
-    for stream in streams:
-        names |= _pdf_names(stream)
+    parts = _pdf_parts(data, budget=limits.max_pdf_inflated_bytes)
+    names: set[str] = set()
+    for segment in (*parts.outside, *parts.objects):
+        names |= _pdf_names(segment)
+    for body in parts.bodies:
+        names |= {name for name in _pdf_names(body) if len(name) > 2}
     for name in PDF_ACTIVE_NAMES:
         if name in names:
             return _infected(f"Charter.PDF.{name}", f"The PDF contains /{name}.")
     if "Encrypt" in names and "ObjStm" in names:
         return _unscannable("The PDF is encrypted and keeps objects in object streams, which cannot be checked.")
-    if problem:
-        return _unscannable(f"The PDF cannot be checked: {problem}.")
+    if parts.problem:
+        return _unscannable(f"The PDF cannot be checked: {parts.problem}.")
     return None
 
 

@@ -209,3 +209,25 @@ def test_the_unscannable_policy_blocks_by_default():
         False,
         False,
     ]
+
+
+def test_a_short_name_that_compressed_data_holds_by_chance_is_not_an_action():
+    image = b"<< /Type /XObject /Subtype /Image /Length 12 >>\nstream\n\x8f/JS \x01\x02\x03\x04\x05\x06\x07\nendstream"
+    assert scan(build_pdf([["Picture"]], extra_objects={30: image})).verdict is Verdict.CLEAN
+
+
+def test_an_action_hidden_where_a_stream_body_seems_to_run_is_still_found():
+    # /Length says 4 bytes, but the next "endstream" comes after a JavaScript action object
+    trick = b"<< /Length 4 >>\nstream\nAAAA\n31 0 obj << /S /JavaScript /JS (x) >> endobj\nendstream"
+    assert scan(build_pdf([["Hi"]], extra_objects={30: trick})).signature == "Charter.PDF.JavaScript"
+
+
+def test_a_large_pdf_is_checked_quickly():
+    import random
+    import time
+
+    noise = random.Random(15).randbytes(20 * 1024 * 1024)  # like compressed images: /JS about 0.07 times
+    data = build_pdf([["Big"]], extra_objects={30: b"<< /Length %d >>\nstream\n%s\nendstream" % (len(noise), noise)})
+    started = time.monotonic()
+    assert scan(data).verdict is Verdict.CLEAN
+    assert time.monotonic() - started < 10
