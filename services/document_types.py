@@ -17,8 +17,12 @@ from __future__ import annotations
 import codecs
 import functools
 import posixpath
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import BinaryIO
 
 import magic
 
@@ -76,6 +80,15 @@ _SAYS_NOTHING = frozenset({"", "application/octet-stream", "binary/octet-stream"
 
 _TEXT_LIKE = frozenset({"application/json", "application/xml", "application/x-empty"})
 """libmagic answers for bytes that are text although not `text/*`."""
+
+
+_WORD_MAIN = b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+_WORD_MACRO_MAIN = b"application/vnd.ms-word.document.macroEnabled.main+xml"
+_DOCM = "application/vnd.ms-word.document.macroEnabled.12"
+_CONTENT_TYPES = "[Content_Types].xml"
+_CONTENT_TYPES_MAX_BYTES = 1024 * 1024
+_ZIP_DETECTIONS = frozenset({"application/zip", "application/octet-stream", MEDIA_TYPES[DocumentKind.DOCX]})
+"""What libmagic says of an OOXML file whose entries are not in the order it expects."""
 
 
 class EmptyDocument(DomainError):
@@ -154,6 +167,62 @@ def _compatible(detected: DocumentKind, claimed: DocumentKind) -> bool:
     return detected == claimed or (detected in TEXT_KINDS and claimed in TEXT_KINDS)
 
 
+def _content_types_from_head(sample: bytes) -> bytes | None:
+    """`[Content_Types].xml` read from its local file header in the first bytes of a zip, when
+    it is there (stored or deflated)."""
+    marker = b"PK\x03\x04"
+    position = sample.find(marker)
+    while position >= 0 and position + 30 <= len(sample):
+        method, _, _, _, compressed, _, name_length, extra_length = struct.unpack_from(
+            "<HHHIIIHH", sample, position + 8
+        )
+        name = sample[position + 30 : position + 30 + name_length]
+        start = position + 30 + name_length + extra_length
+        if name == _CONTENT_TYPES.encode():
+            body = sample[start : start + compressed] if compressed else sample[start:]
+            if method == 0:
+                return body
+            if method == 8:
+                try:
+                    return zlib.decompressobj(-15).decompress(body, _CONTENT_TYPES_MAX_BYTES)
+                except zlib.error:
+                    return None
+            return None
+        position = sample.find(marker, position + 4)
+    return None
+
+
+def _content_types_from_stream(stream: BinaryIO) -> bytes | None:
+    """`[Content_Types].xml` read through the zip's central directory (the stream is left where
+    it was)."""
+    position = stream.tell()
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            entry = archive.getinfo(_CONTENT_TYPES)
+            if entry.file_size > _CONTENT_TYPES_MAX_BYTES:
+                return None
+            return archive.read(entry)
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, NotImplementedError, zlib.error):
+        return None
+    finally:
+        stream.seek(position)
+
+
+def _ooxml_type(sample: bytes, stream: BinaryIO | None) -> str | None:
+    """A Word document's media type from its `[Content_Types].xml` (the OOXML package's own
+    statement of its main part, ECMA-376 Part 2), or None."""
+    content_types = _content_types_from_stream(stream) if stream is not None else None
+    if content_types is None:
+        content_types = _content_types_from_head(sample)
+    if content_types is None:
+        return None
+    if _WORD_MACRO_MAIN in content_types:
+        return _DOCM
+    if _WORD_MAIN in content_types:
+        return MEDIA_TYPES[DocumentKind.DOCX]
+    return None
+
+
 def _python_encoding(name: str) -> str | None:
     try:
         return codecs.lookup(name).name
@@ -161,7 +230,9 @@ def _python_encoding(name: str) -> str | None:
         return None
 
 
-def sniff_document_type(head: bytes, *, filename: str | None = None, declared_type: str | None = None) -> SniffedType:
+def sniff_document_type(
+    head: bytes, *, filename: str | None = None, declared_type: str | None = None, stream: BinaryIO | None = None
+) -> SniffedType:
     """The kind of a document from its first bytes, checked against its name and declared type.
 
     Args:
@@ -170,6 +241,10 @@ def sniff_document_type(head: bytes, *, filename: str | None = None, declared_ty
         filename: the name the client gave (only its extension is read), or None.
         declared_type: the `Content-Type` the client declared for the file (parameters such as
             ``charset`` are ignored), or None; ``application/octet-stream`` claims nothing.
+        stream: the whole file, seekable (e.g. the stored upload), or None. libmagic recognises
+            a DOCX only when its zip entries come in the order Word writes them; for a zip whose
+            type it does not name, the package's ``[Content_Types].xml`` decides, read through
+            the zip's central directory from `stream`, else from `head` when it is there.
 
     Returns:
         The kind; for text, the claim picks text, Markdown or HTML (extension, then declared
@@ -185,6 +260,8 @@ def sniff_document_type(head: bytes, *, filename: str | None = None, declared_ty
         raise EmptyDocument("The file is empty.")
     sample = head[:SNIFF_BYTES]
     detected = str(magic.from_buffer(sample, mime=True))
+    if detected in _ZIP_DETECTIONS and sample.startswith(b"PK\x03\x04"):
+        detected = _ooxml_type(sample, stream) or detected
     kind = _detected_kind(detected)
 
     claims: list[tuple[str, DocumentKind | None]] = []

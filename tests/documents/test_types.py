@@ -3,8 +3,11 @@ type must agree with them (415 naming both); Markdown is told from plain text by
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
+import magic
 import pytest
 
 from services.document_types import (
@@ -14,7 +17,7 @@ from services.document_types import (
     UnsupportedDocumentType,
     sniff_document_type,
 )
-from tests.documents.samples import build_docx, build_pdf, vba_project
+from tests.documents.samples import build_docx, build_pdf, vba_project, with_member
 
 PDF = build_pdf([["Hello"]])
 DOCX = build_docx([("Heading", ["Paragraph."])])
@@ -87,3 +90,42 @@ def test_an_empty_file_is_refused():
     with pytest.raises(EmptyDocument) as refused:
         sniff_document_type(b"", filename="empty.pdf", declared_type="application/pdf")
     assert refused.value.problem.status == 422
+
+
+def reordered(archive: bytes, order) -> bytes:
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in order(source.namelist()):
+            target.writestr(name, source.read(name))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("order", [sorted, lambda names: list(reversed(names))], ids=["sorted", "reversed"])
+def test_a_docx_whose_entries_libmagic_does_not_expect_is_read_from_its_content_types(order):
+    data = reordered(DOCX, order)
+    assert (
+        magic.from_buffer(data[:65536], mime=True)
+        != "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    )
+    assert sniff_document_type(data, filename="a.docx", stream=io.BytesIO(data)).kind is DocumentKind.DOCX
+    if order is sorted:  # [Content_Types].xml comes first: the head is enough
+        assert sniff_document_type(data[:4096], filename="a.docx").kind is DocumentKind.DOCX
+
+
+def test_a_macro_enabled_word_document_is_not_a_docx():
+    docm = with_member(DOCX, "word/vbaProject.bin", vba_project())
+    source = zipfile.ZipFile(io.BytesIO(docm))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in sorted(source.namelist()):
+            content = source.read(name)
+            if name == "[Content_Types].xml":
+                content = content.replace(
+                    b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+                    b"application/vnd.ms-word.document.macroEnabled.main+xml",
+                )
+            target.writestr(name, content)
+    with pytest.raises(DocumentTypeMismatch) as refused:
+        sniff_document_type(out.getvalue(), filename="a.docx", stream=io.BytesIO(out.getvalue()))
+    assert refused.value.detected == "application/vnd.ms-word.document.macroEnabled.12"
