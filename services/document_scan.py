@@ -107,7 +107,7 @@ class ScanLimits:
     """
 
     max_zip_members: int = 10_000
-    max_zip_total_bytes: int = 512 * 1024 * 1024
+    max_zip_total_bytes: int = 256 * 1024 * 1024
     max_zip_ratio: float = 200.0
     zip_ratio_min_bytes: int = 1024 * 1024
     max_pdf_inflated_bytes: int = 64 * 1024 * 1024
@@ -212,7 +212,16 @@ def check_zip(data: bytes, *, limits: ScanLimits) -> ScanResult | None:
                     return _infected(
                         EICAR_SIGNATURE, f"The archive's entry {member.filename!r} is the EICAR test file."
                     )
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError, EOFError) as error:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        EOFError,
+        zlib.error,
+    ) as error:
         return _unscannable(f"The archive cannot be read ({type(error).__name__}).")
     return None
 
@@ -356,12 +365,16 @@ def structural_scan(stream: BinaryIO, *, limits: ScanLimits | None = None) -> Sc
     if _is_eicar(data):
         return _infected(EICAR_SIGNATURE, "The file is the EICAR test file.")
     found: ScanResult | None = None
-    if data.startswith(_ZIP_MAGIC) or data.startswith(b"PK\x05\x06"):
-        found = check_zip(data, limits=limits) or check_macros(data)
-    elif data.startswith(_OLE_MAGIC):
-        found = check_macros(data)
-    elif b"%PDF-" in data[:1024]:
-        found = check_pdf(data, limits=limits)
+    try:
+        if data.startswith(_ZIP_MAGIC) or data.startswith(b"PK\x05\x06"):
+            found = check_zip(data, limits=limits) or check_macros(data)
+        elif data.startswith(_OLE_MAGIC):
+            found = check_macros(data)
+        elif b"%PDF-" in data[:1024]:
+            found = check_pdf(data, limits=limits)
+    except Exception as error:  # a check that trips over the bytes: what it could not check is unscannable
+        log.warning("a structural check failed: %s", type(error).__name__, exc_info=True)
+        return _unscannable(f"The file's structure cannot be checked ({type(error).__name__}).")
     return found or ScanResult(Verdict.CLEAN, BUILTIN_ENGINE)
 
 

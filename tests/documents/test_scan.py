@@ -231,3 +231,27 @@ def test_a_large_pdf_is_checked_quickly():
     started = time.monotonic()
     assert scan(data).verdict is Verdict.CLEAN
     assert time.monotonic() - started < 10
+
+
+def test_a_check_that_trips_over_the_bytes_makes_them_unscannable_not_an_error(monkeypatch):
+    import services.document_scan as document_scan
+
+    def trips(data, *, limits):
+        raise IndexError("unexpected")
+
+    monkeypatch.setattr(document_scan, "check_pdf", trips)
+    found = scan(CLEAN_PDF)
+    assert (found.verdict, found.detail) == (
+        Verdict.UNSCANNABLE,
+        "The file's structure cannot be checked (IndexError).",
+    )
+
+
+def test_a_small_zip_member_with_corrupt_data_is_unscannable():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("note.txt", b"a short note " * 5)
+    data = bytearray(out.getvalue())
+    start = 30 + len(b"note.txt")
+    data[start : start + 8] = b"\xff" * 8  # the deflate stream, broken
+    assert scan(bytes(data)).verdict is Verdict.UNSCANNABLE
