@@ -33,7 +33,9 @@ def test_normalize_url(url, normal):
     assert normalize_url(normal) == normal  # idempotent
 
 
-@pytest.mark.parametrize("url", ["mailto:a@example.com", "javascript:void(0)", "ftp://example.com/", "http:///x", "", "tel:+1"])
+@pytest.mark.parametrize(
+    "url", ["mailto:a@example.com", "javascript:void(0)", "ftp://example.com/", "http:///x", "", "tel:+1"]
+)
 def test_what_is_not_a_web_url_is_none(url):
     assert normalize_url(url) is None
 
@@ -54,7 +56,9 @@ def test_one_key_for_one_page():
         "http://example.com/docs/./",
     ]
     assert len({url_key(normalize_url(url)) for url in same}) == 1
-    assert url_key(normalize_url("https://example.com/docs?page=2")) != url_key(normalize_url("https://example.com/docs"))
+    assert url_key(normalize_url("https://example.com/docs?page=2")) != url_key(
+        normalize_url("https://example.com/docs")
+    )
     assert url_key(normalize_url("https://example.com:8080/docs")) != url_key(normalize_url("https://example.com/docs"))
 
 

@@ -22,7 +22,9 @@ S = "https://example.com"
 def page(title: str, body: str = "", links: tuple[str, ...] = (), head: str = "") -> FakePage:
     anchors = "".join(f'<a href="{link}">{link}</a> ' for link in links)
     text = body or f"This is the page about {title}, with enough words to count as content."
-    return FakePage(f"<html><head><title>{title}</title>{head}</head><body><nav>{anchors}</nav><p>{text}</p></body></html>")
+    return FakePage(
+        f"<html><head><title>{title}</title>{head}</head><body><nav>{anchors}</nav><p>{text}</p></body></html>"
+    )
 
 
 @dataclass
@@ -75,7 +77,9 @@ def test_breadth_first_within_depth_each_page_once():
     assert all(r.status == "indexed" for r in result.order)
     assert result.results[S + "/a"].title == "A" and result.results[S + "/a"].words > 5
     assert result.results[S + "/a/deep"].depth == 2
-    assert [url for url, _ in result.fetcher.requests if not url.endswith("robots.txt")] == [r.url for r in result.order]
+    assert [url for url, _ in result.fetcher.requests if not url.endswith("robots.txt")] == [
+        r.url for r in result.order
+    ]
     assert result.report.stopped == "done" and result.report.indexed == 4
 
 
@@ -95,7 +99,9 @@ def test_robots_disallow_and_crawl_delay_are_honoured():
 
 def test_our_own_group_in_robots_txt_wins():
     site = {
-        S + "/robots.txt": FakePage("User-agent: *\nDisallow: /\n\nUser-agent: CharterBot\nAllow: /\n", content_type="text/plain"),
+        S + "/robots.txt": FakePage(
+            "User-agent: *\nDisallow: /\n\nUser-agent: CharterBot\nAllow: /\n", content_type="text/plain"
+        ),
         S + "/": page("Home"),
     }
     assert run(site).status(S + "/") == ("indexed", None)
@@ -184,7 +190,9 @@ def test_types_sizes_ssrf_and_http_errors():
         S + "/": page("Home", links=("/image.png", "/big", "/manual.pdf", "/missing", "/internal", "/empty")),
         S + "/image.png": FakePage(b"\x89PNG...", content_type="image/png"),
         S + "/big": FakePage("<html><body>" + "x" * 5000 + "</body></html>"),
-        S + "/manual.pdf": FakePage(make_pdf("Install the widget", "Then use it", title="Widget manual"), content_type="application/pdf"),
+        S + "/manual.pdf": FakePage(
+            make_pdf("Install the widget", "Then use it", title="Widget manual"), content_type="application/pdf"
+        ),
         S + "/empty": FakePage("<html><body><script>render()</script></body></html>"),
     }
     fetcher_site = dict(site)
@@ -193,13 +201,24 @@ def test_types_sizes_ssrf_and_http_errors():
     assert result.status(S + "/missing") == ("failed", None) and result.results[S + "/missing"].http_status == 404
     assert result.status(S + "/empty") == ("failed", None) and "no text" in result.results[S + "/empty"].detail
     pdf = result.results[S + "/manual.pdf"]
-    assert (pdf.status, pdf.kind, pdf.title, list(pdf.pages)) == ("indexed", "pdf", "Widget manual", ["Install the widget", "Then use it"])
+    assert (pdf.status, pdf.kind, pdf.title, list(pdf.pages)) == (
+        "indexed",
+        "pdf",
+        "Widget manual",
+        ["Install the widget", "Then use it"],
+    )
     small = FakeFetcher(dict(site), refused={S + "/internal"}, max_page_bytes=1000)
     order: list[PageResult] = []
     crawl(
-        start_url=S, limits=CrawlLimits(use_sitemap=False), fetcher=small, robots_parser=ProtegoRobotsParser(),
-        sitemap_reader=UspSitemapReader(), extractor=PageContentExtractor(), record=order.append, clock=FakeCrawlClock(),
-    )  # fmt: skip
+        start_url=S,
+        limits=CrawlLimits(use_sitemap=False),
+        fetcher=small,
+        robots_parser=ProtegoRobotsParser(),
+        sitemap_reader=UspSitemapReader(),
+        extractor=PageContentExtractor(),
+        record=order.append,
+        clock=FakeCrawlClock(),
+    )
     by_url = {r.url: r for r in order}
     assert (by_url[S + "/big"].status, by_url[S + "/big"].skip_reason) == ("skipped", "size")
     assert (by_url[S + "/internal"].status, by_url[S + "/internal"].skip_reason) == ("skipped", "ssrf")
@@ -207,7 +226,10 @@ def test_types_sizes_ssrf_and_http_errors():
 
 def test_sitemap_pages_no_link_reaches_are_crawled_at_depth_one():
     site = {
-        S + "/robots.txt": FakePage(f"User-agent: *\nAllow: /\nSitemap: {S}/sitemap_index.xml\nSitemap: https://cdn.other.test/s.xml\n", content_type="text/plain"),
+        S + "/robots.txt": FakePage(
+            f"User-agent: *\nAllow: /\nSitemap: {S}/sitemap_index.xml\nSitemap: https://cdn.other.test/s.xml\n",
+            content_type="text/plain",
+        ),
         S + "/sitemap_index.xml": FakePage(
             f'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>{S}/pages.xml</loc></sitemap></sitemapindex>',
             content_type="application/xml",
@@ -236,7 +258,7 @@ def test_the_default_sitemap_location_is_tried_when_robots_lists_none():
 
 
 def test_include_exclude_and_page_limit():
-    links = tuple(f"/docs/{n}" for n in range(10)) + ("/blog/1", "/docs/internal/x")
+    links = (*tuple(f"/docs/{n}" for n in range(10)), "/blog/1", "/docs/internal/x")
     site = {S + "/": page("Home", links=links)} | {S + link: page(link) for link in links}
     result = run(site, include_paths=["/docs/*"], exclude_paths=["/docs/internal/*"], max_pages=4)
     assert [r.url for r in result.order] == [S + "/", S + "/docs/0", S + "/docs/1", S + "/docs/2"]
