@@ -28,6 +28,7 @@ It never raises for what a site does: every answer, refusal and network failure 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
@@ -46,7 +47,46 @@ AGENT_NAME = "CharterBot"
 address it by (RFC 9309 section 2.2.1)."""
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 PDF_TYPES = frozenset({"application/pdf", "application/x-pdf"})
+SNIFFED_TYPES = frozenset({None, "application/octet-stream", "binary/octet-stream"})
+"""Declared types (None: none declared) under which a page's kind is read from its first bytes."""
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_ENCODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})
+"""Content-Encodings we ask for and read (`_Inflater` bounds each): not br or zstd, which httpx
+would decode whole."""
+
+
+class _Inflater:
+    """Decodes a body's Content-Encoding a bounded amount at a time: `feed` never returns more
+    than one byte past the room left, whatever the compression ratio (zlib's ``max_length``).
+
+    Args:
+        encoding: ``identity``, ``gzip``/``x-gzip`` or ``deflate`` (zlib-wrapped or raw, both
+            seen in the wild).
+    """
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._inflate: zlib._Decompress | None = None
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """The decoded bytes of `data`, at most ``room + 1`` of them (one past the room says
+        "over the cap"; the rest is dropped)."""
+        if self.encoding == "identity":
+            return data[: max(room, 0) + 1]
+        if self._inflate is None:
+            if self.encoding == "deflate":
+                zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+                self._inflate = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+            else:
+                self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        out = bytearray()
+        try:
+            while data and len(out) <= room:
+                out += self._inflate.decompress(data, room + 1 - len(out))
+                data = self._inflate.unconsumed_tail
+        except zlib.error:
+            return bytes(out)  # a corrupt stream ends the body where it breaks
+        return bytes(out)
 
 
 def charter_version() -> str:
@@ -172,7 +212,7 @@ class HttpxFetcher:
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
             trust_env=False,
-            headers={"User-Agent": self.user_agent},
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
         )
 
     def fetch_page(
@@ -305,30 +345,49 @@ class HttpxFetcher:
         max_bytes: int,
         truncate: bool,
     ) -> FetchResult:
-        """Read an answer's body under the caps (a page's kind decided before reading past the
-        first chunk)."""
-        chunks = response.iter_bytes()
-        first = next(chunks, b"")
+        """Read an answer's body under the caps: a page's kind is decided from its declared type
+        before any byte is read (from the first bytes only when the type is missing or generic),
+        and decompression stops at the cap (`_Inflater`), so neither a huge body nor a
+        compression bomb is ever held whole."""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower() or "identity"
+        if encoding not in _ENCODINGS:
+            return replace(answered, outcome="failed", error=f"unsupported content encoding {encoding!r}")
         cap = max_bytes
+        kind: str | None = None
         if page:
-            kind = _page_kind(answered.content_type, first)
-            if kind is None:
-                return replace(
-                    answered, outcome="skipped", skip_reason="type", error=f"content type {answered.content_type}"
-                )
-            answered = replace(answered, kind=kind)
-            cap = self.max_bytes[kind]
+            if answered.content_type not in SNIFFED_TYPES:
+                kind = _page_kind(answered.content_type, b"")
+                if kind is None:
+                    return replace(
+                        answered, outcome="skipped", skip_reason="type", error=f"content type {answered.content_type}"
+                    )
+                cap = self.max_bytes[kind]
+            else:
+                cap = max(self.max_bytes.values())
         declared = response.headers.get("content-length", "")
-        encoded = response.headers.get("content-encoding", "identity") != "identity"
-        if declared.isdigit() and int(declared) > cap and not truncate and not encoded:
-            return replace(answered, outcome="skipped", skip_reason="size", error=f"Content-Length {declared} > {cap}")
-        body = bytearray(first)
-        for chunk in chunks:
-            if len(body) > cap:
-                break
+        if declared.isdigit() and int(declared) > cap and not truncate and encoding == "identity":
+            return replace(
+                answered, outcome="skipped", kind=kind, skip_reason="size", error=f"Content-Length {declared} > {cap}"
+            )
+        inflater = _Inflater(encoding)
+        body = bytearray()
+        for chunk in response.iter_raw():
             if time.monotonic() - started > self.total_seconds:
                 return replace(answered, outcome="failed", error=f"timeout: more than {self.total_seconds:g} s")
-            body.extend(chunk)
+            body += inflater.feed(chunk, cap - len(body))
+            if page and kind is None and len(body) >= 64:
+                kind = _page_kind(answered.content_type, bytes(body[:64]))
+                if kind is None:
+                    return replace(answered, outcome="skipped", skip_reason="type", error="neither HTML nor PDF")
+                cap = self.max_bytes[kind]
+            if len(body) > cap:
+                break
+        if page and kind is None:
+            kind = _page_kind(answered.content_type, bytes(body))
+            if kind is None:
+                return replace(answered, outcome="skipped", skip_reason="type", error="neither HTML nor PDF")
+            cap = self.max_bytes[kind]
+        answered = replace(answered, kind=kind)
         if len(body) > cap:
             if truncate:
                 return replace(answered, body=bytes(body[:cap]), truncated=True)

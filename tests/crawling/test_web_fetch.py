@@ -102,12 +102,36 @@ def test_caps_declared_streamed_and_compressed():
     assert results["/ok"].outcome == "ok"
 
 
+def test_compressed_bodies_are_decoded_a_bounded_amount_at_a_time():
+    import zlib
+
+    page = b"<html><body>" + b"compressed words " * 50 + b"</body></html>"
+    bomb = gzip.compress(b"<html>" + b"\0" * 50_000_000, compresslevel=9)  # 50 MB in about 50 KB
+    routes = {
+        "/gzip": lambda _: (200, {**HTML, "Content-Encoding": "gzip"}, gzip.compress(page)),
+        "/deflate": lambda _: (200, {**HTML, "Content-Encoding": "deflate"}, zlib.compress(page)),
+        "/raw-deflate": lambda _: (200, {**HTML, "Content-Encoding": "deflate"}, zlib.compress(page, wbits=-15)),
+        "/brotli": lambda _: (200, {**HTML, "Content-Encoding": "br"}, b"\x8b\x00"),
+        "/bomb": lambda _: (200, {**HTML, "Content-Encoding": "gzip"}, bomb),
+    }
+    with server(routes) as (base, seen):
+        client = fetcher(max_html_bytes=100_000)
+        results = {path: client.fetch_page(base + path) for path in routes}
+        client.close()
+    assert seen[0][1]["accept-encoding"] == "gzip, deflate"
+    assert [results[p].body for p in ("/gzip", "/deflate", "/raw-deflate")] == [page] * 3
+    assert results["/brotli"].outcome == "failed" and "unsupported content encoding" in results["/brotli"].error
+    assert (results["/bomb"].outcome, results["/bomb"].skip_reason) == ("skipped", "size")
+
+
 def test_only_html_and_pdf_pages_and_sniffing_when_the_type_is_missing():
     routes = {
         "/json": lambda _: (200, {"Content-Type": "application/json"}, b"{}"),
         "/image": lambda _: (200, {"Content-Type": "image/png"}, b"\x89PNG"),
         "/untyped-pdf": lambda _: (200, {"Content-Type": "application/octet-stream"}, b"%PDF-1.4 ..."),
         "/xhtml": lambda _: (200, {"Content-Type": "application/xhtml+xml; charset=utf-8"}, b"<html/>"),
+        "/untyped-html": lambda _: (200, {}, b"<!DOCTYPE html><html><body>" + b"x" * 100 + b"</body></html>"),
+        "/untyped-zip": lambda _: (200, {}, b"PK\x03\x04" + b"\0" * 100),
     }
     with server(routes) as (base, _):
         client = fetcher()
@@ -121,6 +145,8 @@ def test_only_html_and_pdf_pages_and_sniffing_when_the_type_is_missing():
         "/image": ("type", None),
         "/untyped-pdf": (None, "pdf"),
         "/xhtml": (None, "html"),
+        "/untyped-html": (None, "html"),
+        "/untyped-zip": ("type", None),
     }
     assert (file.outcome, file.body) == ("ok", b"{}")  # files (robots.txt, sitemaps) have no type rule
 
