@@ -443,7 +443,8 @@ class _Crawl:
         if rules is not None:
             return rules
         robots_url = origin + "/robots.txt"
-        self.pace(robots_url)
+        if not self.pace(robots_url):
+            raise _Stop("time_limit")
         fetched = self.fetcher.fetch_file(robots_url, max_bytes=ROBOTS_MAX_BYTES, truncate=True)
         if fetched.outcome == "ok":
             rules = self.robots_parser.parse(fetched.body)
