@@ -20,7 +20,7 @@ import io
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urljoin
 
 import trafilatura
@@ -108,22 +108,31 @@ def robots_directives(value: str | None) -> set[str]:
 class PageContentExtractor:
     """Extracts text, title, links and robots directives from HTML and PDF pages."""
 
-    def extract(self, body: bytes, *, kind: str, url: str) -> Extracted:
+    def extract(self, body: bytes, *, kind: str, url: str, robots_header: str | None = None) -> Extracted:
         """What the page `body` (of `kind` ``html`` or ``pdf``, fetched from `url`) says.
 
         Args:
             body: the page's bytes (HTML in its declared or sniffed encoding; PDF as is).
             kind: ``html`` or ``pdf``.
             url: the URL the page was fetched from (relative links resolve against it).
+            robots_header: the answer's X-Robots-Tag, whose directives join the page's own (the
+                only way a PDF says ``noindex``).
         """
         try:
             if kind == "pdf":
-                return self._pdf(body)
-            if kind == "html":
-                return self._html(body, url)
+                extracted = self._pdf(body)
+            elif kind == "html":
+                extracted = self._html(body, url)
+            else:
+                return Extracted(error=f"unknown kind {kind!r}")
         except Exception as error:  # parsers of hostile input: any failure is "unreadable"
             return Extracted(error=f"unreadable {kind}: {type(error).__name__}: {error}"[:300])
-        return Extracted(error=f"unknown kind {kind!r}")
+        header = robots_directives(robots_header)
+        return replace(
+            extracted,
+            noindex=extracted.noindex or bool(header & {"noindex", "none"}),
+            nofollow=extracted.nofollow or bool(header & {"nofollow", "none"}),
+        )
 
     def _html(self, body: bytes, url: str) -> Extracted:
         html = decode_html(body)

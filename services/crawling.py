@@ -191,7 +191,11 @@ class PageContent(Protocol):
 class ContentExtractor(Protocol):
     """Extracts a page's text, title, links and directives (`adapters.web_content`)."""
 
-    def extract(self, body: bytes, *, kind: str, url: str) -> PageContent: ...
+    def extract(self, body: bytes, *, kind: str, url: str, robots_header: str | None = None) -> PageContent:
+        """What the page says; `robots_header` is the answer's X-Robots-Tag, whose directives
+        join the page's robots meta tags in `noindex` and `nofollow`. Never raises for what the
+        page holds (an unreadable page has `error` set)."""
+        ...
 
 
 class PriorPage(Protocol):
@@ -594,14 +598,13 @@ class _Crawl:
                 self.emit(replace(base, skip_reason="duplicate", detail=f"redirects to {final}, crawled already"))
                 return
             self.keys.add(url_key(final))
-        content = self.extractor.extract(fetched.body, kind=fetched.kind or "html", url=final)
+        content = self.extractor.extract(
+            fetched.body, kind=fetched.kind or "html", url=final, robots_header=fetched.x_robots_tag
+        )
         if content.error:
             self.emit(replace(base, status="failed", detail=content.error))
             return
-        header = (fetched.x_robots_tag or "").lower()
-        noindex = content.noindex or "noindex" in header or "none" in header
-        nofollow = content.nofollow or "nofollow" in header or "none" in header
-        found = [] if nofollow else self.links_of(content, final)
+        found = [] if content.nofollow else self.links_of(content, final)
         links = [link for link in found if self.scope.same_site(link)]
         text = content.text.strip()
         digest = content_hash(text) if text else None
@@ -619,7 +622,7 @@ class _Crawl:
             self.emit(replace(result, skip_reason="duplicate", detail=f"canonical: {canonical}"))
             self.consider(canonical, depth)
             return
-        if noindex:
+        if content.noindex:
             self.emit(replace(result, skip_reason="noindex", detail="robots noindex"))
             return
         if digest is None:

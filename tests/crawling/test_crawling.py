@@ -163,7 +163,7 @@ def test_redirect_loop_fails_and_a_redirect_to_a_crawled_page_is_a_duplicate():
 
 def test_noindex_nofollow_canonical_and_same_text():
     site = {
-        S + "/": page("Home", links=("/hidden", "/print", "/copy", "/nofollow", "/header")),
+        S + "/": page("Home", links=("/hidden", "/print", "/copy", "/nofollow", "/header", "/other-bot", "/a.pdf")),
         S + "/hidden": page("Hidden", head='<meta name="robots" content="noindex">', links=("/from-hidden",)),
         S + "/from-hidden": page("Reached through a noindex page"),
         S + "/print": page("Print", head='<link rel="canonical" href="/article">'),
@@ -171,6 +171,8 @@ def test_noindex_nofollow_canonical_and_same_text():
         S + "/nofollow": page("Nofollow", head='<meta name="robots" content="nofollow">', links=("/secret",)),
         S + "/secret": page("Secret"),
         S + "/header": FakePage(page("Header").body, x_robots_tag="noindex"),
+        S + "/other-bot": FakePage(page("Other bot").body, x_robots_tag="googlebot: noindex"),
+        S + "/a.pdf": FakePage(make_pdf("Private manual"), content_type="application/pdf", x_robots_tag="noindex"),
     }
     site[S + "/copy"] = FakePage(site[S + "/"].body)  # the same text under another URL
     result = run(site)
@@ -183,6 +185,8 @@ def test_noindex_nofollow_canonical_and_same_text():
     assert result.status(S + "/nofollow") == ("indexed", None)
     assert S + "/secret" not in result.results
     assert result.status(S + "/header") == ("skipped", "noindex")
+    assert result.status(S + "/other-bot") == ("indexed", None)  # another crawler's directive
+    assert result.status(S + "/a.pdf") == ("skipped", "noindex")  # X-Robots-Tag: how a PDF says it
 
 
 def test_types_sizes_ssrf_and_http_errors():
