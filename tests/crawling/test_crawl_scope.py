@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.crawl_scope import CrawlScope, is_tracking_parameter, normalize_url, url_key
 
@@ -95,3 +97,24 @@ def test_include_and_exclude_globs_match_the_path():
 def test_depth():
     scope = CrawlScope("https://example.com/", max_depth=2)
     assert scope.depth_allowed(0) and scope.depth_allowed(2) and not scope.depth_allowed(3)
+
+
+_segment = st.text(alphabet=st.sampled_from("abcXYZ019-._~%/?&=#+ é:@!$'()*,;"), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "HTTPS", "https"]),
+    host=st.sampled_from(["example.com", "WWW.Example.com", "127.0.0.1", "[::1]", "bücher.example", "a.b.example."]),
+    port=st.sampled_from(["", ":80", ":443", ":8080"]),
+    path=_segment,
+    query=_segment,
+)
+def test_normalisation_is_idempotent_and_keys_are_stable(scheme, host, port, path, query):
+    url = f"{scheme}://{host}{port}/{path}?{query}"
+    normal = normalize_url(url)
+    if normal is None:
+        return
+    assert normalize_url(normal) == normal
+    assert url_key(normalize_url(normal)) == url_key(normal)
+    assert "#" not in normal
