@@ -325,3 +325,23 @@ def test_a_recrawl_is_conditional_and_unchanged_pages_are_not_modified():
 def test_a_bad_start_url_is_refused():
     with pytest.raises(InvalidStartUrl):
         run({}, start="ftp://example.com/")
+
+
+def test_urls_considered_are_bounded_whatever_a_page_links_to():
+    links = tuple(f"/p{n}" for n in range(50)) + tuple(f"https://site{n}.test/" for n in range(50))
+    site = {S + "/": page("Home", links=links)}
+    result = run(site, max_urls=20, max_pages=5)
+    assert len(result.order) <= 20 and result.report.fetched <= 5
+    assert result.report.stopped in ("page_limit", "url_limit")
+
+
+def test_robots_txt_redirects_are_followed():
+    site = {
+        "http://example.com/robots.txt": FakePage(status=301, location=S + "/robots.txt"),
+        S + "/robots.txt": FakePage("User-agent: *\nDisallow: /no\n", content_type="text/plain"),
+        "http://example.com/": page("Home", links=("/no", "/yes")),
+        "http://example.com/yes": page("Yes"),
+    }
+    result = run(site, start="http://example.com/")
+    assert result.status("http://example.com/no") == ("skipped", "robots")
+    assert result.status("http://example.com/yes") == ("indexed", None)
