@@ -21,10 +21,11 @@ import structlog
 from huey.consumer import Consumer
 
 import jobs
+from adapters.address_guard import AddressGuard
 from adapters.job_queue import HueyJobQueue, make_huey
 from adapters.mail import LogMailer, SmtpMailer
 from adapters.secret_box import FernetBox
-from adapters.webhook_http import AddressGuard, HttpxSender
+from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging

@@ -76,7 +76,7 @@ class DeliveryFailed(Exception):
 
 
 class UrlGuard(Protocol):
-    """The SSRF guard (`adapters/webhook_http.py` `AddressGuard`; `FakeGuard` in tests)."""
+    """The SSRF guard (`adapters/address_guard.py` `AddressGuard`; `FakeGuard` in tests)."""
 
     def check(self, url: str) -> str | None:
         """Why `url` may not be called (the rule, in words), or None when it may."""
