@@ -10,6 +10,7 @@ checked and to a private one a moment later (DNS rebinding) is still refused.
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -59,13 +60,22 @@ class HttpxSender:
         guard: the SSRF guard, applied to every connection.
         timeout_seconds: connect, read, write and pool timeout.
         max_response_bytes: the most of the answer's body read before the connection is closed.
+        ssl_context: how `https` receivers are verified (default: httpx's, certifi's roots and
+            the host name; a test passes one trusting its own CA).
     """
 
-    def __init__(self, guard: AddressGuard, *, timeout_seconds: float = 10.0, max_response_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        guard: AddressGuard,
+        *,
+        timeout_seconds: float = 10.0,
+        max_response_bytes: int = 65536,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.guard = guard
         self.max_response_bytes = max_response_bytes
         self.client = httpx.Client(
-            transport=GuardedTransport(guard),
+            transport=GuardedTransport(guard, ssl_context=ssl_context),
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
             trust_env=False,
