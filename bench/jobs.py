@@ -19,9 +19,9 @@ run, on the SQLite and on the Redis queue, and how late 1,000 reminders due at o
    issue's promise is "within 5 s of its time".
 
 Usage: ``python -m bench.jobs [--jobs 1000] [--reminders 1000] [--lead 30] [--layouts 1x1,1x2]
-[--no-save]`` (2 to 3 minutes on SQLite with the defaults). LEAD must cover creating the
-reminders through the service: 5 to 15 s for 1,000 on this 2-core machine under other jobs'
-load, on SQLite and on PostgreSQL. DATABASE_URL naming PostgreSQL: temporary databases on that
+[--only throughput|reminders] [--no-save]`` (2 to 3 minutes on SQLite with the defaults). LEAD
+must cover creating the reminders through the service: 5 to 15 s for 1,000 on this 2-core
+machine under other jobs' load, on SQLite and on PostgreSQL. DATABASE_URL naming PostgreSQL: temporary databases on that
 server (made and dropped); else SQLite files in temporary folders. Writes
 bench/results/jobs-<date>-<database>.{json,md} and appends the tables to bench/RESULTS.md (not
 with ``--no-save``). Every process talks to 127.0.0.1 only, every wait has a deadline, and
@@ -436,50 +436,62 @@ def measure_reminders(queue: Queue, *, count: int, lead: float) -> dict[str, Any
 
 def report(
     throughput: list[dict[str, Any]],
-    lateness: dict[str, Any],
+    lateness: dict[str, Any] | None,
     *,
     args: argparse.Namespace,
     skipped: str,
     where: str,
     load_before: float,
 ) -> str:
-    """The markdown section for bench/RESULTS.md."""
+    """The markdown section for bench/RESULTS.md: the command and the machine, then the
+    throughput table (when measured) and the reminders' (when measured)."""
     stamp = dt.datetime.now(dt.UTC)
     load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    options = f"--jobs {args.jobs} --layouts {','.join(f'{p}x{t}' for p, t in args.layouts)} " * bool(throughput)
+    options += f"--reminders {args.reminders} --lead {args.lead:g}" * (lateness is not None)
+    only = f" --only {args.only}" if args.only else ""
     lines = [
         f"## Jobs through the queue — {stamp:%Y-%m-%d %H:%M} UTC",
         "",
         f"`{'DATABASE_URL=postgresql+psycopg://… ' if where == 'PostgreSQL' else ''}python -m bench.jobs "
-        f"--jobs {args.jobs} --reminders {args.reminders} --lead {args.lead:g} --layouts "
-        f"{','.join(f'{p}x{t}' for p, t in args.layouts)}`: real `charter worker` "
-        f"processes on {where} (a fresh database per run), logging at INFO; the same {os.cpu_count()}-core "
-        f"machine (1-minute load average {load}: other jobs share it). Throughput: {args.jobs:,} jobs of "
-        "the bench's no-op kind enqueued one per unit of work while the workers run them; jobs/s from the "
-        "first enqueue to the last `finished_at`; latency is each job's `created_at` → `finished_at`.",
-        "",
-        "| queue | worker processes x threads | jobs/s | enqueued/s (producer) | latency p50 ms | p99 ms | retried |",
-        "|---|---|---:|---:|---:|---:|---:|",
-        *(
-            f"| {r['queue']} | {r['processes']} x {r['threads']} | {r['jobs_per_second']:.0f} | "
-            f"{r['enqueue_per_second']:.0f} | {r['latency_p50_ms']:.0f} | {r['latency_p99_ms']:.0f} | {r['retried']} |"
-            for r in throughput
-        ),
+        f"{options.strip()}{only}`: real `charter worker` processes on {where} (a fresh database per run), "
+        f"logging at INFO; the same {os.cpu_count()}-core machine (1-minute load average {load}: other jobs "
+        "share it).",
     ]
-    if skipped:
-        lines += ["", skipped]
-    lines += [
-        "",
-        f"Reminder lateness: {lateness['reminders']:,} `in_app` reminders on "
-        f"{math.ceil(lateness['reminders'] / REMINDERS_PER_TASK)} tasks, all due {args.lead:g} s after their "
-        f"creation began (creating them took {lateness['create_seconds']:.1f} s), one worker of "
-        f"{REMINDER_WORKER_THREADS} threads on the "
-        f"{lateness['queue']} queue, reminder sweep every 2 s (the defaults); fired_at - remind_at:",
-        "",
-        "| fired (each once) | by its job | by the sweep | p50 s | p99 s | max s | p99 within 5 s |",
-        "|---:|---:|---:|---:|---:|---:|---|",
-        f"| {lateness['fired']:,} | {lateness['by_job']:,} | {lateness['by_sweep']:,} | {lateness['p50_s']:.2f} | "
-        f"{lateness['p99_s']:.2f} | {lateness['max_s']:.2f} | {'yes' if lateness['meets_5s'] else '**no**'} |",
-    ]
+    if throughput:
+        lines += [
+            "",
+            f"Throughput: {args.jobs:,} jobs of the bench's no-op kind enqueued one per unit of work while the "
+            "workers run them; jobs/s from the first enqueue to the last `finished_at`; latency is each job's "
+            "`created_at` → `finished_at`.",
+            "",
+            "| queue | worker processes x threads | jobs/s | enqueued/s (producer) | latency p50 ms | p99 ms "
+            "| retried |",
+            "|---|---|---:|---:|---:|---:|---:|",
+            *(
+                f"| {r['queue']} | {r['processes']} x {r['threads']} | {r['jobs_per_second']:.0f} | "
+                f"{r['enqueue_per_second']:.0f} | {r['latency_p50_ms']:.0f} | {r['latency_p99_ms']:.0f} | "
+                f"{r['retried']} |"
+                for r in throughput
+            ),
+        ]
+        if skipped:
+            lines += ["", skipped]
+    if lateness is not None:
+        lines += [
+            "",
+            f"Reminder lateness: {lateness['reminders']:,} `in_app` reminders on "
+            f"{math.ceil(lateness['reminders'] / REMINDERS_PER_TASK)} tasks, all due {args.lead:g} s after their "
+            f"creation began (creating them took {lateness['create_seconds']:.1f} s), one worker of "
+            f"{REMINDER_WORKER_THREADS} threads on the {lateness['queue']} queue, reminder sweep every 2 s (the "
+            "defaults); fired_at - remind_at:",
+            "",
+            "| fired (each once) | by its job | by the sweep | p50 s | p99 s | max s | p99 within 5 s |",
+            "|---:|---:|---:|---:|---:|---:|---|",
+            f"| {lateness['fired']:,} | {lateness['by_job']:,} | {lateness['by_sweep']:,} | "
+            f"{lateness['p50_s']:.2f} | {lateness['p99_s']:.2f} | {lateness['max_s']:.2f} | "
+            f"{'yes' if lateness['meets_5s'] else '**no**'} |",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -499,6 +511,7 @@ def main() -> int:
         default=layouts(DEFAULT_LAYOUTS),
         help=f"throughput runs' worker layouts, <processes>x<threads>, comma-separated (default {DEFAULT_LAYOUTS})",
     )
+    parser.add_argument("--only", choices=("throughput", "reminders"), help="measure only this part")
     parser.add_argument("--no-save", action="store_true", help="print the tables only")
     args = parser.parse_args()
     if not CHARTER.exists():
@@ -509,7 +522,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     where = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
     throughput = []
-    for queue in queues:
+    for queue in queues if args.only != "reminders" else []:
         for processes, threads in args.layouts:
             result = measure_throughput(queue, processes=processes, threads=threads, count=args.jobs)
             print(
@@ -518,7 +531,9 @@ def main() -> int:
                 flush=True,
             )
             throughput.append(result)
-    lateness = measure_reminders(Queue("sqlite"), count=args.reminders, lead=args.lead)
+    lateness = (
+        measure_reminders(Queue("sqlite"), count=args.reminders, lead=args.lead) if args.only != "throughput" else None
+    )
     text = report(throughput, lateness, args=args, skipped=skipped, where=where, load_before=load_before)
     print(text)
     if not args.no_save:
