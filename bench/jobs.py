@@ -66,10 +66,9 @@ from services import jobs, reminders, tasks
 from services.clock import SystemClock
 from services.errors import DomainError
 from tests.helpers import migrated_database
-from tests.processes import charter_environment, log_tail, stop_process
+from tests.processes import CHARTER, charter_environment, log_tail, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
-CHARTER = Path(sys.executable).with_name("charter")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
 """A Redis database no test uses (the tests start redis-servers of their own); flushed."""
 DEFAULT_LAYOUTS = "1x1,1x2"
