@@ -14,7 +14,9 @@ Rules and where they come from:
   of status is 409 `/problems/chatbot-status-conflict` naming both states; the same status
   again is no change.
 * **A cap per user** (`MAX_CHATBOTS_PER_USER`, 50): the 51st is 409
-  `/problems/chatbot-limit-reached` (as webhooks cap endpoints at 20).
+  `/problems/chatbot-limit-reached` (as webhooks cap endpoints at 20). The owner's account row
+  is locked for the count (README, "Read, check, write: locked"), so concurrent creations
+  cannot pass it together.
 * **Allowed origins** are web origins (RFC 6454) `https://host[:port]` with no path, as a
   browser sends them in `Origin` (for the public widget, later): the contract's pattern checks
   the shape, `normalise_origins` lower-cases them, drops a default port (`:443`) and duplicates.
@@ -159,6 +161,7 @@ def create_chatbot(
     Raises:
         ChatbotLimitReached: the caller already has `MAX_CHATBOTS_PER_USER` chatbots (409).
     """
+    uow.chatbots.lock_owner(caller.id)  # concurrent creations are counted one after the other
     if uow.chatbots.count(caller.id) >= MAX_CHATBOTS_PER_USER:
         raise ChatbotLimitReached(
             f"You have {MAX_CHATBOTS_PER_USER} chatbots, the most allowed; delete one before creating another."

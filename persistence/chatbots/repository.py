@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from persistence.accounts.models import User
 from persistence.chatbots.models import Chatbot
 from persistence.database import for_update
 
@@ -55,6 +56,12 @@ class ChatbotRepository:
             statement = statement.where(tuple_(Chatbot.created_at, Chatbot.id) < tuple_(*before))
         order = (Chatbot.created_at.desc(), Chatbot.id.desc())
         return list(self.db.scalars(statement.order_by(*order).limit(limit)))
+
+    def lock_owner(self, owner_id: uuid.UUID) -> None:
+        """Hold the owner's account row locked until the unit of work ends (PostgreSQL: ``FOR
+        UPDATE``; SQLite: the write lock), so two creations of one owner at once are counted
+        one after the other against the cap."""
+        self.db.execute(for_update(self.db, select(User.id).where(User.id == owner_id)))
 
     def count(self, owner_id: uuid.UUID) -> int:
         """How many chatbots the owner has (those being deleted left out, as every read does)."""
