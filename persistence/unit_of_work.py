@@ -17,6 +17,7 @@ from persistence.accounts.password_resets import PasswordResetRepository
 from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
 from persistence.audit.repository import AuditRepository
+from persistence.chatbots.repository import ChatbotRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.idempotency.repository import IdempotencyRecords
 from persistence.jobs.repository import JobRepository
@@ -145,6 +146,11 @@ class UnitOfWork:
     def webhooks(self) -> WebhookRepository:
         """Webhook endpoints and their deliveries."""
         return WebhookRepository(self.session)
+
+    @cached_property
+    def chatbots(self) -> ChatbotRepository:
+        """Chatbots and their settings."""
+        return ChatbotRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

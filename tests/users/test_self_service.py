@@ -253,4 +253,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "reminders",
         "notifications",
         "webhook_endpoints",
+        "chatbots",
     }
