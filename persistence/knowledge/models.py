@@ -42,9 +42,7 @@ class Passage(Base):
         Index("uq_knowledge_passages_id", "id", unique=True),
     )
 
-    seq: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     id: Mapped[uuid.UUID] = mapped_column(Uuid)
     chatbot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("chatbots.id", ondelete="CASCADE"))
     source_type: Mapped[str] = mapped_column(String(20))

@@ -21,7 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Float, Integer, String, Text, Uuid, bindparam, delete, func, select, text
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from persistence.knowledge.models import Passage
 
@@ -30,13 +32,135 @@ MARK_START, MARK_END = "\x02", "\x03"
 after escaping the text, so a passage's own markup can never pass as HTML."""
 
 ENGLISH_STOP_WORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being
-    below between both but by can did do does doing don down during each few for from further had
-    has have having he her here hers herself him himself his how i if in into is it its itself
-    just me more most my myself no nor not now of off on once only or other our ours ourselves out
-    over own s same she should so some such t than that the their theirs them themselves then
-    there these they this those through to too under until up very was we were what when where
-    which while who whom why will with you your yours yourself yourselves""".split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "don",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "s",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "t",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
 )
 """PostgreSQL's english stop words (Snowball's list), dropped from SQLite queries for parity."""
 
@@ -103,7 +227,7 @@ class PassageHit:
     snippet: str
 
 
-_HIT_COLUMNS = {
+_HIT_COLUMNS: dict[str, TypeEngine[Any]] = {
     "id": Uuid(),
     "source_type": String(),
     "source_id": Uuid(),
@@ -156,6 +280,10 @@ LIMIT :limit
 """
 
 
+INTEGRITY_CHECK = text("INSERT INTO knowledge_passages_fts(knowledge_passages_fts) VALUES ('integrity-check')")
+"""FTS5's own check that its index matches the content table (raises when it does not)."""
+
+
 def _snippet(raw: str | None) -> str:
     escaped = html.escape(raw or "", quote=False)
     return escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
@@ -193,6 +321,25 @@ class KnowledgeRepository:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    def delete_chatbot(self, chatbot_id: uuid.UUID) -> int:
+        """Delete every passage of the chatbot (its deletion); returns how many. Explicit rather
+        than left to the foreign key's cascade, so SQLite's FTS5 triggers surely see each row."""
+        result = self.db.execute(
+            delete(Passage).where(Passage.chatbot_id == chatbot_id).execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def index_is_consistent(self) -> bool:
+        """Whether the full-text index agrees with the passages (SQLite: FTS5's integrity check;
+        PostgreSQL's generated column cannot disagree)."""
+        if self._postgres:
+            return True
+        try:
+            self.db.execute(INTEGRITY_CHECK)
+        except DatabaseError:
+            return False
+        return True
+
     def of_source(self, *, chatbot_id: uuid.UUID, source_type: str, source_id: uuid.UUID) -> list[Passage]:
         """One source's passages in their order."""
         return list(
@@ -206,6 +353,18 @@ class KnowledgeRepository:
                 .order_by(Passage.position)
             )
         )
+
+    def count_by_chatbot(self, chatbot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many passages each of the chatbots' indexes holds (one grouped query; a chatbot
+        with none is left out)."""
+        if not chatbot_ids:
+            return {}
+        rows = self.db.execute(
+            select(Passage.chatbot_id, func.count())
+            .where(Passage.chatbot_id.in_(list(chatbot_ids)))
+            .group_by(Passage.chatbot_id)
+        )
+        return {chatbot_id: int(count) for chatbot_id, count in rows}
 
     def count(self, chatbot_id: uuid.UUID) -> int:
         """How many passages the chatbot's index holds."""
