@@ -5,6 +5,7 @@ see and change every chatbot."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from handlers.etags import etag, expected_versions, matches_current
@@ -18,9 +19,8 @@ if TYPE_CHECKING:
     from persistence.chatbots.models import Chatbot
 
 
-def chatbot_representation(chatbot: Chatbot) -> dict[str, Any]:
-    """The `Chatbot` schema of the contract."""
-    summary = chatbots.knowledge(chatbot)
+def chatbot_representation(chatbot: Chatbot, summary: chatbots.KnowledgeSummary) -> dict[str, Any]:
+    """The `Chatbot` schema of the contract, with its knowledge summary (`chatbots.knowledge_of`)."""
     return {
         "id": str(chatbot.id),
         "owner_id": str(chatbot.owner_id),
@@ -46,10 +46,13 @@ def chatbot_representation(chatbot: Chatbot) -> dict[str, Any]:
     }
 
 
+def _represented(items: Sequence[Chatbot]) -> list[dict[str, Any]]:
+    summaries = chatbots.knowledge_of(uow=unit_of_work(), chatbots=items)
+    return [chatbot_representation(chatbot, summaries[chatbot.id]) for chatbot in items]
+
+
 def _export_chatbots(user_id: uuid.UUID) -> list[dict[str, Any]]:
-    return [
-        chatbot_representation(chatbot) for chatbot in chatbots.exported_chatbots(uow=unit_of_work(), owner_id=user_id)
-    ]
+    return _represented(chatbots.exported_chatbots(uow=unit_of_work(), owner_id=user_id))
 
 
 EXPORT_SECTIONS = {"chatbots": _export_chatbots}
@@ -61,7 +64,8 @@ def _path(chatbot: Chatbot) -> str:
 
 
 def _chatbot_answer(chatbot: Chatbot, status: int = 200, headers: dict[str, str] | None = None) -> tuple:
-    return json_answer(chatbot_representation(chatbot), status, {"ETag": etag(chatbot.version), **(headers or {})})
+    [representation] = _represented([chatbot])
+    return json_answer(representation, status, {"ETag": etag(chatbot.version), **(headers or {})})
 
 
 def _if_match() -> frozenset[int] | None:
@@ -77,9 +81,7 @@ def list_chatbots(limit: int = 20, cursor: str | None = None, owner_id: str | No
         cursor=cursor,
         owner_id=uuid.UUID(owner_id) if owner_id else None,
     )
-    return json_answer(
-        {"items": [chatbot_representation(item) for item in result.items], "next_cursor": result.next_cursor}
-    )
+    return json_answer({"items": _represented(result.items), "next_cursor": result.next_cursor})
 
 
 @idempotent

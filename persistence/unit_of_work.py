@@ -21,6 +21,7 @@ from persistence.chatbots.repository import ChatbotRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.idempotency.repository import IdempotencyRecords
 from persistence.jobs.repository import JobRepository
+from persistence.knowledge.repository import KnowledgeRepository
 from persistence.notifications.repository import NotificationRepository
 from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
@@ -151,6 +152,11 @@ class UnitOfWork:
     def chatbots(self) -> ChatbotRepository:
         """Chatbots and their settings."""
         return ChatbotRepository(self.session)
+
+    @cached_property
+    def knowledge(self) -> KnowledgeRepository:
+        """A chatbot's knowledge index: passages and full-text search."""
+        return KnowledgeRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

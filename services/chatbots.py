@@ -136,10 +136,17 @@ def normalise_origins(origins: Sequence[str]) -> list[str]:
     return list(seen)
 
 
-def knowledge(chatbot: Chatbot) -> KnowledgeSummary:
-    """The chatbot's knowledge summary (derived; no source exists yet, so it is empty)."""
-    del chatbot
-    return KnowledgeSummary()
+def knowledge_of(*, uow: UnitOfWork, chatbots: Sequence[Chatbot]) -> dict[uuid.UUID, KnowledgeSummary]:
+    """The knowledge summary of each chatbot, by id (one query for them all): the passages in
+    its index, `ready` when it has any, else `empty`. Sources, pages and documents are counted
+    once website and document sources exist (issue 15's next slices)."""
+    counts = uow.knowledge.count_by_chatbot([chatbot.id for chatbot in chatbots])
+    return {
+        chatbot.id: KnowledgeSummary(
+            passages=counts.get(chatbot.id, 0), status="ready" if counts.get(chatbot.id) else "empty"
+        )
+        for chatbot in chatbots
+    }
 
 
 def _field_value(name: str, value: Any) -> Any:
@@ -340,7 +347,8 @@ def delete_chatbot(
 
 
 def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
-    """Remove a chatbot whose deletion was asked for, and what it holds (today only its row):
+    """Remove a chatbot whose deletion was asked for, and what it holds (its knowledge index's
+    passages, its row):
     the `chatbots.delete` job. Returns whether a row was removed; idempotent (a chatbot already
     removed, or whose owner's account was deleted with it, is nothing to do).
 
@@ -350,6 +358,7 @@ def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     chatbot = uow.chatbots.get_for_deletion(chatbot_id)
     if chatbot is None or chatbot.deleting_since is None:
         return False
+    uow.knowledge.delete_chatbot(chatbot.id)
     uow.chatbots.delete(chatbot)
     return True
 

@@ -71,7 +71,9 @@ def test_a_new_chatbot_is_a_draft_with_the_documented_defaults(new_uow, clock, o
     assert chatbot.welcome_message is None
     assert chatbot.suggested_questions == [] and chatbot.allowed_origins == []
     assert (chatbot.visibility, chatbot.passages_per_answer, chatbot.min_score) == ("private", 5, 0.0)
-    assert chatbots.knowledge(chatbot) == chatbots.KnowledgeSummary(0, 0, 0, 0, "empty")
+    with new_uow() as uow:
+        summaries = chatbots.knowledge_of(uow=uow, chatbots=[chatbot])
+    assert summaries == {chatbot.id: chatbots.KnowledgeSummary(0, 0, 0, 0, "empty")}
     assert chatbot.created_at == chatbot.updated_at == clock.now()
 
 
