@@ -64,7 +64,7 @@ test: lint spec-diff docs
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M (PostgreSQL; installs wrk when missing)
+## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness (PostgreSQL and Redis; installs wrk when missing)
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: $(BIN)/.installed
 	scripts/install_wrk.sh
@@ -73,6 +73,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.session_check
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.session_check
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.tasks_scale
+	$(BIN)/python -m bench.jobs
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.jobs
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:

@@ -17,9 +17,11 @@ from persistence.accounts.password_resets import PasswordResetRepository
 from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
 from persistence.audit.repository import AuditRepository
+from persistence.chatbots.repository import ChatbotRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.idempotency.repository import IdempotencyRecords
 from persistence.jobs.repository import JobRepository
+from persistence.knowledge.repository import KnowledgeRepository
 from persistence.notifications.repository import NotificationRepository
 from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
@@ -37,12 +39,20 @@ class UnitOfWork:
     Args:
         session_factory: makes the session (a transactional one for writes; an autocommit one
             for requests that only read).
-        publish: what receives the events recorded in this unit of work (`record_event`), once,
-            after the commit (the wiring fans them out to webhooks); None: they are dropped.
+        publish: what receives the events recorded in this unit of work (`record_event`): it is
+            called with this unit of work and the events at `commit`, *before* the transaction
+            commits, and writes what the events cause (webhook deliveries and their jobs) in the
+            same transaction — a transactional outbox: the change and its consequences are
+            committed together or not at all, so no event is lost to a crash between the commit
+            and a hand-over (the queue is handed job ids after the commit; a lost hand-over is
+            redelivered by the job sweep). None: events are dropped.
     """
 
     def __init__(
-        self, session_factory: sessionmaker[Session], *, publish: Callable[[list[Any]], None] | None = None
+        self,
+        session_factory: sessionmaker[Session],
+        *,
+        publish: Callable[[UnitOfWork, list[Any]], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._session: Session | None = None
@@ -138,17 +148,34 @@ class UnitOfWork:
         """Webhook endpoints and their deliveries."""
         return WebhookRepository(self.session)
 
+    @cached_property
+    def chatbots(self) -> ChatbotRepository:
+        """Chatbots and their settings."""
+        return ChatbotRepository(self.session)
+
+    @cached_property
+    def knowledge(self) -> KnowledgeRepository:
+        """A chatbot's knowledge index: passages and full-text search."""
+        return KnowledgeRepository(self.session)
+
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of
-        the work once it is committed (never if it is rolled back, nor one recorded in a
-        savepoint that was rolled back)."""
+        the work at the commit, in its transaction (never if the work is rolled back, nor one
+        recorded in a savepoint that was rolled back)."""
         if self._publish is not None:
             self._outbox.append(event)
 
-    def _flush_outbox(self) -> None:
-        events, self._outbox = self._outbox, []
-        if events and self._publish is not None:
-            self._publish(events)
+    _PUBLISH_ROUNDS = 10
+    """A subscriber may record events of its own; they are published in the same commit, at
+    most this many rounds deep (a cycle of events is a bug, not a workload)."""
+
+    def _publish_outbox(self) -> None:
+        for _round in range(self._PUBLISH_ROUNDS):
+            events, self._outbox = self._outbox, []
+            if not events or self._publish is None:
+                return
+            self._publish(self, events)
+        raise RuntimeError(f"events still recorded after {self._PUBLISH_ROUNDS} rounds of publishing")
 
     def flush(self) -> None:
         """Send pending changes to the database now (within the transaction), so constraints
@@ -178,12 +205,11 @@ class UnitOfWork:
         event.listen(self.session, "after_commit", lambda _session: callback(), once=True)
 
     def commit(self) -> None:
-        """Commit the work, if anything was opened; then hand its events to `publish` (after the
-        session's commit has ended and its connection is back in the pool: SQLite's write lock
-        is released before the subscribers write)."""
+        """Hand the work's events to `publish` (which writes in this transaction), then commit,
+        if anything was opened. An error of a subscriber fails the commit: nothing is kept."""
+        self._publish_outbox()
         if self._session is not None:
             self._session.commit()
-        self._flush_outbox()
 
     def rollback(self) -> None:
         """Discard the work, if anything was opened (and the events it recorded)."""

@@ -10,6 +10,13 @@ reachable from HEAD; else the merge base with origin/main, unless that is HEAD i
 else HEAD~1; else HEAD. Outside a git repository there is nothing to compare with: it says so
 and passes.
 
+One convention narrows "breaking": an enum the base contract marks ``x-extensible-enum: true``
+is open — its description tells clients to expect values they do not know yet (Zalando's REST
+guideline 112; Google AIP-126) — so a value added to it, in a response too, is not breaking;
+likewise a branch added to a ``oneOf`` marked ``x-extensible-oneOf: true`` (a union of event
+shapes told apart by a type that is itself an open enum). The mark must already be in the base:
+marking and growing in one change still fails.
+
 Exit status: 0 when nothing breaks (or the major version changed), 1 on a breaking change,
 2 when the comparison could not be made.
 """
@@ -141,6 +148,44 @@ def classify(before: dict[str, Any], after: dict[str, Any], workdir: Path) -> li
     ]
 
 
+def _resolved(document: Any, root: dict[str, Any]) -> Any:
+    """`document`, or what its local ``$ref`` (``#/components/…``) points at, followed to the end."""
+    for _hop in range(32):
+        if not (isinstance(document, dict) and isinstance(document.get("$ref"), str)):
+            return document
+        target: Any = root
+        for part in document["$ref"].removeprefix("#/").split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(part) if isinstance(target, dict) else None
+        document = target
+    return document
+
+
+OPEN_MARKS = {"enum": "x-extensible-enum", "oneOf": "x-extensible-oneOf"}
+"""The list keyword of a schema, and the mark that declares that list open."""
+
+
+def added_to_open_enum(change: Change, before: dict[str, Any]) -> bool:
+    r"""True when `change` adds a value to an enum that `before` marks ``x-extensible-enum: true``,
+    or a branch to a ``oneOf`` it marks ``x-extensible-oneOf: true`` (the path ends
+    ``…/enum/<index>`` or ``…/oneOf/<index>`` and, walked through `before` following
+    ``$ref``\ s, ends at such a schema)."""
+    if change.action != "add" or len(change.path) < 2 or change.path[-2] not in OPEN_MARKS:
+        return False
+    mark = OPEN_MARKS[str(change.path[-2])]
+    node: Any = before
+    for part in change.path[:-2]:
+        node = _resolved(node, before)
+        if isinstance(node, dict):
+            node = node.get(str(part))
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return False
+    node = _resolved(node, before)
+    return isinstance(node, dict) and node.get(mark) is True
+
+
 def major(version: str) -> int:
     """The major number of a semantic version such as ``1.4.2``."""
     return int(version.split(".", 1)[0])
@@ -150,8 +195,12 @@ def compare(before: dict[str, Any], after: dict[str, Any], *, against: str) -> t
     """Exit status and report of the comparison of two bundled contracts."""
     with tempfile.TemporaryDirectory(prefix="charter-spec-diff-") as tmp:
         changes = [change for change in classify(before, after, Path(tmp)) if change.on_surface]
+    opened = [change for change in changes if change.type == "breaking" and added_to_open_enum(change, before)]
+    changes = [change for change in changes if change not in opened]
     breaking = [change for change in changes if change.type == "breaking"]
     counts = {kind: sum(change.type == kind for change in changes) for kind in sorted({c.type for c in changes})}
+    if opened:
+        counts["added to an open enum or union (allowed)"] = len(opened)
     old, new = before["info"]["version"], after["info"]["version"]
     lines = [
         f"spec-diff: the contract (version {new}) against {against} (version {old}): "

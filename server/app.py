@@ -145,10 +145,10 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         access=access_policies(spec),
         jobs=job_engine,
         webhooks=webhooks_config,
-        publish_events=lambda events: None,
+        publish_events=lambda uow, events: None,
     )
     app_context = flask_app.extensions[context.EXTENSION]
-    app_context.publish_events = event_publisher(job_engine, app_context.session_factory, lambda: app_context.clock)
+    app_context.publish_events = event_publisher(job_engine, lambda: app_context.clock)
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)

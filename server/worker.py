@@ -19,13 +19,13 @@ from typing import Any
 
 import structlog
 from huey.consumer import Consumer
-from sqlalchemy.orm import Session, sessionmaker
 
 import jobs
+from adapters.address_guard import AddressGuard
 from adapters.job_queue import HueyJobQueue, make_huey
 from adapters.mail import LogMailer, SmtpMailer
 from adapters.secret_box import FernetBox
-from adapters.webhook_http import AddressGuard, HttpxSender
+from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
@@ -99,22 +99,13 @@ def make_webhook_config(settings: Settings) -> webhooks.WebhookConfig:
 
 
 def event_publisher(
-    engine: job_services.JobEngine, session_factory: sessionmaker[Session], clock: Callable[[], Clock]
-) -> Callable[[list[Any]], None]:
-    """What receives a unit of work's events after its commit: fans them out to webhooks
-    (`services.webhooks.fan_out`) in a unit of work of its own. A failure is logged, never
-    raised: the work that made the events is already committed."""
+    engine: job_services.JobEngine, clock: Callable[[], Clock]
+) -> Callable[[UnitOfWork, list[Any]], None]:
+    """What receives a unit of work's events at its commit (`UnitOfWork.publish`): fans them out
+    to webhooks (`services.webhooks.fan_out`) in that unit of work, before it commits."""
 
-    def publish(events: list[Any]) -> None:
-        try:
-            webhooks.fan_out(
-                unit_of_work=lambda: UnitOfWork(session_factory),
-                clock=clock(),
-                engine=engine,
-                events=events,
-            )
-        except Exception:
-            log.exception("webhook_fan_out_failed", events=len(events))
+    def publish(uow: UnitOfWork, events: list[Any]) -> None:
+        webhooks.fan_out(uow=uow, clock=clock(), engine=engine, events=events)
 
     return publish
 
@@ -169,10 +160,10 @@ class Worker:
         self.session_factory = make_session_factory(self.db)
         self.engine, self.queue = make_job_engine(settings, self.handle)
         self.identity = f"{socket.gethostname()}/{os.getpid()}"
-        self.publish = event_publisher(self.engine, self.session_factory, lambda: self.clock)
+        self.publish = event_publisher(self.engine, lambda: self.clock)
 
     def unit_of_work(self) -> UnitOfWork:
-        """A new unit of work on this worker's engine; its events go to webhooks after its commit."""
+        """A new unit of work on this worker's engine; its events go to webhooks at its commit."""
         return UnitOfWork(self.session_factory, publish=self.publish)
 
     def handle(self, job_id: str) -> None:

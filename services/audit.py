@@ -38,6 +38,9 @@ class EventType(StrEnum):
     USER_DEACTIVATED = "user_deactivated"
     USER_REACTIVATED = "user_reactivated"
     DATA_EXPORTED = "data_exported"
+    CHATBOT_CREATED = "chatbot_created"
+    CHATBOT_UPDATED = "chatbot_updated"
+    CHATBOT_DELETED = "chatbot_deleted"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Domain events (issue 14): what happened to a user's data, recorded in the unit of work that
-made it happen and published once that work is committed (a small outbox: an event of work that
-was rolled back is never published). Today the only subscriber is outbound webhooks
+made it happen and published when that work commits, in its transaction (a transactional outbox:
+the deliveries an event causes are committed with the change, or not at all; an event of work
+that was rolled back is never published). Today the only subscriber is outbound webhooks
 (`services.webhooks.fan_out`, wired by `server/`).
 
 Event types and their `data` are the contract's `WebhookEvent` components (README, Webhooks).
@@ -14,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from persistence.tasks.models import Task
 from persistence.unit_of_work import UnitOfWork
 from services.clock import Clock
 
@@ -26,6 +28,7 @@ class EventType(StrEnum):
     TASK_DELETED = "task.deleted"
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
+    REMINDER_FIRED = "reminder.fired"
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,27 @@ class Event:
         }
 
 
+def timestamp(instant: datetime | None) -> str | None:
+    """An instant as events write it (RFC 3339, UTC, ``Z``), or None."""
+    return instant.isoformat().replace("+00:00", "Z") if instant is not None else None
+
+
+def task_data(task: Task) -> dict[str, Any]:
+    """The contract's `TaskEventData`: the task as an event shows it."""
+    return {
+        "id": str(task.id),
+        "title": task.title,
+        "priority": task.priority,
+        "completed": task.completed,
+        "due_at": timestamp(task.due_at),
+        "tags": list(task.tags),
+        "version": task.version,
+    }
+
+
 def emit(uow: UnitOfWork, *, clock: Clock, owner_id: uuid.UUID, type: EventType, data: dict[str, Any]) -> Event:
-    """Record an event of `owner_id` in `uow`; it is published after `uow` commits (never if the
-    work is rolled back). Returns the event."""
+    """Record an event of `owner_id` in `uow`; it is published when `uow` commits, in its
+    transaction (never if the work is rolled back). Returns the event."""
     event = Event(id=f"evt_{uuid.uuid4().hex}", type=str(type), owner_id=owner_id, occurred_at=clock.now(), data=data)
     uow.record_event(event)
     return event

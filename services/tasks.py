@@ -432,19 +432,8 @@ def _assign(task: Task, data: dict[str, Any], *, pointer: str) -> None:
 
 def _event(uow: UnitOfWork, clock: Clock, task: Task, kind: EventType) -> None:
     """Record a task event for the owner's webhooks (`services.events`; the contract's
-    `TaskEventData`), published after the commit."""
-    data = {
-        "task": {
-            "id": str(task.id),
-            "title": task.title,
-            "priority": task.priority,
-            "completed": task.completed,
-            "due_at": task.due_at.isoformat().replace("+00:00", "Z") if task.due_at else None,
-            "tags": list(task.tags),
-            "version": task.version,
-        }
-    }
-    events.emit(uow, clock=clock, owner_id=task.owner_id, type=kind, data=data)
+    `TaskEventData`), published at the commit."""
+    events.emit(uow, clock=clock, owner_id=task.owner_id, type=kind, data={"task": events.task_data(task)})
 
 
 def _touch(task: Task, now: datetime) -> None:

@@ -22,11 +22,9 @@ Rules and where they come from:
   whose `RetryPolicy` waits 1 minute, doubling, up to a day between attempts; an attempt that
   gets no 2xx raises `DeliveryFailed` and the job engine retries it.
 * **An endpoint failing continuously for a day is disabled** (`disable_after`, as Stripe and
-  Svix do). Its owner sees it on the endpoint (`enabled: false`, `disabled_reason`,
-  `failing_since`) and the log has `webhook_endpoint_disabled`. An audit event would need a new
-  value of the contract's `AuditEventType`, a response enum that `make spec-diff` counts as a
-  breaking change; telling the owner properly waits for notifications (issue 14's reminders
-  slice).
+  Svix do). Its owner is told by an in-app notification of type `webhook_endpoint_disabled`
+  (in the transaction that disables it) and sees it on the endpoint (`enabled: false`,
+  `disabled_reason`, `failing_since`); the log has `webhook_endpoint_disabled`.
 """
 
 from __future__ import annotations
@@ -43,6 +41,7 @@ from typing import Any, Protocol
 import structlog
 from standardwebhooks.webhooks import Webhook
 
+from persistence.notifications.models import Notification
 from persistence.unit_of_work import UnitOfWork
 from persistence.webhooks.models import WebhookDelivery, WebhookEndpoint
 from services import jobs as job_services
@@ -77,7 +76,7 @@ class DeliveryFailed(Exception):
 
 
 class UrlGuard(Protocol):
-    """The SSRF guard (`adapters/webhook_http.py` `AddressGuard`; `FakeGuard` in tests)."""
+    """The SSRF guard (`adapters/address_guard.py` `AddressGuard`; `FakeGuard` in tests)."""
 
     def check(self, url: str) -> str | None:
         """Why `url` may not be called (the rule, in words), or None when it may."""
@@ -433,27 +432,24 @@ def redeliver(
 
 
 def fan_out(
-    *,
-    unit_of_work: Callable[[], UnitOfWork],
-    clock: Clock,
-    engine: job_services.JobEngine,
-    events: Iterable[Event],
+    *, uow: UnitOfWork, clock: Clock, engine: job_services.JobEngine, events: Iterable[Event]
 ) -> list[uuid.UUID]:
     """Make a delivery (and its `webhooks.deliver` job) of each event for every enabled endpoint
-    of the event's owner subscribed to its type, in one unit of work of its own (called after
-    the work that recorded the events committed). Returns the new deliveries' ids."""
+    of the event's owner subscribed to its type, in `uow` — the unit of work that recorded the
+    events, before it commits (`UnitOfWork.publish`: the deliveries are the outbox, committed
+    with the change or not at all). One query per owner finds the endpoints. Returns the new
+    deliveries' ids."""
     made: list[uuid.UUID] = []
-    with unit_of_work() as uow:
-        endpoints_of: dict[uuid.UUID, list[WebhookEndpoint]] = {}
-        for event in events:
-            if event.owner_id not in endpoints_of:
-                endpoints_of[event.owner_id] = uow.webhooks.all_endpoints(event.owner_id)
-            for endpoint in endpoints_of[event.owner_id]:
-                if endpoint.enabled and event.type in endpoint.event_types:
-                    delivery, _job = _new_delivery(
-                        uow, clock, engine, endpoint, event_id=event.id, event_type=event.type, payload=event.payload()
-                    )
-                    made.append(delivery.id)
+    endpoints_of: dict[uuid.UUID, list[WebhookEndpoint]] = {}
+    for event in events:
+        if event.owner_id not in endpoints_of:
+            endpoints_of[event.owner_id] = uow.webhooks.enabled_endpoints(event.owner_id)
+        for endpoint in endpoints_of[event.owner_id]:
+            if event.type in endpoint.event_types:
+                delivery, _job = _new_delivery(
+                    uow, clock, engine, endpoint, event_id=event.id, event_type=event.type, payload=event.payload()
+                )
+                made.append(delivery.id)
     return made
 
 
@@ -563,6 +559,7 @@ def deliver(
                     f"{endpoint.failing_since.isoformat()}); enable it again once it answers."
                 )
                 endpoint.updated_at = finished
+                uow.notifications.add(endpoint_disabled_notification(endpoint, now=finished))
                 log.warning(
                     "webhook_endpoint_disabled",
                     webhook_endpoint_id=str(endpoint.id),
@@ -577,6 +574,26 @@ def deliver(
     if not succeeded and not disabled and not final_attempt:
         raise DeliveryFailed(last_error or "delivery failed")
     return report
+
+
+def endpoint_disabled_notification(endpoint: WebhookEndpoint, *, now: datetime) -> Notification:
+    """The in-app notification telling the owner that `endpoint` was disabled (issue 14: "an
+    endpoint failing continuously for a day is disabled and its owner notified"): its URL in
+    the title, why and how to enable it again in the body."""
+    return Notification(
+        id=uuid.uuid4(),
+        owner_id=endpoint.owner_id,
+        type="webhook_endpoint_disabled",
+        title=f"Webhook endpoint disabled: {endpoint.url}"[:300],
+        body=(
+            f"{endpoint.disabled_reason} Endpoint {endpoint.id}: "
+            f'PATCH /api/v1/webhook-endpoints/{endpoint.id} with {{"enabled": true}} to enable it.'
+        )[:2000],
+        task_id=None,
+        reminder_id=None,
+        created_at=now,
+        read_at=None,
+    )
 
 
 def reencrypt_secrets(*, unit_of_work: Callable[[], UnitOfWork], box: SecretBox, batch: int = 500) -> int:

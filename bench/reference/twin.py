@@ -134,6 +134,7 @@ class TaskOut(BaseModel):
     completed_at: Instant | None
     priority: str
     due_at: Instant | None
+    recurrence: str | None
     tags: list[str]
     version: int
     created_at: Instant
@@ -215,6 +216,7 @@ async def create_task(
         priority_rank=TASK_PRIORITIES.index(body.priority),
         due_at=None,
         due_at_key=NO_DUE_DATE,
+        recurrence=None,
         created_at=now,
         updated_at=now,
         version=1,

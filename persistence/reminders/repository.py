@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from persistence.database import affected_rows
 from persistence.reminders.models import Reminder
@@ -114,6 +114,45 @@ class ReminderRepository:
             .execution_options(synchronize_session=False)
         )
         return affected_rows(result) == 1
+
+    def claim_due(self, *, now: datetime, limit: int) -> list[tuple[Reminder, Task]]:
+        """Claim up to `limit` due pending reminders of open tasks at once (pending → fired,
+        stamped `now`), earliest first, in one conditional UPDATE … RETURNING; returns each
+        claimed reminder with its task. The outer WHERE repeats the conditions, so of
+        concurrent claimers (sweeps in several workers, a reminder's own job) exactly one
+        claims each row, as with `claim` (PostgreSQL re-checks them on the committed row)."""
+        task_open = exists().where(Task.id == Reminder.task_id, Task.completed.is_(False))
+        candidate = aliased(Reminder)  # not correlated to the UPDATE's row: the batch is chosen once
+        due = (
+            select(candidate.id)
+            .where(
+                candidate.status == "pending",
+                candidate.remind_at <= now,
+                exists().where(Task.id == candidate.task_id, Task.completed.is_(False)),
+            )
+            .order_by(candidate.remind_at)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        claimed = list(
+            self.db.scalars(
+                update(Reminder)
+                .where(Reminder.id.in_(due), Reminder.status == "pending", Reminder.remind_at <= now, task_open)
+                .values(status="fired", fired_at=now)
+                .returning(Reminder.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        if not claimed:
+            return []
+        rows = self.db.execute(
+            select(Reminder, Task)
+            .join(Task, Task.id == Reminder.task_id)
+            .where(Reminder.id.in_(claimed))
+            .order_by(Reminder.remind_at, Reminder.id)
+            .execution_options(populate_existing=True)
+        )
+        return [(reminder, task) for reminder, task in rows]
 
     def due(self, *, now: datetime, limit: int) -> list[uuid.UUID]:
         """Up to `limit` pending reminders whose time has come, earliest first (the sweep)."""

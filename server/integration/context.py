@@ -60,7 +60,8 @@ class AppContext:
         access: each operation's access policy (its `x-access`), by operationId.
         jobs: the job engine: the declared kinds and the queue (this process only enqueues).
         webhooks: the webhook adapters (SSRF guard, sender, secret box).
-        publish_events: receives the events a request's unit of work recorded, after its commit.
+        publish_events: receives a request's unit of work and the events it recorded, at its
+            commit and in its transaction (`UnitOfWork.publish`).
     """
 
     settings: Settings
@@ -75,7 +76,7 @@ class AppContext:
     access: dict[str, Access]
     jobs: JobEngine
     webhooks: WebhookConfig
-    publish_events: Callable[[list[Any]], None]
+    publish_events: Callable[[UnitOfWork, list[Any]], None]
 
 
 def state() -> AppContext:

@@ -55,6 +55,9 @@ BY_THE_ACCOUNT = {
     "session_revoked",
     "password_changed",
     "password_reset_completed",
+    "chatbot_created",
+    "chatbot_updated",
+    "chatbot_deleted",
     "profile_updated",
     "data_exported",
     "account_deleted",
@@ -189,6 +192,12 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     )
     assert renamed.status_code == 200
     assert probe("GET", "/api/v1/users/me/export", ["data_exported"], token=latest["access_token"]).status_code == 200
+    bot = probe("POST", "/api/v1/chatbots", ["chatbot_created"], token=latest["access_token"], json={"name": "Helper"})
+    assert bot.status_code == 201, bot.text
+    bot_path = f"/api/v1/chatbots/{bot.json()['id']}"
+    published = probe("PATCH", bot_path, ["chatbot_updated"], token=latest["access_token"], json={"status": "active"})
+    assert published.status_code == 200, published.text
+    assert probe("DELETE", bot_path, ["chatbot_deleted"], token=latest["access_token"]).status_code == 202
 
     target = f"/api/v1/users/{user_id}"
     for body, expect in (
@@ -219,7 +228,7 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     # Every event about the two accounts, read back through the administrators' listing.
     events = events_about(client, admin, user_id) + events_about(client, admin, victim_id)
     assert {event["type"] for event in events} == {str(t) for t in EventType}
-    assert len(EventType) == 18
+    assert len(EventType) == 21
 
     seen: dict[str, list[str]] = {}
     for event in events:

@@ -171,6 +171,22 @@ def _create_reminder(client: ContractClient) -> Call:
     )
 
 
+def _create_chatbot(client: ContractClient) -> Call:
+    created = call(client, "createChatbot", token=_new_account(client)[1], body={"name": "Follow the links"})
+    assert created.response.status_code == 201, created.response.text
+    return created
+
+
+def _list_chatbots(client: ContractClient) -> Call:
+    return call(client, "listChatbots", token=_create_chatbot(client).token)
+
+
+def _update_chatbot(client: ContractClient) -> Call:
+    created = _create_chatbot(client)
+    chatbot_id = created.response.json()["id"]
+    return call(client, "updateChatbot", token=created.token, chatbot_id=chatbot_id, body={"status": "active"})
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -181,11 +197,14 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "listTasks": _list_tasks,
     "replaceTask": _replace_task,
     "createReminder": _create_reminder,
+    "createChatbot": _create_chatbot,
+    "listChatbots": _list_chatbots,
+    "updateChatbot": _update_chatbot,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
 
-EXPECTED = {"GetUnchangedTask": 304}
+EXPECTED = {"GetUnchangedTask": 304, "GetUnchangedChatbot": 304}
 """Links whose target answers something other than 2xx on success."""
 
 
@@ -203,6 +222,9 @@ def test_the_contract_has_links_between_its_operations():
         ("createTask", "getTask"),
         ("createTask", "replaceTask"),
         ("createTask", "deleteTask"),
+        ("createChatbot", "getChatbot"),
+        ("createChatbot", "updateChatbot"),
+        ("createChatbot", "deleteChatbot"),
     }
 
 

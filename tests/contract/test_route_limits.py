@@ -12,7 +12,7 @@ def _spec(*limits: dict) -> dict:
     return {"paths": {"/a": {"post": {"operationId": "a", "x-rate-limits": list(limits)}}}}
 
 
-def test_the_operations_that_guess_at_credentials_or_send_mail_are_limited():
+def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_limited():
     declared = route_limits(bundle())
     assert set(declared) == {
         "login",
@@ -21,7 +21,9 @@ def test_the_operations_that_guess_at_credentials_or_send_mail_are_limited():
         "changePassword",
         "requestPasswordReset",
         "confirmPasswordReset",
+        "searchKnowledge",
     }
+    assert [(limit.per, limit.limit) for limit in declared["searchKnowledge"]] == [("user", "60/minute")]
     assert [(limit.per, limit.limit) for limit in declared["login"]] == [
         ("client", "10/minute"),
         ("account", "5/minute;20/hour"),

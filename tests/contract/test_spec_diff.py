@@ -1,7 +1,8 @@
 """`make spec-diff` (scripts/spec_diff.py with api-smart-diff): the contract passes against
-itself and against additive changes, fails on a removed operation or a newly required
-parameter, passes those once info.version's major changes, and finds its git reference the
-documented way (last tag, else HEAD~1 here). Every broken contract is a copy in a temp dir."""
+itself and against additive changes (a value added to an enum marked open included), fails on a
+removed operation, a newly required parameter or a value added to a closed enum, passes those
+once info.version's major changes, and finds its git reference the documented way (last tag,
+else HEAD~1 here). Every broken contract is a copy in a temp dir."""
 
 from __future__ import annotations
 
@@ -103,6 +104,59 @@ def test_a_new_major_version_may_break(tmp_path):
     major, minor, _ = base.split(".")
     _set_version(contract, f"{major}.{int(minor) + 1}.0")  # a minor bump does not license a breaking change
     assert spec_diff("--base-dir", "openapi", "--spec-dir", str(contract)).returncode == 1
+
+
+def _notification_types(contract: Path, values: list[str], *, open_ended: bool) -> None:
+    def change(components: dict) -> None:
+        schema = components["schemas"]["Notification"]["properties"]["type"]
+        schema["enum"] = values
+        if open_ended:
+            schema["x-extensible-enum"] = True
+        else:
+            schema.pop("x-extensible-enum", None)
+
+    _edit(contract / "components" / "common.yaml", change)
+
+
+def test_a_value_added_to_an_open_enum_passes_and_to_a_closed_one_fails(tmp_path):
+    """Adding a value to a response's enum breaks a client that knows only the old values,
+    unless the base contract marked the enum open (`x-extensible-enum: true`)."""
+    closed, grown = _copy(tmp_path / "closed"), _copy(tmp_path / "grown")
+    _notification_types(closed, ["task_reminder"], open_ended=False)
+    _notification_types(grown, ["task_reminder", "something_new"], open_ended=True)
+
+    result = spec_diff("--base-dir", str(closed), "--spec-dir", str(grown))
+    assert result.returncode == 1, result.stdout + result.stderr  # marked and grown at once
+    assert "GET /api/v1/users/me/notifications" in result.stdout
+
+    marked = _copy(tmp_path / "marked")
+    _notification_types(marked, ["task_reminder"], open_ended=True)
+    assert spec_diff("--base-dir", str(closed), "--spec-dir", str(marked)).returncode == 0
+    result = spec_diff("--base-dir", str(marked), "--spec-dir", str(grown))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "breaking:" not in result.stdout
+
+
+def _event_shapes(contract: Path, *, open_ended: bool, extra: bool) -> None:
+    def change(components: dict) -> None:
+        union = components["schemas"]["WebhookEvent"]
+        if not open_ended:
+            union.pop("x-extensible-oneOf", None)
+        if extra:
+            shape = {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}
+            union["oneOf"].append(shape)
+
+    _edit(contract / "components" / "webhooks.yaml", change)
+
+
+def test_a_branch_added_to_an_open_union_of_event_shapes_passes_and_to_a_closed_one_fails(tmp_path):
+    closed, open_union = _copy(tmp_path / "closed"), _copy(tmp_path / "open")
+    _event_shapes(closed, open_ended=False, extra=False)
+    for base, expected in ((closed, 1), (open_union, 0)):
+        grown = _copy(tmp_path / f"grown-{expected}")
+        _event_shapes(grown, open_ended=True, extra=True)
+        result = spec_diff("--base-dir", str(base), "--spec-dir", str(grown))
+        assert result.returncode == expected, result.stdout + result.stderr
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -77,7 +77,7 @@ def test_bad_reminders_are_problems_and_store_nothing(client, account):
         ({"remind_at": soon(-1)}, 422, NOT_SCHEDULABLE),
         ({"remind_at": soon(), "minutes_before_due": 5}, 400, VALIDATION),
         ({}, 400, VALIDATION),
-        ({"remind_at": soon(), "channels": ["webhook"]}, 400, VALIDATION),
+        ({"remind_at": soon(), "channels": ["sms"]}, 400, VALIDATION),
         ({"remind_at": soon(), "channels": []}, 400, VALIDATION),
         ({"remind_at": soon(), "channels": ["email", "email"]}, 400, VALIDATION),
         ({"minutes_before_due": -1}, 400, VALIDATION),

@@ -68,15 +68,15 @@ def published() -> list:
 
 @pytest.fixture
 def new_uow(app, published, clock, engine) -> Callable[[], UnitOfWork]:
-    """Units of work on the session's database whose events are fanned out after commit, as the
+    """Units of work on the session's database whose events are fanned out at commit, as the
     wiring does (`server.worker.event_publisher`), with the test's clock and engine."""
     from services import webhooks
 
     factory = app.app.extensions["charter"].session_factory
 
-    def publish(events) -> None:
+    def publish(uow, events) -> None:
         published.extend(events)
-        webhooks.fan_out(unit_of_work=lambda: UnitOfWork(factory), clock=clock, engine=engine, events=events)
+        webhooks.fan_out(uow=uow, clock=clock, engine=engine, events=events)
 
     return lambda: UnitOfWork(factory, publish=publish)
 

@@ -5,6 +5,7 @@ repeated), optionally with a redirect or a large body."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,9 +26,12 @@ class Receiver:
     location: str | None = None
     received: list[Received] = field(default_factory=list)
     port: int = 0
+    tls: bool = False
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"https://localhost:{self.port}/hook"  # the name its certificate is for
         return f"http://127.0.0.1:{self.port}/hook"
 
     def next_status(self) -> int:
@@ -35,9 +39,12 @@ class Receiver:
 
 
 @contextlib.contextmanager
-def receiving(*statuses: int, body: bytes = b"ok", location: str | None = None) -> Iterator[Receiver]:
-    """A running receiver (stopped when the block ends)."""
-    receiver = Receiver(list(statuses or (200,)), body=body, location=location)
+def receiving(
+    *statuses: int, body: bytes = b"ok", location: str | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[Receiver]:
+    """A running receiver (stopped when the block ends); with `tls`, a server context, it speaks
+    HTTPS as ``localhost``."""
+    receiver = Receiver(list(statuses or (200,)), body=body, location=location, tls=tls is not None)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -57,6 +64,8 @@ def receiving(*statuses: int, body: bytes = b"ok", location: str | None = None) 
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     receiver.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -1,4 +1,4 @@
-"""The SSRF guard (adapters/webhook_http.py): every spelling of a loopback, private, link-local,
+"""The SSRF guard (adapters/address_guard.py): every spelling of a loopback, private, link-local,
 multicast, reserved or unspecified address is refused, by name or by number, IPv4 and IPv6
 (IPv4-mapped included); the sender re-checks at connection time (DNS rebinding), follows no
 redirect, and lets tests reach 127.0.0.1 only when allowed. Names are resolved by a fake
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.webhook_http import AddressGuard, HttpxSender, system_resolver
+from adapters.address_guard import AddressGuard, system_resolver
+from adapters.webhook_http import HttpxSender
 from tests.webhooks.receiver import receiving
 
 NAMES = {

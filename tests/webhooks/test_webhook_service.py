@@ -1,4 +1,4 @@
-"""The webhook rules with a frozen clock and fakes (no network): events fanned out after the
+"""The webhook rules with a frozen clock and fakes (no network): events fanned out at the
 commit to the right endpoints, Standard Webhooks signatures, the backoff schedule, disabling
 after a day of failures, the rotation window, secrets encrypted at rest and re-encrypted."""
 
@@ -10,12 +10,14 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
 from adapters.secret_box import FernetBox, new_key
 from adapters.webhook_http import SendResult
 from jobs.webhooks import DELIVERY_RETRY
-from services import jobs, tasks, webhooks
+from persistence.tasks.models import Task
+from services import jobs, notifications, reminders, tasks, webhooks
 from services.errors import NotFound
 from services.jobs import Outcome
 from tests.webhooks.conftest import PUBLIC_URL, T0
@@ -53,7 +55,7 @@ def job_of(new_uow, job_id):
         return uow.jobs.get(job_id)
 
 
-def test_an_event_goes_after_the_commit_to_the_owners_enabled_endpoints_subscribed_to_it(
+def test_an_event_goes_at_the_commit_to_the_owners_enabled_endpoints_subscribed_to_it(
     new_uow, clock, config, engine, queue, owner_id, other_account
 ):
     subscribed, _ = make_endpoint(new_uow, clock, config, owner_id, ["task.created", "task.deleted"])
@@ -85,6 +87,43 @@ def test_work_that_is_rolled_back_publishes_no_event(new_uow, clock, config, own
         tasks.create_task(uow=uow, clock=clock, owner_id=owner_id, data={"title": "Never saved"})
         raise RuntimeError("the request failed")
     assert published == []
+    assert deliveries_of(new_uow, owner_id, endpoint_id) == []
+
+
+def test_a_delivery_is_committed_with_the_change_and_a_lost_hand_over_is_delivered_by_the_sweep(
+    new_uow, clock, config, engine, queue, owner_id, monkeypatch
+):
+    """The transactional outbox: the process dies after the commit, before the queue hears of
+    the delivery's job; the delivery and its queued job are in the database all the same, and
+    the job sweep hands it to the queue once it is overdue."""
+    endpoint_id, _ = make_endpoint(new_uow, clock, config, owner_id)
+    monkeypatch.setattr(queue, "deliver", lambda job_id, *, at: None)  # the hand-over is lost
+    task_id = create_task(new_uow, clock, owner_id)
+    monkeypatch.undo()
+
+    [view] = deliveries_of(new_uow, owner_id, endpoint_id)
+    assert view.delivery.payload["data"]["task"]["id"] == str(task_id)
+    assert job_of(new_uow, view.delivery.job_id).status == "queued"
+    assert queue.of(view.delivery.job_id) == []
+
+    clock.advance(seconds=engine.redeliver_after.total_seconds() + 1)
+    report = jobs.sweep(unit_of_work=new_uow, clock=clock, engine=engine)
+    assert view.delivery.job_id in report.redelivered
+    assert queue.of(view.delivery.job_id) == [clock.now()]
+
+
+def test_a_subscriber_that_fails_fails_the_commit_and_nothing_is_kept(new_uow, clock, config, owner_id):
+    endpoint_id, _ = make_endpoint(new_uow, clock, config, owner_id)
+
+    def broken_fan_out(**_arguments):
+        raise RuntimeError("the fan-out failed")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(webhooks, "fan_out", broken_fan_out)
+        with pytest.raises(RuntimeError, match="fan-out failed"), new_uow() as uow:
+            tasks.create_task(uow=uow, clock=clock, owner_id=owner_id, data={"title": "Not without its delivery"})
+    with new_uow() as uow:
+        assert uow.session.scalar(select(func.count()).select_from(Task).where(Task.owner_id == owner_id)) == 0
     assert deliveries_of(new_uow, owner_id, endpoint_id) == []
 
 
@@ -170,6 +209,13 @@ def test_failed_attempts_are_retried_with_backoff_and_an_endpoint_failing_for_a_
     assert (failed.delivery.status, failed.delivery.attempts, failed.delivery.last_status_code) == ("failed", 12, 500)
     assert failed.next_attempt_at is None
     assert len(sender.sent) == 12
+    # Its owner is told, once, in the app.
+    with new_uow() as uow:
+        [told] = notifications.list_notifications(uow=uow, owner_id=owner_id, limit=10).items
+    assert told.type == "webhook_endpoint_disabled"
+    assert told.title == f"Webhook endpoint disabled: {PUBLIC_URL}"
+    assert str(endpoint_id) in told.body and endpoint.disabled_reason in told.body
+    assert told.read_at is None
 
     # A disabled endpoint gets nothing: a new event makes no delivery.
     create_task(new_uow, clock, owner_id)
@@ -318,3 +364,39 @@ def test_a_job_failed_by_the_sweep_on_its_last_attempt_raises_job_failed(new_uow
     assert view.delivery.event_type == "job.failed"
     assert view.delivery.payload["data"]["job"]["status"] == "failed"
     assert view.delivery.payload["data"]["job"]["error"]["type"] == "/problems/job-failed"
+
+
+def test_a_reminder_with_the_webhook_channel_fires_a_reminder_fired_event_once(
+    new_uow, clock, config, engine, owner_id
+):
+    endpoint_id, _ = make_endpoint(new_uow, clock, config, owner_id, ["reminder.fired"])
+    due = (T0 + timedelta(hours=1)).isoformat()
+    with new_uow() as uow:
+        task = tasks.create_task(uow=uow, clock=clock, owner_id=owner_id, data={"title": "Call back", "due_at": due})
+        task_id = task.id
+        by_webhook = reminders.create_reminder(
+            uow=uow,
+            clock=clock,
+            engine=engine,
+            owner_id=owner_id,
+            task_id=task_id,
+            data={"minutes_before_due": 10, "channels": ["in_app", "webhook"]},
+        ).id
+        in_app_only = reminders.create_reminder(
+            uow=uow, clock=clock, engine=engine, owner_id=owner_id, task_id=task_id, data={"minutes_before_due": 5}
+        ).id
+    clock.advance(minutes=55)
+    for reminder_id in (by_webhook, in_app_only, by_webhook):  # the second firing of one finds it fired
+        with new_uow() as uow:
+            reminders.fire(uow=uow, clock=clock, engine=engine, reminder_id=reminder_id)
+
+    [view] = deliveries_of(new_uow, owner_id, endpoint_id)
+    payload = view.delivery.payload
+    assert (view.delivery.event_type, payload["type"]) == ("reminder.fired", "reminder.fired")
+    assert payload["data"]["reminder"] == {
+        "id": str(by_webhook),
+        "remind_at": (T0 + timedelta(minutes=50)).isoformat().replace("+00:00", "Z"),
+        "channels": ["in_app", "webhook"],
+    }
+    assert payload["data"]["task"]["id"] == str(task_id)
+    assert payload["data"]["task"]["title"] == "Call back"

@@ -58,8 +58,8 @@ def test_a_worker_delivers_signed_events_and_retries_a_failing_receiver(database
         engine = JobEngine(kinds=job_kinds.discover(), queue=queue)
         config = webhooks.WebhookConfig(guard=FakeGuard(), sender=FakeSender(), box=FernetBox([key]))
 
-        def publish(events) -> None:
-            webhooks.fan_out(unit_of_work=lambda: UnitOfWork(factory), clock=clock, engine=engine, events=events)
+        def publish(uow, events) -> None:
+            webhooks.fan_out(uow=uow, clock=clock, engine=engine, events=events)
 
         def uow() -> UnitOfWork:
             return UnitOfWork(factory, publish=publish)

@@ -1,0 +1,1 @@
+"""Chatbots (issue 15, first slice): a user's chatbots and their settings."""
