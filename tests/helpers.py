@@ -314,8 +314,8 @@ def register_and_login(
     )
 
 
-def create_admin(app: Any, email: str, *, display_name: str = "Admin") -> str:
-    """Make an administrator with PASSWORD the way `charter create-admin` does
+def create_admin(app: Any, email: str, *, display_name: str = "Admin", password: str = PASSWORD) -> str:
+    """Make an administrator with `password` (PASSWORD) the way `charter create-admin` does
     (services.users.create_admin, in a unit of work of its own) in `app`'s database; returns the
     account's id. Does not log in."""
     from persistence.unit_of_work import UnitOfWork
@@ -328,7 +328,7 @@ def create_admin(app: Any, email: str, *, display_name: str = "Admin") -> str:
             clock=context.clock,
             passwords=context.auth.passwords,
             email=email,
-            password=PASSWORD,
+            password=password,
             display_name=display_name,
         )
         return str(admin.id)
