@@ -3,7 +3,7 @@
 PostgreSQL: the generated `search_vector` (English stemming; the passage's text weighs more
 than its title and heading) with its GIN index, queried with `websearch_to_tsquery` (web-search
 syntax: words all required, "quoted phrases", ``-excluded`` words, ``or``), ranked by
-`ts_rank_cd` and highlighted by `ts_headline`. SQLite: the FTS5 table `knowledge_passages_fts`
+`ts_rank` and highlighted by `ts_headline`. SQLite: the FTS5 table `knowledge_passages_fts`
 (Porter stemming), the same syntax translated into an FTS5 query (`fts5_query`; English stop
 words dropped as PostgreSQL's english configuration drops them), ranked by `bm25()` and
 highlighted by `snippet()`. Both scores are mapped into [0, 1) as ``rank / (rank + 1)``
@@ -248,10 +248,10 @@ SELECT p.id, p.source_type, p.source_id, p.position, p.text, p.words, p.title, p
        ts_headline('english', p.text, hit.query, 'StartSel=' || chr(2) || ', StopSel=' || chr(3)
                    || ', MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=" … "') AS snippet
 FROM (
-    SELECT p.seq, q.query, ts_rank_cd(p.search_vector, q.query, 32) AS score
+    SELECT p.seq, q.query, ts_rank(p.search_vector, q.query, 32) AS score
     FROM knowledge_passages p, ({query}) AS q(query)
     WHERE p.chatbot_id = :chatbot_id AND p.search_vector @@ q.query
-      AND ts_rank_cd(p.search_vector, q.query, 32) >= :min_score
+      AND ts_rank(p.search_vector, q.query, 32) >= :min_score
     ORDER BY score DESC, p.seq
     LIMIT :limit
 ) AS hit
