@@ -187,6 +187,23 @@ def _update_chatbot(client: ContractClient) -> Call:
     return call(client, "updateChatbot", token=created.token, chatbot_id=chatbot_id, body={"status": "active"})
 
 
+def _upload_document(client: ContractClient) -> Call:
+    """A multipart upload (`call` sends JSON only): a small text document."""
+    created = _create_chatbot(client)
+    chatbot_id = created.response.json()["id"]
+    response = client.post(
+        f"/api/v1/chatbots/{chatbot_id}/documents",
+        files={"file": ("links.txt", b"Follow the links.", "text/plain")},
+        headers=bearer(created.token),
+    )
+    return Call("uploadDocument", {"chatbot_id": chatbot_id}, None, response, created.token)
+
+
+def _list_documents(client: ContractClient) -> Call:
+    uploaded = _upload_document(client)
+    return call(client, "listDocuments", token=uploaded.token, chatbot_id=uploaded.path["chatbot_id"])
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -200,6 +217,8 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "createChatbot": _create_chatbot,
     "listChatbots": _list_chatbots,
     "updateChatbot": _update_chatbot,
+    "uploadDocument": _upload_document,
+    "listDocuments": _list_documents,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
@@ -225,6 +244,7 @@ def test_the_contract_has_links_between_its_operations():
         ("createChatbot", "getChatbot"),
         ("createChatbot", "updateChatbot"),
         ("createChatbot", "deleteChatbot"),
+        ("uploadDocument", "getDocument"),
     }
 
 
