@@ -109,6 +109,7 @@ class DocumentPage:
 
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_filename(filename: str | None) -> str:
@@ -165,7 +166,8 @@ def upload_document(
 
     Raises:
         NotFound: no such chatbot of the caller (administrators: of anyone).
-        InvalidInput: a title over 200 characters (400, pointer ``/title``).
+        InvalidInput: a title over 200 characters or with control characters (400, pointer
+            ``/title``).
         DocumentTooLarge: more than `config.max_bytes` (413); nothing is kept.
         EmptyDocument: zero bytes (422).
         DocumentTypeMismatch, UnsupportedDocumentType: the bytes are not an accepted kind, or
@@ -174,6 +176,8 @@ def upload_document(
     chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id)
     if title is not None and len(title) > MAX_TITLE_LENGTH:
         raise InvalidInput(f"A title is at most {MAX_TITLE_LENGTH} characters.", pointer="/title")
+    if title is not None and _CONTROL.search(title):
+        raise InvalidInput("A title holds no control characters.", pointer="/title")
     size = _size_of(stream)
     if size is not None and size > config.max_bytes:
         raise DocumentTooLarge(
