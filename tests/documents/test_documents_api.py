@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.clamd import ClamdOutcome, FakeVirusScanner
 from adapters.file_storage import MemoryFileStore
 from services import documents as document_services
 from services import jobs as job_services
-from tests.documents.samples import EICAR, build_docx, build_pdf
+from tests.documents.samples import EICAR, build_docx, build_pdf, vba_project, with_member, zip_bomb
 from tests.helpers import NOT_FOUND, VALIDATION, assert_problem
 
 CHATBOTS = "/api/v1/chatbots"
@@ -355,3 +356,113 @@ def test_the_data_export_lists_the_documents(client, account, chatbot, store):
     export = client.get("/api/v1/users/me/export", headers=account.headers)
     assert export.status_code == 200, export.text
     assert [item["id"] for item in export.json()["documents"]] == [document["id"]]
+
+
+# --- the scanner and the policy, with a fake clamd --------------------------------------------
+
+
+def configure(app, **changes) -> None:
+    """Change the documents configuration the app's job engine carries (the `store` fixture
+    puts the original back)."""
+    context = app.app.extensions["charter"].jobs.context
+    context["documents"] = dataclasses.replace(context["documents"], **changes)
+
+
+def process_again(app, document_id: str) -> document_services.ProcessReport:
+    context = app.app.extensions["charter"]
+    from persistence.unit_of_work import UnitOfWork
+
+    return document_services.process_document(
+        unit_of_work=lambda: UnitOfWork(context.session_factory),
+        clock=context.clock,
+        config=document_services.config_of(context.jobs),
+        document_id=uuid.UUID(document_id),
+    )
+
+
+def test_an_unreachable_clamd_leaves_the_document_scanning_and_the_job_is_retried(app, client, account, chatbot, store):
+    configure(app, scanner=FakeVirusScanner(error=ConnectionRefusedError("refused")))
+    document = uploaded(client, account, chatbot, "handbook.pdf", handbook(), PDF_MEDIA_TYPE)["document"]
+    report = run_job(app, document["job_id"])
+    assert report.outcome is job_services.Outcome.RETRYING
+    assert document_of(client, account, chatbot, document["id"])["status"] == "scanning"
+    job = client.get(f"/api/v1/jobs/{document['job_id']}", headers=account.headers).json()
+    assert (job["status"], job["error"]["type"]) == ("queued", "/problems/job-failed")
+
+    clamd = FakeVirusScanner()
+    configure(app, scanner=clamd)
+    assert process_again(app, document["id"]).status == "ready"  # the next attempt, after a dead worker too
+    ready = document_of(client, account, chatbot, document["id"])
+    assert ready["scan"]["engine"] == "charter+clamav" and len(clamd.scanned) == 1
+    assert len(search(client, account, chatbot, "refunds")) == 1
+
+
+def test_clamd_finding_a_signature_quarantines_the_document(app, client, account, chatbot, store):
+    configure(app, scanner=FakeVirusScanner(ClamdOutcome("infected", signature="Win.Test.Marker")))
+    document = uploaded(client, account, chatbot, "handbook.pdf", handbook(), PDF_MEDIA_TYPE)["document"]
+    run_job(app, document["job_id"])
+    quarantined = document_of(client, account, chatbot, document["id"])
+    assert quarantined["status"] == "quarantined"
+    assert quarantined["scan"] == {
+        "verdict": "infected",
+        "engine": "clamav",
+        "signature": "Win.Test.Marker",
+        "detail": None,
+    }
+    assert search(client, account, chatbot, "refunds") == []
+
+
+@pytest.mark.parametrize(("block", "status"), [(True, "quarantined"), (False, "ready")])
+def test_an_unscannable_document_follows_the_policy(app, client, account, chatbot, store, block, status):
+    configure(
+        app, scanner=FakeVirusScanner(ClamdOutcome("unscannable", detail="clamd: size limit")), block_unscannable=block
+    )
+    document = uploaded(client, account, chatbot, "handbook.pdf", handbook(), PDF_MEDIA_TYPE)["document"]
+    run_job(app, document["job_id"])
+    processed = document_of(client, account, chatbot, document["id"])
+    assert (processed["status"], processed["scan"]["verdict"]) == (status, "unscannable")
+    assert processed["scan"]["detail"] == "clamd: size limit"
+    assert len(search(client, account, chatbot, "refunds")) == (0 if block else 1)
+
+
+def test_a_document_deleted_before_its_job_runs_is_not_indexed(app, client, account, chatbot, store):
+    document = uploaded(client, account, chatbot, "handbook.pdf", handbook(), PDF_MEDIA_TYPE)["document"]
+    assert client.delete(f"{CHATBOTS}/{chatbot}/documents/{document['id']}", headers=account.headers).status_code == 204
+    report = run_job(app, document["job_id"])
+    assert report.outcome is job_services.Outcome.SUCCEEDED
+    job = client.get(f"/api/v1/jobs/{document['job_id']}", headers=account.headers).json()
+    assert job["result"]["status"] is None
+    assert search(client, account, chatbot, "refunds") == []
+
+
+def _pdf_with_javascript() -> bytes:
+    action = b"<< /S /JavaScript /JS (app.alert\\(1\\)) >>"
+    return build_pdf([["Open me"]], catalog_extra=b"/OpenAction 30 0 R", extra_objects={30: action})
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "media_type", "signature"),
+    [
+        ("script.pdf", _pdf_with_javascript, PDF_MEDIA_TYPE, "Charter.PDF.JavaScript"),
+        (
+            "macro.docx",
+            lambda: with_member(build_docx([("Heading", ["Paragraph."])]), "word/vbaProject.bin", vba_project()),
+            DOCX_MEDIA_TYPE,
+            "Charter.Office.Macro",
+        ),
+    ],
+)
+def test_active_content_is_quarantined_by_the_built_in_scan(
+    app, client, account, chatbot, store, name, make, media_type, signature
+):
+    document = uploaded(client, account, chatbot, name, make(), media_type)["document"]
+    run_job(app, document["job_id"])
+    quarantined = document_of(client, account, chatbot, document["id"])
+    assert quarantined["status"] == "quarantined"
+    assert (quarantined["scan"]["verdict"], quarantined["scan"]["signature"]) == ("infected", signature)
+
+
+def test_a_zip_bomb_is_refused_at_the_upload_as_no_accepted_type(client, account, chatbot, store):
+    response = upload(client, account, chatbot, "bomb.zip", zip_bomb(8 * 1024 * 1024))
+    assert_problem(response, 415, "/problems/unsupported-document-type")
+    assert store.files == {}
