@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.clamd import ClamdOutcome, FakeVirusScanner
+from adapters.clamd import ClamdOutcome, ClamdScanner, FakeVirusScanner
 from adapters.file_storage import MemoryFileStore
 from services import documents as document_services
 from services import jobs as job_services
+from tests.documents.conftest import CLAMD_MARKER, CLAMD_MARKER_SIGNATURE
 from tests.documents.samples import EICAR, build_docx, build_pdf, vba_project, with_member, zip_bomb
 from tests.helpers import NOT_FOUND, VALIDATION, assert_problem
 
@@ -466,3 +467,18 @@ def test_a_zip_bomb_is_refused_at_the_upload_as_no_accepted_type(client, account
     response = upload(client, account, chatbot, "bomb.zip", zip_bomb(8 * 1024 * 1024))
     assert_problem(response, 415, "/problems/unsupported-document-type")
     assert store.files == {}
+
+
+def test_a_real_clamd_quarantines_what_only_its_database_knows(app, client, account, chatbot, store, clamd):
+    configure(app, scanner=ClamdScanner(clamd.unix_url, timeout_seconds=10))
+    data = b"Shipping notes for the warehouse team.\n\n" + CLAMD_MARKER + b"\n"
+    document = uploaded(client, account, chatbot, "notes.txt", data, "text/plain")["document"]
+    run_job(app, document["job_id"])
+    quarantined = document_of(client, account, chatbot, document["id"])
+    assert quarantined["status"] == "quarantined"
+    assert quarantined["scan"]["engine"] == "clamav"
+    assert quarantined["scan"]["signature"].startswith(CLAMD_MARKER_SIGNATURE)
+
+    clean = uploaded(client, account, chatbot, "more.txt", b"Parcels leave every weekday.", "text/plain")["document"]
+    run_job(app, clean["job_id"])
+    assert document_of(client, account, chatbot, clean["id"])["scan"]["engine"] == "charter+clamav"
