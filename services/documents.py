@@ -370,6 +370,16 @@ def _problem(error: DomainError) -> dict[str, Any]:
     return job_services.problem_object(error.problem, error.detail)
 
 
+def _fail(unit_of_work: Callable[[], UnitOfWork], clock: Clock, document_id: uuid.UUID, error: DomainError) -> None:
+    """Mark the document `failed` with the error's problem, in a unit of work of its own."""
+    with unit_of_work() as uow:
+        document = uow.documents.get_for_processing(document_id)
+        if document is not None:
+            document.status = "failed"
+            document.error = _problem(error)
+            document.updated_at = clock.now()
+
+
 def process_document(
     *,
     unit_of_work: Callable[[], UnitOfWork],
@@ -391,8 +401,9 @@ def process_document(
 
     Raises:
         ScannerUnavailable: clamd could not be reached (the job engine retries).
-        DocumentUnreadable: the text cannot be extracted; the document is `failed` with this
-            problem first (committed).
+        DocumentUnreadable: the text cannot be extracted, or the stored file is missing (a
+            deletion of another document with the same bytes raced this one's upload); the
+            document is `failed` with this problem first (committed).
     """
     report = progress or (lambda _step, _what: None)
     with unit_of_work() as uow:
@@ -406,8 +417,13 @@ def process_document(
         key, kind, encoding = document.sha256, DocumentKind(document.kind), document.text_encoding
 
     report(1, "scanning")
-    with config.store.open(key) as stream:
-        result: ScanResult = scan_document(stream=stream, scanner=config.scanner, limits=config.scan_limits)
+    try:
+        with config.store.open(key) as stream:
+            result: ScanResult = scan_document(stream=stream, scanner=config.scanner, limits=config.scan_limits)
+    except FileNotFoundError as missing:
+        error = DocumentUnreadable("The document's file is no longer stored; upload it again.")
+        _fail(unit_of_work, clock, document_id, error)
+        raise error from missing
     blocked = is_blocked(result, block_unscannable=config.block_unscannable)
     with unit_of_work() as uow:
         document = uow.documents.get_for_processing(document_id)
@@ -430,12 +446,7 @@ def process_document(
         if not passages:
             raise DocumentUnreadable("The document holds no text to index.")
     except DocumentUnreadable as error:
-        with unit_of_work() as uow:
-            document = uow.documents.get_for_processing(document_id)
-            if document is not None:
-                document.status = "failed"
-                document.error = _problem(error)
-                document.updated_at = clock.now()
+        _fail(unit_of_work, clock, document_id, error)
         raise
 
     report(3, "indexing")

@@ -482,3 +482,11 @@ def test_a_real_clamd_quarantines_what_only_its_database_knows(app, client, acco
     clean = uploaded(client, account, chatbot, "more.txt", b"Parcels leave every weekday.", "text/plain")["document"]
     run_job(app, clean["job_id"])
     assert document_of(client, account, chatbot, clean["id"])["scan"]["engine"] == "charter+clamav"
+
+
+def test_a_document_whose_file_is_missing_fails_with_a_problem(app, client, account, chatbot, store):
+    document = uploaded(client, account, chatbot, "handbook.pdf", handbook(), PDF_MEDIA_TYPE)["document"]
+    store.delete(document["sha256"])
+    assert run_job(app, document["job_id"]).outcome is job_services.Outcome.FAILED
+    failed = document_of(client, account, chatbot, document["id"])
+    assert (failed["status"], failed["error"]["type"]) == ("failed", "/problems/document-unreadable")
