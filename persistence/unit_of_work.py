@@ -19,6 +19,7 @@ from persistence.accounts.users import UserRepository
 from persistence.audit.repository import AuditRepository
 from persistence.chatbots.repository import ChatbotRepository
 from persistence.database import hold_write_lock, savepoint
+from persistence.documents.repository import DocumentRepository
 from persistence.idempotency.repository import IdempotencyRecords
 from persistence.jobs.repository import JobRepository
 from persistence.knowledge.repository import KnowledgeRepository
@@ -157,6 +158,11 @@ class UnitOfWork:
     def knowledge(self) -> KnowledgeRepository:
         """A chatbot's knowledge index: passages and full-text search."""
         return KnowledgeRepository(self.session)
+
+    @cached_property
+    def documents(self) -> DocumentRepository:
+        """Documents uploaded to chatbots: their scan verdicts and processing state."""
+        return DocumentRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

@@ -6,7 +6,8 @@ per operation (positive and negative data, every phase): first the stateful phas
 chained through the contract's OpenAPI links), then examples, coverage and fuzzing, then the
 one operation that deletes the fuzz account. The fuzz account logs in through
 the contract's own login operation (schemathesis dynamic auth, re-fetched after a 401 so a
-fuzzed logout does not end the run), and task paths use its own user id.
+fuzzed logout does not end the run), task paths use its own user id, and the documents
+operations one chatbot of its own.
 Exit status: schemathesis's (0 when no failure).
 """
 
@@ -34,10 +35,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
+def _post(url: str, body: dict, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -109,6 +109,10 @@ def main() -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+            # A chatbot of the fuzz account, so the documents operations (paths under a chatbot)
+            # are fuzzed past their 404: uploads with generated multipart bodies included.
+            token = _post(f"{base}/api/v1/auth/login", {"email": email, "password": password})["access_token"]
+            chatbot = _post(f"{base}/api/v1/chatbots", {"name": "Fuzz documents"}, token)
             config = Path(tmp) / "schemathesis.toml"
             config.write_text(
                 (ROOT / "schemathesis.toml").read_text()
@@ -121,6 +125,10 @@ retry_on = [401]
 
 [parameters]
 "path.user_id" = "{user["id"]}"
+
+[[operations]]
+include-tag = "documents"
+parameters = {{ "path.chatbot_id" = "{chatbot["id"]}" }}
 """
             )
             command = [

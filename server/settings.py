@@ -159,6 +159,15 @@ class Settings(BaseSettings):
     webhook_max_response_bytes: int = Field(
         65536, ge=0, le=1_048_576, description="Most bytes of a receiver's answer read (the rest is dropped)."
     )
+    document_max_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, le=1_073_741_824, description="Largest uploaded document, in bytes."
+    )
+    clamd_url: str | None = Field(
+        None, description="clamd to scan documents with (tcp://host:port or unix:///path); unset: built-in scan only."
+    )
+    document_block_unscannable: bool = Field(
+        True, description="Quarantine a document the scan cannot judge (unscannable)."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
@@ -302,6 +311,11 @@ class Settings(BaseSettings):
     def job_queue_file(self) -> Path:
         """The SqliteHuey file of the embedded job queue, under VAR_DIR."""
         return self.var_dir / "job-queue.db"
+
+    @property
+    def documents_dir(self) -> Path:
+        """Where uploaded documents are kept (content-addressed), under VAR_DIR."""
+        return self.var_dir / "documents"
 
     @property
     def is_sqlite(self) -> bool:

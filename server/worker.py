@@ -22,6 +22,8 @@ from huey.consumer import Consumer
 
 import jobs
 from adapters.address_guard import AddressGuard
+from adapters.clamd import ClamdScanner
+from adapters.file_storage import LocalFileStore
 from adapters.job_queue import HueyJobQueue, make_huey
 from adapters.mail import LogMailer, SmtpMailer
 from adapters.secret_box import FernetBox
@@ -30,9 +32,9 @@ from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import Settings
+from services import documents, webhooks
 from services import jobs as job_services
 from services import reminders as reminder_services
-from services import webhooks
 from services.clock import Clock, SystemClock
 
 log = structlog.get_logger(__name__)
@@ -59,7 +61,7 @@ def make_job_engine(
         redeliver_after=timedelta(seconds=max(300, 5 * settings.job_lease_seconds)),
         random=_RANDOM.random,
         mail=make_mailer(settings) if handler is not None else None,
-        context={"webhooks": make_webhook_config(settings)},
+        context={"webhooks": make_webhook_config(settings), "documents": make_document_config(settings)},
     )
     return engine, queue
 
@@ -95,6 +97,21 @@ def make_webhook_config(settings: Settings) -> webhooks.WebhookConfig:
             max_response_bytes=settings.webhook_max_response_bytes,
         ),
         box=FernetBox(settings.encryption_key_list),
+    )
+
+
+def make_document_config(settings: Settings) -> documents.DocumentConfig:
+    """The documents adapters: the file store on `VAR_DIR/documents`, clamd when CLAMD_URL is
+    set, DOCUMENT_MAX_BYTES and DOCUMENT_BLOCK_UNSCANNABLE.
+
+    Raises:
+        ValueError: CLAMD_URL is neither ``tcp://host:port`` nor ``unix:///path``.
+    """
+    return documents.DocumentConfig(
+        store=LocalFileStore(settings.documents_dir),
+        max_bytes=settings.document_max_bytes,
+        scanner=ClamdScanner(settings.clamd_url) if settings.clamd_url else None,
+        block_unscannable=settings.document_block_unscannable,
     )
 
 

@@ -99,8 +99,8 @@ class ChatbotStatusConflict(Conflict):
 @dataclass(frozen=True)
 class KnowledgeSummary:
     """What a chatbot knows, derived from its sources: counts, and `status` `empty` (nothing
-    yet), `indexing` (a source is being crawled or processed), `ready` or `error`. Until
-    website and document sources exist every chatbot's is empty."""
+    yet), `indexing` (a source is being crawled or processed), `ready` or `error`
+    (`knowledge_of` says how each is decided)."""
 
     sources: int = 0
     pages: int = 0
@@ -136,17 +136,41 @@ def normalise_origins(origins: Sequence[str]) -> list[str]:
     return list(seen)
 
 
+DOCUMENTS_IN_PROGRESS = frozenset({"pending", "scanning", "extracting"})
+DOCUMENTS_IN_ERROR = frozenset({"failed", "quarantined"})
+
+
+def _knowledge_status(passages: int, documents: Mapping[str, int]) -> str:
+    if any(documents.get(status) for status in DOCUMENTS_IN_PROGRESS):
+        return "indexing"
+    if any(documents.get(status) for status in DOCUMENTS_IN_ERROR):
+        return "error"
+    return "ready" if passages else "empty"
+
+
 def knowledge_of(*, uow: UnitOfWork, chatbots: Sequence[Chatbot]) -> dict[uuid.UUID, KnowledgeSummary]:
-    """The knowledge summary of each chatbot, by id (one query for them all): the passages in
-    its index, `ready` when it has any, else `empty`. Sources, pages and documents are counted
-    once website and document sources exist (issue 15's next slices)."""
-    counts = uow.knowledge.count_by_chatbot([chatbot.id for chatbot in chatbots])
-    return {
-        chatbot.id: KnowledgeSummary(
-            passages=counts.get(chatbot.id, 0), status="ready" if counts.get(chatbot.id) else "empty"
+    """The knowledge summary of each chatbot, by id (two queries for them all).
+
+    Counts: `passages` in its index; `documents` its `ready` documents; `sources` every
+    document it has, whatever its state (website sources will add theirs). Status, first rule
+    that applies: `indexing` while a document is `pending`, `scanning` or `extracting`;
+    `error` when a document is `failed` or `quarantined` (delete it, or upload a readable one,
+    to clear it); `ready` when it has passages; else `empty`.
+    """
+    ids = [chatbot.id for chatbot in chatbots]
+    counts = uow.knowledge.count_by_chatbot(ids)
+    documents = uow.documents.status_counts(ids)
+    summaries = {}
+    for chatbot in chatbots:
+        passages = counts.get(chatbot.id, 0)
+        by_status = documents.get(chatbot.id, {})
+        summaries[chatbot.id] = KnowledgeSummary(
+            sources=sum(by_status.values()),
+            documents=by_status.get("ready", 0),
+            passages=passages,
+            status=_knowledge_status(passages, by_status),
         )
-        for chatbot in chatbots
-    }
+    return summaries
 
 
 def _field_value(name: str, value: Any) -> Any:
@@ -347,8 +371,9 @@ def delete_chatbot(
 
 
 def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
-    """Remove a chatbot whose deletion was asked for, and what it holds (its knowledge index's
-    passages, its row):
+    """Remove a chatbot whose deletion was asked for, and what it holds (its documents' rows,
+    its knowledge index's passages, its row; the job first takes its documents' file keys with
+    `services.documents.purge_chatbot_documents` and releases the files after the commit):
     the `chatbots.delete` job. Returns whether a row was removed; idempotent (a chatbot already
     removed, or whose owner's account was deleted with it, is nothing to do).
 
@@ -358,6 +383,8 @@ def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     chatbot = uow.chatbots.get_for_deletion(chatbot_id)
     if chatbot is None or chatbot.deleting_since is None:
         return False
+    for document in uow.documents.of_chatbot(chatbot.id):
+        uow.documents.delete(document)
     uow.knowledge.delete_chatbot(chatbot.id)
     uow.chatbots.delete(chatbot)
     return True

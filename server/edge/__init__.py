@@ -11,7 +11,8 @@ Outermost first (each layer sees what the ones inside it answer):
    preflight spends no budget and a 429 or 413 is readable cross-origin.
 4. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
    counts against its client, oversized ones included.
-5. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES, after the rate
+5. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES (a document upload:
+   DOCUMENT_MAX_BYTES plus `UPLOAD_FRAMING_BYTES`), after the rate
    limit so that refusing (and draining) large bodies is rate limited too.
 6. `ContractDocumentMiddleware` and `ReferencePageMiddleware` (`docs`): the bundled contract
    and the Redoc page, answered before connexion routes.
@@ -22,6 +23,7 @@ answered by `server.integration.problems` and still passes through every layer o
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import connexion
@@ -44,6 +46,12 @@ from server.edge.rate_limit import EdgeLimiter, EdgeRateLimitMiddleware, Fallbac
 from server.settings import Settings
 
 __all__ = ["install_edge"]
+
+
+UPLOAD_FRAMING_BYTES = 64 * 1024
+"""What a document upload's body may hold beyond the file (multipart boundaries, part headers,
+the `title` field): its body limit is DOCUMENT_MAX_BYTES plus this; the file itself is held to
+DOCUMENT_MAX_BYTES by `services.document_files.store_upload`."""
 
 
 def install_edge(
@@ -87,7 +95,13 @@ def install_edge(
                 storage=storage,
             ),
         )
-    app.add_middleware(BodyLimitMiddleware, position=here, max_bytes=settings.max_body_bytes)
+    upload = re.compile(re.escape(api_prefix) + r"/chatbots/[^/]+/documents")
+    app.add_middleware(
+        BodyLimitMiddleware,
+        position=here,
+        max_bytes=settings.max_body_bytes,
+        routes=[("POST", upload, settings.document_max_bytes + UPLOAD_FRAMING_BYTES)],
+    )
     app.add_middleware(
         ContractDocumentMiddleware,
         position=here,

@@ -5,6 +5,8 @@ client waiting for "100 Continue") so that the client can read the answer."""
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Sequence
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,26 +54,41 @@ class BodyLimitMiddleware:
     Args:
         app: the next ASGI app.
         max_bytes: the largest body accepted.
+        routes: (method, path pattern, largest body) for the routes whose limit differs (a
+            document upload's: DOCUMENT_MAX_BYTES plus the multipart framing); the first whose
+            method and pattern (matched whole) fit the request applies.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, routes: Sequence[tuple[str, re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.routes = tuple(routes)
+
+    def limit_for(self, scope: Scope) -> int:
+        """The largest body accepted for this request: its route's, else `max_bytes`."""
+        method, path = scope.get("method", ""), scope.get("path", "")
+        for route_method, pattern, max_bytes in self.routes:
+            if method == route_method and pattern.fullmatch(path):
+                return max_bytes
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope)
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             waits_for_continue = headers.get("expect", "").lower() == "100-continue"
             if not waits_for_continue and int(declared) <= DRAIN_MAX_BYTES:
                 await drain_body(receive)  # the server sends "100 Continue" on a read: not for those
             await asgi_problem(
                 send,
                 PAYLOAD_TOO_LARGE,
-                f"The request body is larger than {self.max_bytes} bytes.",
+                f"The request body is larger than {max_bytes} bytes.",
                 instance=scope.get("path", ""),
                 headers={"Connection": "close"},
             )
@@ -83,10 +100,10 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     if message.get("more_body", False):
                         await drain_body(receive)
-                    raise PayloadTooLarge(self.max_bytes)
+                    raise PayloadTooLarge(max_bytes)
             return message
 
         await self.app(scope, counted_receive, send)

@@ -9,6 +9,7 @@ once per operation. They are passed to ``add_api(validator_map=...)``.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import json
 import re
@@ -26,6 +27,7 @@ from connexion.validators import (
     JSONRequestBodyValidator,
     JSONResponseBodyValidator,
     ParameterValidator,
+    TextResponseBodyValidator,
 )
 from jsonschema import Draft4Validator, FormatChecker, ValidationError
 from starlette.datastructures import Headers
@@ -429,11 +431,32 @@ def _response_validators_for(schema: dict) -> tuple[Draft4Validator, FastCheck]:
     )
 
 
+class RawTextResponseBodyValidator(TextResponseBodyValidator):
+    """connexion's `text/plain` answer validator, without its guess: connexion parses a text
+    answer as JSON when it can (a document holding ``42`` would be checked as a number) and
+    fails on bytes that are not in the declared charset. A text answer is a string here, its
+    bytes decoded with the declared charset (UTF-8 when none or an unknown one), undecodable
+    bytes replaced: an uploaded text document is served as it was stored."""
+
+    def _parse(self, stream: t.Generator[bytes, None, None]) -> str:  # type: ignore[override]
+        try:
+            encoding = codecs.lookup(self._encoding).name
+        except LookupError:
+            encoding = "utf-8"
+        return b"".join(stream).decode(encoding, errors="replace")
+
+
 VALIDATORS = {
     **VALIDATOR_MAP,
     "parameter": ProblemParameterValidator,
     "body": MediaTypeDict({"*/*json": ProblemRequestBodyValidator}),
-    "response": MediaTypeDict({**VALIDATOR_MAP["response"], "*/*json": CompiledResponseBodyValidator}),
+    "response": MediaTypeDict(
+        {
+            **VALIDATOR_MAP["response"],
+            "*/*json": CompiledResponseBodyValidator,
+            "text/plain": RawTextResponseBodyValidator,
+        }
+    ),
 }
 """The `validator_map` for ``add_api``."""
 

@@ -255,4 +255,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "webhook_endpoints",
         "jobs",
         "chatbots",
+        "documents",
     }

@@ -1,0 +1,1 @@
+"""Documents (issue 15): files uploaded to a chatbot."""
