@@ -26,6 +26,7 @@ from persistence.notifications.repository import NotificationRepository
 from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
 from persistence.webhooks.repository import WebhookRepository
+from persistence.websites.repository import WebsiteRepository
 
 
 class UnitOfWork:
@@ -157,6 +158,11 @@ class UnitOfWork:
     def knowledge(self) -> KnowledgeRepository:
         """A chatbot's knowledge index: passages and full-text search."""
         return KnowledgeRepository(self.session)
+
+    @cached_property
+    def websites(self) -> WebsiteRepository:
+        """A chatbot's website sources and their crawled pages."""
+        return WebsiteRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

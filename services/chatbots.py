@@ -99,8 +99,7 @@ class ChatbotStatusConflict(Conflict):
 @dataclass(frozen=True)
 class KnowledgeSummary:
     """What a chatbot knows, derived from its sources: counts, and `status` `empty` (nothing
-    yet), `indexing` (a source is being crawled or processed), `ready` or `error`. Until
-    website and document sources exist every chatbot's is empty."""
+    yet), `indexing` (a source is being crawled or processed), `ready` or `error`."""
 
     sources: int = 0
     pages: int = 0
@@ -137,16 +136,28 @@ def normalise_origins(origins: Sequence[str]) -> list[str]:
 
 
 def knowledge_of(*, uow: UnitOfWork, chatbots: Sequence[Chatbot]) -> dict[uuid.UUID, KnowledgeSummary]:
-    """The knowledge summary of each chatbot, by id (one query for them all): the passages in
-    its index, `ready` when it has any, else `empty`. Sources, pages and documents are counted
-    once website and document sources exist (issue 15's next slices)."""
-    counts = uow.knowledge.count_by_chatbot([chatbot.id for chatbot in chatbots])
-    return {
-        chatbot.id: KnowledgeSummary(
-            passages=counts.get(chatbot.id, 0), status="ready" if counts.get(chatbot.id) else "empty"
-        )
-        for chatbot in chatbots
-    }
+    """The knowledge summary of each chatbot, by id (a few queries for them all): its sources
+    (websites), the pages in its index (indexed, or unchanged at a recrawl), its passages, and
+    `status`: `indexing` while a website's crawl is queued or running, else `ready` when it has
+    passages, `error` when it has none and a crawl failed, else `empty`. Documents are counted
+    once document sources exist (issue 15's next slice)."""
+    ids = [chatbot.id for chatbot in chatbots]
+    counts = uow.knowledge.count_by_chatbot(ids)
+    sites = uow.websites.summary_by_chatbot(ids)
+    summaries = {}
+    for chatbot in chatbots:
+        sources, active, failed, pages = sites.get(chatbot.id, (0, 0, 0, 0))
+        passages = counts.get(chatbot.id, 0)
+        if active:
+            status = "indexing"
+        elif passages:
+            status = "ready"
+        elif failed:
+            status = "error"
+        else:
+            status = "empty"
+        summaries[chatbot.id] = KnowledgeSummary(sources=sources, pages=pages, passages=passages, status=status)
+    return summaries
 
 
 def _field_value(name: str, value: Any) -> Any:
@@ -348,7 +359,7 @@ def delete_chatbot(
 
 def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     """Remove a chatbot whose deletion was asked for, and what it holds (its knowledge index's
-    passages, its row):
+    passages, its websites and their pages, its row):
     the `chatbots.delete` job. Returns whether a row was removed; idempotent (a chatbot already
     removed, or whose owner's account was deleted with it, is nothing to do).
 
@@ -359,6 +370,8 @@ def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     if chatbot is None or chatbot.deleting_since is None:
         return False
     uow.knowledge.delete_chatbot(chatbot.id)
+    for website in uow.websites.of_chatbot(chatbot.id):
+        uow.websites.delete(website)
     uow.chatbots.delete(chatbot)
     return True
 
