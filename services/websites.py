@@ -459,16 +459,14 @@ class _CrawlRun:
         with self.run.unit_of_work() as uow:
             website = self.website(uow)
             key = url_key(result.url)
-            row = uow.websites.page_by_key(website.id, key)
-            if row is None:
-                row = WebPage(
-                    id=uuid.uuid4(),
-                    website_id=website.id,
-                    position=uow.websites.next_position(website.id),
-                    url_key=key,
-                    fetched_at=None,
-                )
-                uow.websites.add_page(row)
+            stored = uow.websites.page_by_key(website.id, key)
+            row = stored or WebPage(
+                id=uuid.uuid4(),
+                website_id=website.id,
+                position=uow.websites.next_position(website.id),
+                url_key=key,
+                fetched_at=None,
+            )
             row.crawl_number = self.number
             row.url = result.url
             row.title = _clip(result.title, 500) or None
@@ -484,6 +482,8 @@ class _CrawlRun:
             row.links = list(result.links)[:MAX_STORED_LINKS]
             if result.fetched:
                 row.fetched_at = now
+            if stored is None:
+                uow.websites.add_page(row)
             if result.status == "indexed":
                 knowledge.index_source(
                     uow=uow,
