@@ -68,6 +68,14 @@ def _represented(items: list[Website]) -> list[dict[str, Any]]:
     return [website_representation(website, statuses[website.id]) for website in items]
 
 
+def _export_websites(user_id: uuid.UUID) -> list[dict[str, Any]]:
+    return _represented(websites.exported_websites(uow=unit_of_work(), owner_id=user_id))
+
+
+EXPORT_SECTIONS = {"websites": _export_websites}
+"""The caller's chatbots' websites in their data export (`handlers.data_export`)."""
+
+
 def _accepted(website: Website, job: Job) -> tuple:
     body = {"website": website_representation(website), "job": job_representation(job)}
     return json_answer(body, 202, {"Location": f"/api/v1/jobs/{job.id}"})

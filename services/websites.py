@@ -345,6 +345,12 @@ def purge_website(*, uow: UnitOfWork, website: Website) -> None:
     uow.websites.delete(website)
 
 
+def exported_websites(*, uow: UnitOfWork, owner_id: uuid.UUID) -> list[Website]:
+    """Every website of the owner's chatbots (those being deleted left out), oldest first: their
+    data export's section."""
+    return uow.websites.all_of_owner(owner_id)
+
+
 def observed_status(*, uow: UnitOfWork, websites: Sequence[Website]) -> dict[uuid.UUID, str]:
     """Each website's status as a client should see it: its own, except that a website whose
     crawl job has ended while the website still says ``queued`` or ``running`` (its worker was

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import case, delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from persistence.chatbots.models import Chatbot
 from persistence.websites.models import WebPage, Website
 
 
@@ -51,6 +52,16 @@ class WebsiteRepository:
     def of_chatbot(self, chatbot_id: uuid.UUID) -> list[Website]:
         """Every website of the chatbot."""
         return list(self.db.scalars(select(Website).where(Website.chatbot_id == chatbot_id)))
+
+    def all_of_owner(self, owner_id: uuid.UUID) -> list[Website]:
+        """Every website of the owner's chatbots not being deleted, oldest first (the data export)."""
+        statement = (
+            select(Website)
+            .join(Chatbot, Chatbot.id == Website.chatbot_id)
+            .where(Website.owner_id == owner_id, Chatbot.deleting_since.is_(None))
+            .order_by(Website.created_at, Website.id)
+        )
+        return list(self.db.scalars(statement))
 
     def delete(self, website: Website) -> None:
         """Delete the website's pages and its row."""

@@ -29,6 +29,7 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
             "notifications",
             "webhook_endpoints",
             "chatbots",
+            "websites",
         }
     )
 

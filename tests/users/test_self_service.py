@@ -254,4 +254,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "notifications",
         "webhook_endpoints",
         "chatbots",
+        "websites",
     }

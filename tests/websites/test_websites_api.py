@@ -230,3 +230,14 @@ def test_another_users_chatbot_and_websites_are_404_everywhere(client, account, 
         client.get(f"{websites_path(own_chatbot)}/{website_id}", headers=other_account.headers), 404, NOT_FOUND
     )
     assert client.get(path, headers=account.headers).status_code == 200
+
+
+def test_the_data_export_lists_the_websites_of_the_callers_chatbots(client, account, other_account, crawler):
+    chatbot_id = new_chatbot(client, account)
+    website = add_website(client, account, chatbot_id, "http://127.0.0.1:9/docs/", max_pages=5)["website"]
+    new_chatbot(client, other_account)
+    add_website(client, other_account, new_chatbot(client, other_account), "http://127.0.0.1:9/")
+    exported = client.get("/api/v1/users/me/export", headers=account.headers).json()["websites"]
+    assert [(item["id"], item["start_url"], item["max_pages"]) for item in exported] == [
+        (website["id"], "http://127.0.0.1:9/docs/", 5)
+    ]
