@@ -166,7 +166,9 @@ class PagePage:
 def _checked_start_url(config: CrawlerConfig, url: str) -> str:
     normal = normalize_url(url)
     if normal is None:
-        raise InvalidInput("The start URL must be an absolute http or https URL with a host.", pointer="/start_url")
+        raise UnsafeCrawlUrl(
+            "This URL cannot be crawled: it is no absolute http or https URL with a host.", pointer="/start_url"
+        )
     refused = config.guard.check(normal)
     if refused is not None:
         reason = refused if len(refused) <= 300 else refused[:299] + "…"
@@ -210,8 +212,8 @@ def create_website(
 
     Raises:
         NotFound: no such chatbot of the caller (`chatbots.get_chatbot`).
-        InvalidInput: the start URL is no http(s) URL with a host (pointer ``/start_url``).
-        UnsafeCrawlUrl: the SSRF guard refuses the start URL (422, naming the rule).
+        UnsafeCrawlUrl: the start URL is no http(s) URL with a host, or the SSRF guard refuses
+            it (422, naming the rule; pointer ``/start_url``).
         WebsiteLimitReached: the chatbot has `MAX_WEBSITES_PER_CHATBOT` websites (409).
     """
     chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id, lock=True)

@@ -11,6 +11,7 @@ from sqlalchemy import case, delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from persistence.chatbots.models import Chatbot
+from persistence.jobs.models import Job
 from persistence.websites.models import WebPage, Website
 
 
@@ -70,17 +71,20 @@ class WebsiteRepository:
         self.db.flush()
 
     def summary_by_chatbot(self, chatbot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[int, int, int, int]]:
-        """Per chatbot: (websites, websites whose crawl is queued or running, websites that
-        failed, pages in the index: indexed, or unchanged at a recrawl). One query each."""
+        """Per chatbot: (websites, websites whose crawl is queued or running (and whose job has
+        not ended: a queued job cancelled before it ran leaves the website ``queued``), websites
+        whose crawl failed, pages in the index: indexed, or unchanged at a recrawl)."""
         if not chatbot_ids:
             return {}
+        pending = Website.status.in_(("queued", "running")) & Job.status.in_(("queued", "running"))
         sites = self.db.execute(
             select(
                 Website.chatbot_id,
                 func.count(),
-                func.sum(case((Website.status.in_(("queued", "running")), 1), else_=0)),
+                func.sum(case((pending, 1), else_=0)),
                 func.sum(case((Website.status == "failed", 1), else_=0)),
             )
+            .outerjoin(Job, Job.id == Website.job_id)
             .where(Website.chatbot_id.in_(list(chatbot_ids)))
             .group_by(Website.chatbot_id)
         ).all()
