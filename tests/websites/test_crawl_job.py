@@ -19,6 +19,7 @@ from persistence.unit_of_work import UnitOfWork
 from persistence.websites.models import WebPage, Website
 from server.worker import make_crawler_config
 from services import jobs as job_services
+from services.clock import FrozenClock
 from tests.helpers import assert_problem, collect_pages
 from tests.websites.conftest import crawler_settings
 from tests.websites.site import changing_site
@@ -195,3 +196,73 @@ def test_deleting_the_chatbot_removes_its_websites_pages_and_passages(client, ac
     assert deletion.status_code == 202
     assert run_job(deletion.json()["id"]).outcome == job_services.Outcome.SUCCEEDED
     assert counts() == (0, 0, 0)
+
+
+def test_a_crawl_that_keeps_failing_is_queued_between_attempts_and_ends_failed(client, account, crawler, app):
+    chatbot_id = new_chatbot(client, account)
+    context = app.app.extensions["charter"]
+
+    def broken_fetcher():
+        raise RuntimeError("the fetcher is broken")
+
+    crawler.make_fetcher = broken_fetcher
+    added = add_website(client, account, chatbot_id, "http://127.0.0.1:9/")
+    path = f"{websites_path(chatbot_id)}/{added['website']['id']}"
+    start = context.clock.now()
+    reports = []
+    for attempt in range(3):  # each retry is due after its backoff: run it with a clock past that
+        clock = FrozenClock(start + timedelta(hours=attempt))
+        reports.append(
+            job_services.run(
+                engine=context.jobs,
+                unit_of_work=lambda: UnitOfWork(context.session_factory),
+                clock=clock,
+                job_id=uuid.UUID(added["job"]["id"]),
+                worker_id="test",
+            ).outcome
+        )
+        got = client.get(path, headers=account.headers).json()
+        if attempt < 2:
+            assert (got["status"], got["finished_at"]) == ("queued", None)
+            assert "RuntimeError" in got["error"] and "tried again" in got["error"]
+    assert reports == [job_services.Outcome.RETRYING, job_services.Outcome.RETRYING, job_services.Outcome.FAILED]
+    assert (got["status"], got["finished_at"] is not None) == ("failed", True)
+    assert "RuntimeError" in got["error"] and "tried again" not in got["error"]
+    assert job_of(client, account, added["job"]["id"])["status"] == "failed"
+    summary = client.get(f"{CHATBOTS}/{chatbot_id}", headers=account.headers).json()["knowledge"]
+    assert summary["status"] == "error"
+
+
+def test_a_website_whose_job_ended_without_it_is_shown_with_the_jobs_outcome(client, account, crawler, app):
+    chatbot_id = new_chatbot(client, account)
+    context = app.app.extensions["charter"]
+    added = add_website(client, account, chatbot_id, "http://127.0.0.1:9/")
+    with UnitOfWork(context.session_factory) as uow:  # as the sweep ends a dead worker's last attempt
+        uow.session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(added["job"]["id"]))
+            .values(status="failed", finished_at=context.clock.now())
+        )
+        uow.session.execute(
+            update(Website).where(Website.id == uuid.UUID(added["website"]["id"])).values(status="running")
+        )
+    path = f"{websites_path(chatbot_id)}/{added['website']['id']}"
+    assert client.get(path, headers=account.headers).json()["status"] == "failed"
+    assert client.post(f"{path}/recrawl", headers=account.headers).status_code == 202
+
+
+def test_a_recrawl_that_walks_the_whole_site_drops_the_pages_it_no_longer_reaches(client, account, crawler, run_job):
+    chatbot_id = new_chatbot(client, account)
+    with changing_site() as site:
+        added = add_website(client, account, chatbot_id, site.url + "/", use_sitemap=False)
+        run_job(added["job"]["id"])
+        title, text, _links = site.pages["/"]
+        site.pages["/"] = (title, text, ["/a", "/b"])  # /c is no longer linked
+        path = f"{websites_path(chatbot_id)}/{added['website']['id']}"
+        again = client.post(f"{path}/recrawl", headers=account.headers).json()
+        run_job(again["job"]["id"])
+    assert set(outcome(client, account, chatbot_id, added["website"]["id"], site.url)) == {"/", "/a", "/b"}
+    hits = client.get(f"{CHATBOTS}/{chatbot_id}/search", params={"q": "chameleons"}, headers=account.headers)
+    assert hits.json()["items"] == []
+    got = client.get(path, headers=account.headers).json()
+    assert (got["status"], got["stopped"], got["pages_found"]) == ("completed", "done", 3)
