@@ -75,6 +75,8 @@ bench: $(BIN)/.installed
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.tasks_scale
 	$(BIN)/python -m bench.jobs
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.jobs
+	$(BIN)/python -m bench.knowledge_search
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.knowledge_search
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:

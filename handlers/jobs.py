@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def job_representation(job: Job) -> dict[str, Any]:
-    """The `Job` schema."""
+    """The `Job` schema. Never the job's `payload` (its function's arguments, which may hold
+    what the owner must not read back, e.g. a secret a later kind is given)."""
     return {
         "id": str(job.id),
         "kind": job.kind,
@@ -32,6 +33,15 @@ def job_representation(job: Job) -> dict[str, Any]:
         "started_at": timestamp(job.started_at),
         "finished_at": timestamp(job.finished_at),
     }
+
+
+def _export_jobs(user_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [job_representation(job) for job in jobs.exported_jobs(uow=unit_of_work(), owner_id=user_id)]
+
+
+EXPORT_SECTIONS = {"jobs": _export_jobs}
+"""The caller's jobs in their data export (`handlers.data_export`), as the jobs API answers
+them: `job_representation` leaves out the payload."""
 
 
 def list_jobs(

@@ -277,6 +277,22 @@ def get_job(*, uow: UnitOfWork, caller: User, job_id: uuid.UUID) -> Job:
     return job
 
 
+def exported_jobs(*, uow: UnitOfWork, owner_id: uuid.UUID) -> list[Job]:
+    """Every job of the owner, finished ones included, oldest first: their data export's section
+    (GDPR articles 15 and 20, as `GET /api/v1/jobs` shows them to the owner).
+
+    The handler answers each as the contract's `Job`, which never holds the job's `payload`
+    (its function's arguments: a `reminder_id` or a `delivery_id` today, but a later kind's may
+    hold what must not be read back, such as a credential); `result` and `error` are in it, as
+    the owner already reads them through the jobs API. The service's own jobs (no owner) are in
+    nobody's export.
+
+    Args:
+        owner_id: the user whose jobs these are.
+    """
+    return uow.jobs.all_of_owner(owner_id)
+
+
 def list_jobs(
     *,
     uow: UnitOfWork,

@@ -19,11 +19,14 @@ from persistence.accounts.models import User
 from persistence.unit_of_work import UnitOfWork
 from server.app import create_app
 from server.settings import Settings
+from services.clock import FrozenClock
 from tests.helpers import (
     ROOT,
+    T0,
     Account,
     ContractClient,
     Database,
+    RecordingQueue,
     create_admin_and_login,
     make_settings,
     migrated_database,
@@ -135,3 +138,15 @@ def owner(account, new_uow) -> User:
         user = uow.users.get(uuid.UUID(account.id))
     assert user is not None
     return user
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """A clock standing at `tests.helpers.T0` until the test moves it (service tests)."""
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    """A job queue that records deliveries and runs nothing (service tests run jobs themselves)."""
+    return RecordingQueue()

@@ -17,7 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -314,8 +314,8 @@ def register_and_login(
     )
 
 
-def create_admin(app: Any, email: str, *, display_name: str = "Admin") -> str:
-    """Make an administrator with PASSWORD the way `charter create-admin` does
+def create_admin(app: Any, email: str, *, display_name: str = "Admin", password: str = PASSWORD) -> str:
+    """Make an administrator with `password` (PASSWORD) the way `charter create-admin` does
     (services.users.create_admin, in a unit of work of its own) in `app`'s database; returns the
     account's id. Does not log in."""
     from persistence.unit_of_work import UnitOfWork
@@ -328,7 +328,7 @@ def create_admin(app: Any, email: str, *, display_name: str = "Admin") -> str:
             clock=context.clock,
             passwords=context.auth.passwords,
             email=email,
-            password=PASSWORD,
+            password=password,
             display_name=display_name,
         )
         return str(admin.id)
@@ -463,3 +463,20 @@ def assert_problem(response: Any, status: int, type_: str | None = None) -> dict
 def instant(timestamp: str) -> datetime:
     """An RFC 3339 timestamp of an answer (``…Z`` or an offset) as an aware datetime."""
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+
+
+T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+"""The instant the `clock` fixture (tests/conftest.py) stands at when a test starts."""
+
+
+class RecordingQueue:
+    """A `JobQueue` that remembers each delivery (job id, when) and runs nothing."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[uuid.UUID, datetime]] = []
+
+    def deliver(self, job_id: uuid.UUID, *, at: datetime) -> None:
+        self.deliveries.append((job_id, at))
+
+    def of(self, job_id: uuid.UUID) -> list[datetime]:
+        return [at for delivered, at in self.deliveries if delivered == job_id]

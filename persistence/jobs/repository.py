@@ -64,6 +64,11 @@ class JobRepository:
             statement = statement.where(tuple_(Job.created_at, Job.id) < tuple_(*before))
         return list(self.db.scalars(statement.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
+    def all_of_owner(self, owner_id: uuid.UUID) -> list[Job]:
+        """Every job of the owner, whatever its status, oldest first (created_at, id): the data
+        export. The service's own jobs (no owner) are nobody's."""
+        return list(self.db.scalars(select(Job).where(Job.owner_id == owner_id).order_by(Job.created_at, Job.id)))
+
     def change_if(self, job_id: uuid.UUID, *conditions: ColumnElement[bool], **values: Any) -> bool:
         """``UPDATE jobs SET values WHERE id = job_id AND conditions``: True when the row matched.
 

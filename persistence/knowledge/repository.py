@@ -262,22 +262,17 @@ _POSTGRES_WEBSEARCH = "SELECT websearch_to_tsquery('english', :query)"
 _POSTGRES_ANY_TERMS = "SELECT replace(plainto_tsquery('english', :query)::text, '&', '|')::tsquery"
 
 _SQLITE_SEARCH = """
-SELECT id, source_type, source_id, position, text, words, title, url, page, heading,
-       score, snippet
-FROM (
-    SELECT p.id, p.source_type, p.source_id, p.position, p.text, p.words, p.title, p.url, p.page,
-           p.heading, p.seq,
-           -bm25(knowledge_passages_fts, 1.0, 0.5, 0.5) / (1.0 - bm25(knowledge_passages_fts, 1.0, 0.5, 0.5))
-               AS score,
-           snippet(knowledge_passages_fts, 0, char(2), char(3), ' … ', 24) AS snippet
-    FROM knowledge_passages_fts
-    JOIN knowledge_passages p ON p.seq = knowledge_passages_fts.rowid
-    WHERE knowledge_passages_fts MATCH :match AND p.chatbot_id = :chatbot_id
-)
-WHERE score >= :min_score
-ORDER BY score DESC, seq
+SELECT p.id, p.source_type, p.source_id, p.position, p.text, p.words, p.title, p.url, p.page,
+       p.heading, -f.rank / (1.0 - f.rank) AS score,
+       snippet(knowledge_passages_fts, 0, char(2), char(3), ' … ', 24) AS snippet
+FROM knowledge_passages_fts AS f
+JOIN knowledge_passages p ON p.seq = f.rowid
+WHERE knowledge_passages_fts MATCH :match AND p.chatbot_id = :chatbot_id AND f.rank <= :max_rank
+ORDER BY f.rank
 LIMIT :limit
 """
+"""FTS5 sorts by its `rank` column (bm25) itself and SQLite stops at the limit, so `snippet()`
+runs for the rows answered only, not for every match of a common word."""
 
 
 INTEGRITY_CHECK = text("INSERT INTO knowledge_passages_fts(knowledge_passages_fts) VALUES ('integrity-check')")
@@ -385,6 +380,8 @@ class KnowledgeRepository:
             if match is None:
                 return []
             sql, parameters["match"] = _SQLITE_SEARCH, match
+            # score = s / (1 + s) with s = -rank, so score >= m exactly when rank <= -m / (1 - m)
+            parameters["max_rank"] = -min_score / (1.0 - min_score) if min_score < 1 else float("-inf")
         statement = text(sql).bindparams(bindparam("chatbot_id", type_=Uuid())).columns(**_HIT_COLUMNS)
         rows = self.db.execute(statement, parameters).mappings()
         return [

@@ -5,31 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from persistence.accounts.models import User
 from services import jobs
-from services.clock import FrozenClock
 from services.errors import InvalidInput
 from services.jobs import JobEngine, JobKind, JobRun, RetryPolicy
-
-T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-
-class RecordingQueue:
-    """A `JobQueue` that remembers each delivery (job id, when)."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[uuid.UUID, datetime]] = []
-
-    def deliver(self, job_id: uuid.UUID, *, at: datetime) -> None:
-        self.deliveries.append((job_id, at))
-
-    def of(self, job_id: uuid.UUID) -> list[datetime]:
-        return [at for delivered, at in self.deliveries if delivered == job_id]
+from tests.helpers import T0, RecordingQueue  # noqa: F401  (re-exported: tests import them from here)
 
 
 class Calls:
@@ -48,16 +32,6 @@ class Calls:
 @pytest.fixture
 def calls() -> Calls:
     return Calls()
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(T0)
-
-
-@pytest.fixture
-def queue() -> RecordingQueue:
-    return RecordingQueue()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from tests.helpers import FORBIDDEN, NOT_FOUND, assert_problem, collect_pages
 STATE_CONFLICT = "/problems/job-state-conflict"
 
 
-def _enqueue(app, owner_id: str | None) -> str:
+def _enqueue(app, owner_id: str | None, payload: dict | None = None) -> str:
     context = app.app.extensions["charter"]
     with UnitOfWork(context.session_factory) as uow:
         job = jobs.enqueue(
@@ -24,6 +24,7 @@ def _enqueue(app, owner_id: str | None) -> str:
             kind="maintenance.purge_expired",
             owner_id=uuid.UUID(owner_id) if owner_id else None,
             subject=jobs.Subject("document", "doc-1"),
+            payload=payload,
         )
         return str(job.id)
 
@@ -124,3 +125,27 @@ def test_an_unknown_job_is_404(client, account, path):
 
 def test_jobs_need_a_token(client):
     assert_problem(client.get("/api/v1/jobs"), 401)
+
+
+def test_the_export_holds_exactly_the_owners_jobs_as_the_jobs_api_answers_them(app, client, account, other_account):
+    secret = f"whsec_{uuid.uuid4().hex}"
+    mine = [_enqueue(app, account.id), _enqueue(app, account.id, payload={"signing_secret": secret})]
+    _fail(app, mine[0])
+    theirs = _enqueue(app, other_account.id)
+    service = _enqueue(app, None)
+
+    export = client.get("/api/v1/users/me/export", headers=account.headers)
+    assert export.status_code == 200, export.text
+    exported = export.json()["jobs"]
+    assert {job["id"] for job in exported} == set(mine)
+    assert [(job["created_at"], job["id"]) for job in exported] == sorted((j["created_at"], j["id"]) for j in exported)
+    for job in exported:  # the jobs API's representation, failed ones included
+        assert job == client.get(f"/api/v1/jobs/{job['id']}", headers=account.headers).json()
+    assert {job["status"] for job in exported} == {"failed", "queued"}
+    assert all("payload" not in job for job in exported)
+    assert secret not in export.text  # a job's arguments never leave the service
+    assert theirs not in export.text
+    assert service not in export.text
+
+    others = client.get("/api/v1/users/me/export", headers=other_account.headers).json()["jobs"]
+    assert [job["id"] for job in others] == [theirs]

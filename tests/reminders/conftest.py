@@ -5,7 +5,7 @@ session's database, and a user who owns the tasks."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,21 +14,8 @@ import jobs as job_kinds
 from adapters.mail import MemoryMailer
 from persistence.accounts.models import User
 from services import jobs, reminders, tasks
-from services.clock import FrozenClock
 from services.jobs import JobEngine
-from tests.jobs.conftest import RecordingQueue
-
-T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(T0)
-
-
-@pytest.fixture
-def queue() -> RecordingQueue:
-    return RecordingQueue()
+from tests.helpers import T0, RecordingQueue  # noqa: F401  (T0: imported from here by the tests)
 
 
 @pytest.fixture

@@ -253,6 +253,7 @@ def test_exported_json_is_a_plain_document(client, account):
         "reminders",
         "notifications",
         "webhook_endpoints",
+        "jobs",
         "chatbots",
         "websites",
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 
@@ -13,23 +12,11 @@ import jobs as job_kinds
 from adapters.secret_box import FernetBox
 from adapters.webhook_http import FakeGuard, FakeSender
 from persistence.unit_of_work import UnitOfWork
-from services.clock import FrozenClock
 from services.jobs import JobEngine
 from services.webhooks import WebhookConfig
-from tests.jobs.conftest import RecordingQueue
+from tests.helpers import T0, RecordingQueue  # noqa: F401  (T0: imported from here by the tests)
 
-T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 PUBLIC_URL = "https://hooks.example.com/charter"
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(T0)
-
-
-@pytest.fixture
-def queue() -> RecordingQueue:
-    return RecordingQueue()
 
 
 @pytest.fixture
