@@ -27,6 +27,7 @@ from persistence.notifications.repository import NotificationRepository
 from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
 from persistence.webhooks.repository import WebhookRepository
+from persistence.websites.repository import WebsiteRepository
 
 
 class UnitOfWork:
@@ -163,6 +164,10 @@ class UnitOfWork:
     def documents(self) -> DocumentRepository:
         """Documents uploaded to chatbots: their scan verdicts and processing state."""
         return DocumentRepository(self.session)
+
+    def websites(self) -> WebsiteRepository:
+        """A chatbot's website sources and their crawled pages."""
+        return WebsiteRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

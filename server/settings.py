@@ -168,6 +168,37 @@ class Settings(BaseSettings):
     document_block_unscannable: bool = Field(
         True, description="Quarantine a document the scan cannot judge (unscannable)."
     )
+    crawler_allow_private_addresses: bool = Field(
+        False, description="Let the crawler reach loopback, private and other non-public addresses (tests only)."
+    )
+    crawler_info_url: str = Field(
+        "https://charter.example/api/v1/docs#tag/websites",
+        min_length=8,
+        max_length=500,
+        pattern=r"^https?://[^\s]+$",
+        description="The page about our crawler named in its User-Agent, `CharterBot/<version> (+url)`.",
+    )
+    crawler_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Connect, read and write timeout of one crawler request."
+    )
+    crawler_page_seconds: float = Field(
+        30.0, gt=0, le=300, description="Most time one page may take to arrive, headers and body."
+    )
+    crawler_max_page_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024, description="An HTML page's size cap (decoded bytes)."
+    )
+    crawler_max_pdf_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024, description="A PDF's size cap (bytes)."
+    )
+    crawler_min_delay_seconds: float = Field(
+        1.0, ge=0, le=60, description="The least wait between two requests to one host (a longer Crawl-delay wins)."
+    )
+    crawler_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="One crawl's time budget; past it the crawl ends `completed` with what it has.",
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )

@@ -27,15 +27,19 @@ from adapters.file_storage import LocalFileStore
 from adapters.job_queue import HueyJobQueue, make_huey
 from adapters.mail import LogMailer, SmtpMailer
 from adapters.secret_box import FernetBox
+from adapters.web_content import PageContentExtractor
+from adapters.web_fetch import HttpxFetcher
+from adapters.web_robots import ProtegoRobotsParser
+from adapters.web_sitemaps import UspSitemapReader
 from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import Settings
-from services import documents, webhooks
+from services import documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
-from services.clock import Clock, SystemClock
+from services.clock import Clock, SystemClock, SystemCrawlClock
 
 log = structlog.get_logger(__name__)
 
@@ -61,9 +65,43 @@ def make_job_engine(
         redeliver_after=timedelta(seconds=max(300, 5 * settings.job_lease_seconds)),
         random=_RANDOM.random,
         mail=make_mailer(settings) if handler is not None else None,
-        context={"webhooks": make_webhook_config(settings), "documents": make_document_config(settings)},
+        context={
+            "webhooks": make_webhook_config(settings),
+            "documents": make_document_config(settings),
+            "crawler": make_crawler_config(settings),
+        },
     )
     return engine, queue
+
+
+def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
+    """The crawler's adapters: the SSRF guard (CRAWLER_ALLOW_PRIVATE_ADDRESSES), a guarded httpx
+    fetcher per crawl (CRAWLER_INFO_URL in its User-Agent, CRAWLER_TIMEOUT_SECONDS,
+    CRAWLER_PAGE_SECONDS, CRAWLER_MAX_PAGE_BYTES, CRAWLER_MAX_PDF_BYTES), protego,
+    ultimate-sitemap-parser and trafilatura, the system's monotonic clock, and the crawl's
+    pacing and time budget (CRAWLER_MIN_DELAY_SECONDS, CRAWLER_MAX_SECONDS)."""
+    guard = AddressGuard(allow_private=settings.crawler_allow_private_addresses)
+
+    def make_fetcher() -> HttpxFetcher:
+        return HttpxFetcher(
+            guard,
+            info_url=settings.crawler_info_url,
+            timeout_seconds=settings.crawler_timeout_seconds,
+            total_seconds=settings.crawler_page_seconds,
+            max_html_bytes=settings.crawler_max_page_bytes,
+            max_pdf_bytes=settings.crawler_max_pdf_bytes,
+        )
+
+    return websites.CrawlerConfig(
+        guard=guard,
+        make_fetcher=make_fetcher,
+        robots_parser=ProtegoRobotsParser(),
+        sitemap_reader=UspSitemapReader(),
+        extractor=PageContentExtractor(),
+        crawl_clock=SystemCrawlClock(),
+        min_delay_seconds=settings.crawler_min_delay_seconds,
+        max_seconds=settings.crawler_max_seconds,
+    )
 
 
 def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:

@@ -149,26 +149,34 @@ def _knowledge_status(passages: int, documents: Mapping[str, int]) -> str:
 
 
 def knowledge_of(*, uow: UnitOfWork, chatbots: Sequence[Chatbot]) -> dict[uuid.UUID, KnowledgeSummary]:
-    """The knowledge summary of each chatbot, by id (two queries for them all).
+    """The knowledge summary of each chatbot, by id (a few queries for them all).
 
-    Counts: `passages` in its index; `documents` its `ready` documents; `sources` every
-    document it has, whatever its state (website sources will add theirs). Status, first rule
-    that applies: `indexing` while a document is `pending`, `scanning` or `extracting`;
-    `error` when a document is `failed` or `quarantined` (delete it, or upload a readable one,
-    to clear it); `ready` when it has passages; else `empty`.
+    Counts: `sources`, its websites and every document it has, whatever their state; `pages`,
+    the crawled pages in its index (indexed, or unchanged at a recrawl); `documents`, its
+    `ready` documents; `passages` in its index. Status, first rule that applies: `indexing`
+    while a website's crawl is queued or running or a document is `pending`, `scanning` or
+    `extracting`; `error` when a document is `failed` or `quarantined` (delete it, or upload a
+    readable one, to clear it); `ready` when it has passages; `error` when it has none and a
+    crawl failed; else `empty`.
     """
     ids = [chatbot.id for chatbot in chatbots]
     counts = uow.knowledge.count_by_chatbot(ids)
     documents = uow.documents.status_counts(ids)
+    sites = uow.websites.summary_by_chatbot(ids)
     summaries = {}
     for chatbot in chatbots:
         passages = counts.get(chatbot.id, 0)
         by_status = documents.get(chatbot.id, {})
+        websites, crawling, failed_crawls, pages = sites.get(chatbot.id, (0, 0, 0, 0))
+        status = "indexing" if crawling else _knowledge_status(passages, by_status)
+        if status == "empty" and failed_crawls:
+            status = "error"
         summaries[chatbot.id] = KnowledgeSummary(
-            sources=sum(by_status.values()),
+            sources=websites + sum(by_status.values()),
+            pages=pages,
             documents=by_status.get("ready", 0),
             passages=passages,
-            status=_knowledge_status(passages, by_status),
+            status=status,
         )
     return summaries
 
@@ -372,8 +380,9 @@ def delete_chatbot(
 
 def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     """Remove a chatbot whose deletion was asked for, and what it holds (its documents' rows,
-    its knowledge index's passages, its row; the job first takes its documents' file keys with
-    `services.documents.purge_chatbot_documents` and releases the files after the commit):
+    its websites and their pages, its knowledge index's passages, its row; the job first takes
+    its documents' file keys with `services.documents.purge_chatbot_documents` and releases the
+    files after the commit):
     the `chatbots.delete` job. Returns whether a row was removed; idempotent (a chatbot already
     removed, or whose owner's account was deleted with it, is nothing to do).
 
@@ -386,6 +395,8 @@ def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     for document in uow.documents.of_chatbot(chatbot.id):
         uow.documents.delete(document)
     uow.knowledge.delete_chatbot(chatbot.id)
+    for website in uow.websites.of_chatbot(chatbot.id):
+        uow.websites.delete(website)
     uow.chatbots.delete(chatbot)
     return True
 

@@ -1,7 +1,7 @@
 """Documents (issue 15): files uploaded to a chatbot, their scan verdict and processing state.
 
 Revision ID: 0010
-Revises: 0008 (0009 is added in parallel; whoever merges second links the chain)
+Revises: 0009
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -217,6 +217,28 @@ def _list_documents(client: ContractClient) -> Call:
     return call(client, "listDocuments", token=uploaded.token, chatbot_id=uploaded.path["chatbot_id"])
 
 
+def _create_website(client: ContractClient) -> Call:
+    created = _create_chatbot(client)
+    chatbot_id = created.response.json()["id"]
+    body = {"start_url": "http://127.0.0.1:9/", "use_sitemap": False}  # queued only: nothing is fetched
+    added = call(client, "createWebsite", token=created.token, chatbot_id=chatbot_id, body=body)
+    assert added.response.status_code == 202, added.response.text
+    return added
+
+
+def _list_websites(client: ContractClient) -> Call:
+    added = _create_website(client)
+    return call(client, "listWebsites", token=added.token, chatbot_id=added.path["chatbot_id"])
+
+
+def _recrawl_website(client: ContractClient) -> Call:
+    added = _create_website(client)
+    chatbot_id, website_id = added.path["chatbot_id"], added.response.json()["website"]["id"]
+    cancelled = call(client, "cancelJob", token=added.token, job_id=added.response.json()["job"]["id"])
+    assert cancelled.response.status_code == 200, cancelled.response.text  # the crawl ended: it may start again
+    return call(client, "recrawlWebsite", token=added.token, chatbot_id=chatbot_id, website_id=website_id)
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -232,6 +254,9 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "updateChatbot": _update_chatbot,
     "uploadDocument": _upload_document,
     "listDocuments": _list_documents,
+    "createWebsite": _create_website,
+    "listWebsites": _list_websites,
+    "recrawlWebsite": _recrawl_website,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
@@ -239,6 +264,13 @@ link's target is called with the same token (an administrator's when the source 
 EXPECTED = {"GetUnchangedTask": 304, "GetUnchangedChatbot": 304, "GetUploadedDocumentContent": 409}
 """Links whose target answers something other than 2xx on success (a document just uploaded is not
 ready: its content is 409 until its job has run)."""
+
+
+@pytest.fixture(autouse=True)
+def crawler_reaches_loopback(app, monkeypatch) -> None:
+    """The websites' links start from a website on 127.0.0.1 (never crawled here): the SSRF guard
+    lets the session app accept it, as CRAWLER_ALLOW_PRIVATE_ADDRESSES=true would."""
+    monkeypatch.setattr(app.app.extensions["charter"].jobs.context["crawler"].guard, "allow_private", True)
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +292,9 @@ def test_the_contract_has_links_between_its_operations():
         ("createChatbot", "deleteChatbot"),
         ("createChatbot", "uploadDocument"),
         ("uploadDocument", "getDocument"),
+        ("createWebsite", "getWebsite"),
+        ("createWebsite", "listWebsitePages"),
+        ("createWebsite", "getJob"),
     }
 
 

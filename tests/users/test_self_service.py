@@ -256,4 +256,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "jobs",
         "chatbots",
         "documents",
+        "websites",
     }
