@@ -165,6 +165,7 @@ class UnitOfWork:
         """Documents uploaded to chatbots: their scan verdicts and processing state."""
         return DocumentRepository(self.session)
 
+    @cached_property
     def websites(self) -> WebsiteRepository:
         """A chatbot's website sources and their crawled pages."""
         return WebsiteRepository(self.session)
