@@ -14,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import ssl
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -480,3 +483,22 @@ class RecordingQueue:
 
     def of(self, job_id: uuid.UUID) -> list[datetime]:
         return [at for delivered, at in self.deliveries if delivered == job_id]
+
+
+@contextlib.contextmanager
+def serving_on_loopback(handler: type[BaseHTTPRequestHandler], *, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """Serve `handler` on a free port of 127.0.0.1 from a daemon thread (HTTPS with `tls`, a
+    server context); yields the port, and shuts the server down and joins the thread when the
+    block ends. For the local sites and receivers the tests talk to (never another address)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from adapters.address_guard import AddressGuard
 from adapters.web_fetch import HttpxFetcher
+from tests.helpers import serving_on_loopback
 
 Route = Callable[[dict[str, str]], tuple[int, dict[str, str], bytes | Iterator[bytes]]]
 
@@ -41,16 +41,8 @@ def server(routes: dict[str, Route]) -> Iterator[tuple[str, list[tuple[str, dict
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serving_on_loopback(Handler) as port:
+        yield f"http://127.0.0.1:{port}", seen
 
 
 HTML = {"Content-Type": "text/html"}

@@ -5,13 +5,13 @@ block ends; every handler is bounded in time (the slow page sleeps `SLOW_SECONDS
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from tests.crawling.pdfs import make_pdf
+from tests.helpers import serving_on_loopback
 
 SLOW_SECONDS = 1.5
 HUGE_BYTES = 5 * 1024 * 1024
@@ -149,14 +149,5 @@ def serving() -> Iterator[Website]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    site.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving_on_loopback(Handler) as site.port:
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
