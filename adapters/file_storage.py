@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -119,10 +119,28 @@ class LocalFileStore:
             return False
         return True
 
-    def sweep_incoming(self, *, older_than_seconds: float = 3600.0) -> int:
-        """Remove temporary files left by writers that died (older than `older_than_seconds`);
-        how many were removed."""
-        cutoff = time.time() - older_than_seconds
+    def entries(self) -> Iterator[tuple[str, float]]:
+        """Every stored file: (key, modification time in seconds since the epoch). Files whose
+        names are no key (anything else someone put in the folder) are not listed."""
+        for fan_out in sorted(self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]")):
+            for path in fan_out.iterdir():
+                if _KEY.fullmatch(path.name) and path.name[:4] == fan_out.parent.name + fan_out.name:
+                    with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                        yield path.name, path.stat().st_mtime
+
+    def modified_at(self, key: str) -> float | None:
+        """When the file with this key was last written (seconds since the epoch), or None when
+        there is none (ValueError for a malformed key)."""
+        try:
+            return self.path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def sweep_incoming(self, *, older_than: float | None = None, older_than_seconds: float = 3600.0) -> int:
+        """Remove temporary files left by writers that died: last modified before `older_than`
+        (seconds since the epoch), or else more than `older_than_seconds` ago. How many were
+        removed."""
+        cutoff = older_than if older_than is not None else time.time() - older_than_seconds
         removed = 0
         for leftover in self._incoming.glob("upload-*"):
             with contextlib.suppress(FileNotFoundError):
@@ -133,17 +151,33 @@ class LocalFileStore:
 
 
 class MemoryFileStore:
-    """The same store in memory, for tests: `files` maps keys to bytes."""
+    """The same store in memory, for tests: `files` maps keys to bytes, `modified` keys to when
+    they were last stored (seconds since the epoch; a test may set it)."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}
 
     def put(self, chunks: Iterable[bytes]) -> Stored:
         """Store the bytes (nothing is kept when iterating `chunks` raises)."""
         data = b"".join(chunks)
         key = hashlib.sha256(data).hexdigest()
         self.files[key] = data
+        self.modified[key] = time.time()
         return Stored(key=key, size=len(data))
+
+    def entries(self) -> Iterator[tuple[str, float]]:
+        """Every stored key and when it was stored."""
+        for key in list(self.files):
+            yield key, self.modified.get(key, 0.0)
+
+    def modified_at(self, key: str) -> float | None:
+        """When the key was stored, or None when absent."""
+        return self.modified.get(_check_key(key)) if key in self.files else None
+
+    def sweep_incoming(self, *, older_than: float | None = None, older_than_seconds: float = 3600.0) -> int:
+        """Nothing is ever half-written in memory: 0."""
+        return 0
 
     def open(self, key: str) -> BinaryIO:
         """The bytes as a seekable stream (FileNotFoundError when absent)."""
@@ -158,4 +192,5 @@ class MemoryFileStore:
 
     def delete(self, key: str) -> bool:
         """Remove the key; False when absent."""
-        return self.files.pop(_check_key(key), None) is not None
+        self.modified.pop(_check_key(key), None)
+        return self.files.pop(key, None) is not None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -88,6 +89,19 @@ def serving(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def save_results(name: str, record: dict, section: str) -> Path:
+    """Keep a benchmark's run: `record` (JSON-serialisable: its date, arguments and figures) as
+    bench/results/<name>.json, and the Markdown `section` (its heading, the command, the table)
+    appended to bench/RESULTS.md. Returns the JSON file's path."""
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, default=str))
+    summary = ROOT / "bench" / "RESULTS.md"
+    previous = summary.read_text() if summary.exists() else "# Benchmark results\n"
+    summary.write_text(previous.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
+    return out
 
 
 def _seconds(value: str) -> float:

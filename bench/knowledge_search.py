@@ -28,11 +28,10 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 from sqlalchemy import insert, text
 
-from bench.harness import server_environment, serving, wrk
+from bench.harness import save_results, server_environment, serving, wrk
 from persistence.database import make_engine, make_session_factory
 from persistence.knowledge.models import Passage
 from persistence.seed import seed
@@ -44,7 +43,6 @@ from services.clock import SystemClock
 from services.passwords import PasswordHasher
 from tests.helpers import temporary_postgres_database
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "benchmark passphrase of some length"  # noqa: S105 - a throw-away benchmark account
 SYLLABLES = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "de", "va", "go", "be", "zu", "fi", "ho", "ja"]
 COMMON = ["order", "refund", "shipping", "account", "warranty", "delivery", "payment", "return"]
@@ -209,12 +207,11 @@ def main() -> int:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results" / f"knowledge-search-{database.lower()}-{stamp:%Y-%m-%d-%H%M}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": stamp.isoformat(), "args": vars(args), "figures": figures}, indent=2))
-    results = ROOT / "bench" / "RESULTS.md"
-    previous = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    results.write_text(previous.rstrip("\n") + "\n\n" + text)
+    save_results(
+        f"knowledge-search-{database.lower()}-{stamp:%Y-%m-%d-%H%M}",
+        {"date": stamp.isoformat(), "args": vars(args), "figures": figures},
+        text,
+    )
     del user_id
     return 0
 

@@ -18,12 +18,11 @@ import json
 import os
 import sys
 import uuid
-from pathlib import Path
 
 from sqlalchemy import select
 from tqdm import tqdm
 
-from bench.harness import free_port, serve, server_environment, wrk
+from bench.harness import free_port, save_results, serve, server_environment, wrk
 from persistence.database import make_engine
 from persistence.seed import add_tasks, seed
 from persistence.tasks.models import Task
@@ -32,7 +31,6 @@ from services.cursors import encode_values
 from services.passwords import PasswordHasher
 from tests.helpers import temporary_postgres_database
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "benchmark passphrase of some length"  # noqa: S105 - a throw-away benchmark account
 
 
@@ -139,12 +137,9 @@ def main() -> int:
         )
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results" / f"tasks-scale-{stamp:%Y-%m-%d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": stamp.isoformat(), "args": vars(args), "figures": figures}, indent=2))
-    results = ROOT / "bench" / "RESULTS.md"
-    previous = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    results.write_text(previous.rstrip("\n") + "\n\n" + text)
+    save_results(
+        f"tasks-scale-{stamp:%Y-%m-%d}", {"date": stamp.isoformat(), "args": vars(args), "figures": figures}, text
+    )
     return 0
 
 

@@ -29,6 +29,7 @@ def website_representation(website: Website, status: str | None = None) -> dict[
         "include_paths": list(settings.get("include_paths") or []),
         "exclude_paths": list(settings.get("exclude_paths") or []),
         "use_sitemap": bool(settings.get("use_sitemap", True)),
+        "include_subdomains": bool(settings.get("include_subdomains", False)),
         "status": status or website.status,
         "stopped": website.stopped,
         "crawl_number": website.crawl_number,

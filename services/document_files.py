@@ -63,6 +63,20 @@ class FileStore(Protocol):
         """Remove the file; False when there was none."""
         ...
 
+    def entries(self) -> Iterator[tuple[str, float]]:
+        """Every stored file: (key, last modified as seconds since the epoch). Storing the same
+        bytes again counts as a modification."""
+        ...
+
+    def modified_at(self, key: str) -> float | None:
+        """When the file with this key was last stored (seconds since the epoch), or None."""
+        ...
+
+    def sweep_incoming(self, *, older_than: float) -> int:
+        """Remove the half-written temporary files of writers that died, last modified before
+        `older_than` (seconds since the epoch); how many were removed."""
+        ...
+
 
 def capped(chunks: Iterable[bytes], *, max_bytes: int) -> Iterator[bytes]:
     """The chunks of an upload, raising as soon as they add up to more than `max_bytes`.

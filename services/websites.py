@@ -21,6 +21,10 @@ Rules and where they come from:
 * **Resumable** (issue 15): a website's `crawl_number` counts its crawls; the pages a crawl
   recorded carry its number, so a job run again after its worker died does not fetch them again
   (`already_done`) and follows their stored links.
+* **Same site** (issue 15: "same site only (no other hosts; subdomains only if asked)"): a
+  crawl follows links on its start URL's host, ``www.`` or not; with `include_subdomains`
+  (default false, a crawl setting kept with the others) also on hosts under it
+  (`services.crawl_scope.CrawlScope.same_site`); anything else is an ``other_host`` skip.
 * **Recrawls** (issue 15): the previous crawl's ETag and Last-Modified make each request
   conditional (RFC 9110 section 13); an unchanged page (304, or the same text) is a
   ``not_modified`` skip that keeps its passages; pages the new crawl no longer reaches are
@@ -76,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
     "include_paths": [],
     "exclude_paths": [],
     "use_sitemap": True,
+    "include_subdomains": False,
 }
 """The crawl settings a creation may leave out (the contract says the same)."""
 PAGES_SCOPE = "web_pages"
@@ -204,7 +209,8 @@ def create_website(
 
     Args:
         data: the contract's `WebsiteCreate` (`start_url`; optional `max_pages` 1-1000,
-            `max_depth` 0-10, `include_paths`/`exclude_paths` globs on the path, `use_sitemap`),
+            `max_depth` 0-10, `include_paths`/`exclude_paths` globs on the path, `use_sitemap`,
+            `include_subdomains`),
             already validated against the contract.
 
     Returns:
@@ -591,6 +597,7 @@ def crawl_website(run: job_services.JobRun) -> dict[str, Any]:
         include_paths=tuple(settings.get("include_paths") or ()),
         exclude_paths=tuple(settings.get("exclude_paths") or ()),
         use_sitemap=bool(settings.get("use_sitemap", True)),
+        include_subdomains=bool(settings.get("include_subdomains", False)),
         min_delay_seconds=state.config.min_delay_seconds,
         max_seconds=state.config.max_seconds,
     )

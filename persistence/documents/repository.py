@@ -81,6 +81,15 @@ class DocumentRepository:
         """Whether any document names the stored file `sha256`."""
         return self.db.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha256)) != 0
 
+    def keys_in_use(self, keys: Sequence[str]) -> set[str]:
+        """Which of the stored files `keys` (SHA-256s) some document names (one query per 500)."""
+        found: set[str] = set()
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), 500):
+            batch = unique[start : start + 500]
+            found.update(self.db.scalars(select(Document.sha256).where(Document.sha256.in_(batch)).distinct()))
+        return found
+
     def status_counts(self, chatbot_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
         """How many documents each chatbot has in each status (one query): chatbot id → status →
         count; chatbots without documents are left out."""
