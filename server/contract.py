@@ -255,9 +255,9 @@ def api_key_scopes(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
                 raise ContractError(f"{name}: x-api-key-scopes must be a non-empty list of scopes")
             unknown = sorted(str(scope) for scope in declared if scope not in known)
             if unknown:
-                raise ContractError(
-                    f"{name}: x-api-key-scopes names unknown scope {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-                )
+                names = ", ".join(sorted(known))
+                unknown_names = ", ".join(unknown)
+                raise ContractError(f"{name}: x-api-key-scopes names unknown scope {unknown_names} (known: {names})")
             if operation.get("x-access") in (Access.PUBLIC, Access.ADMIN):
                 raise ContractError(f"{name}: a {operation.get('x-access')} operation cannot admit API keys")
             keyless = sorted(KEYLESS_TAGS.intersection(operation.get("tags", [])))

@@ -155,14 +155,15 @@ def is_active(key: ApiKey, *, now: datetime) -> bool:
 
 
 def _checked_scopes(scopes: Iterable[str]) -> list[str]:
-    chosen = sorted(set(scopes))
-    if not chosen:
+    given = list(scopes)
+    if not given:
         raise InvalidInput("Give the key at least one scope.", pointer="/scopes")
     known = {scope.value for scope in Scope}
-    for index, scope in enumerate(chosen):
+    for index, scope in enumerate(given):
         if scope not in known:
-            raise InvalidInput(f"Unknown scope {scope!r}; the scopes are {', '.join(sorted(known))}.", pointer=f"/scopes/{index}")
-    return chosen
+            names = ", ".join(sorted(known))
+            raise InvalidInput(f"Unknown scope {scope!r}; the scopes are {names}.", pointer=f"/scopes/{index}")
+    return sorted(set(given))
 
 
 def create_key(
@@ -194,7 +195,7 @@ def create_key(
     uow.api_keys.lock_owner(owner.id)  # concurrent creations are counted one after the other
     if uow.api_keys.count_active(owner.id, now=now) >= MAX_ACTIVE_KEYS_PER_USER:
         raise ApiKeyLimitReached(
-            f"You have {MAX_ACTIVE_KEYS_PER_USER} active API keys, the most allowed; revoke one before creating another."
+            f"You have {MAX_ACTIVE_KEYS_PER_USER} active API keys, the most allowed; revoke one first."
         )
     secret, prefix = new_key()
     key = ApiKey(
@@ -260,8 +261,9 @@ def revoke_key(*, uow: UnitOfWork, clock: Clock, owner: User, key_id: uuid.UUID,
     now = clock.now()
     if not uow.api_keys.revoke(owner_id=owner.id, key_id=key_id, now=now):
         raise NotFound("No API key with this id exists for you.")  # revoked by a concurrent request
+    details = _audit_details(key)
     audit.record(
-        uow, EventType.API_KEY_REVOKED, meta=meta, now=now, actor_id=owner.id, subject_id=owner.id, details=_audit_details(key)
+        uow, EventType.API_KEY_REVOKED, meta=meta, now=now, actor_id=owner.id, subject_id=owner.id, details=details
     )
 
 

@@ -78,7 +78,9 @@ class ApiKeyRepository:
         """The key with this prefix and its owner, or None: one query on the prefix's unique
         index, run for every request authenticated with a key. Revoked and expired keys are
         answered too; the caller decides."""
-        row = self.db.execute(select(ApiKey, User).join(User, User.id == ApiKey.owner_id).where(ApiKey.prefix == prefix))
+        row = self.db.execute(
+            select(ApiKey, User).join(User, User.id == ApiKey.owner_id).where(ApiKey.prefix == prefix)
+        )
         found = row.one_or_none()
         return (found[0], found[1]) if found is not None else None
 

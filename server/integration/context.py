@@ -180,10 +180,10 @@ def load_principal() -> None:
     """Before each request: when an access token was verified, check its session is still open
     and remember its user; when an API key was presented, check it (known, secret matching,
     neither revoked nor expired: 401 otherwise) and that its scopes cover the operation's
-    `x-api-key-scopes` (403 otherwise), and remember its owner as the caller; then apply the operation's access policy (`x-access`, through
-    `services.access.authorize`), so no handler runs for a caller its policy refuses. A
-    logged-out session's tokens fail here, on every process, because the check reads the
-    database.
+    `x-api-key-scopes` (403 otherwise), and remember its owner as the caller; then apply the
+    operation's access policy (`x-access`, through `services.access.authorize`), so no handler
+    runs for a caller its policy refuses. A logged-out session's tokens fail here, on every
+    process, because the check reads the database.
 
     A request that connexion's router did not match never reaches a handler: Flask's router is
     more lenient with odd percent-encoded paths, and connexion's handler wrapper would fail

@@ -23,8 +23,9 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
     An API key (``chk_…``) of the right shape is handed on as ``token_info["api_key"]``:
     finding it is a database read, done where the session check is, before the handler; one of
     another shape is refused here. An access token's signature, algorithm, type, issuer,
-    audience and expiry are verified (pure CPU, no I/O: it runs on the event loop) and hands the claims to the app as ``token_info``;
-    `server.app` then rejects a token whose session has ended (one indexed query).
+    audience and expiry are verified (pure CPU, no I/O: it runs on the event loop) and its
+    claims handed to the app as ``token_info``; `server.app` then rejects a token whose
+    session has ended (one indexed query).
     """
 
     def verify_access_token(token: str) -> dict[str, Any] | None:
