@@ -16,6 +16,7 @@ from persistence.accounts.login_throttles import LoginThrottleRepository
 from persistence.accounts.password_resets import PasswordResetRepository
 from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
+from persistence.api_keys.repository import ApiKeyRepository
 from persistence.audit.repository import AuditRepository
 from persistence.chatbots.repository import ChatbotRepository
 from persistence.database import hold_write_lock, savepoint
@@ -169,6 +170,11 @@ class UnitOfWork:
     def websites(self) -> WebsiteRepository:
         """A chatbot's website sources and their crawled pages."""
         return WebsiteRepository(self.session)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyRepository:
+        """A user's API keys (stored hashed), and the lookup of a presented key by its prefix."""
+        return ApiKeyRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

@@ -15,7 +15,7 @@ from connexion.jsonifier import Jsonifier
 from connexion.options import SwaggerUIOptions
 
 from persistence.database import database_answers, make_engine, make_session_factory
-from server.contract import RouteTable, access_policies, bundle
+from server.contract import RouteTable, access_policies, api_key_scopes, bundle
 from server.edge import install_edge
 from server.edge.docs import SWAGGER_UI_PATH, connexion_middlewares
 from server.edge.rate_limit import FallbackStorage
@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
 
     Raises:
         server.settings.ConfigurationError: e.g. production without JWT_SECRET.
-        server.contract.ContractError: an operation without a valid `x-access` policy.
+        server.contract.ContractError: an operation without a valid `x-access` policy, or with
+            an `x-api-key-scopes` that names an unknown scope or opens a key-less operation to keys.
     """
     settings = settings or Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             api_prefix=API_PREFIX,
         ),
         access=access_policies(spec),
+        api_key_scopes=api_key_scopes(spec),
         jobs=job_engine,
         webhooks=webhooks_config,
         publish_events=lambda uow, events: None,

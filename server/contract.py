@@ -27,6 +27,7 @@ import yaml
 from limits import parse_many
 
 from services.access import Access
+from services.api_keys import KEYLESS_TAGS, Scope
 
 CONTRACT_DIR = Path(__file__).resolve().parent.parent / "openapi"
 ROOT_DOCUMENT = CONTRACT_DIR / "openapi.yaml"
@@ -228,6 +229,42 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
                 raise ContractError(f"{name}: x-access owner needs a {{user_id}} in its path {template}")
             policies[name] = policy
     return policies
+
+
+def api_key_scopes(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """The scopes each operation that admits API keys needs (its `x-api-key-scopes`: a key must
+    hold every one), by operationId; an operation without one refuses keys (403).
+
+    Args:
+        spec: the bundled contract.
+
+    Raises:
+        ContractError: `x-api-key-scopes` that is not a non-empty list of known scopes
+            (`services.api_keys.Scope`), or that is declared on a `public` or `admin` operation
+            or on an operation of a tag keys never reach (`services.api_keys.KEYLESS_TAGS`).
+    """
+    known = {scope.value for scope in Scope}
+    scopes: dict[str, frozenset[str]] = {}
+    for item in spec.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or not isinstance(operation, dict) or "x-api-key-scopes" not in operation:
+                continue
+            name = operation["operationId"]
+            declared = operation["x-api-key-scopes"]
+            if not isinstance(declared, list) or not declared:
+                raise ContractError(f"{name}: x-api-key-scopes must be a non-empty list of scopes")
+            unknown = sorted(str(scope) for scope in declared if scope not in known)
+            if unknown:
+                names = ", ".join(sorted(known))
+                unknown_names = ", ".join(unknown)
+                raise ContractError(f"{name}: x-api-key-scopes names unknown scope {unknown_names} (known: {names})")
+            if operation.get("x-access") in (Access.PUBLIC, Access.ADMIN):
+                raise ContractError(f"{name}: a {operation.get('x-access')} operation cannot admit API keys")
+            keyless = sorted(KEYLESS_TAGS.intersection(operation.get("tags", [])))
+            if keyless:
+                raise ContractError(f"{name}: operations tagged {', '.join(keyless)} never admit API keys")
+            scopes[name] = frozenset(declared)
+    return scopes
 
 
 RATE_LIMIT_KEYS = ("client", "user", "account", "refresh_token")

@@ -41,6 +41,8 @@ class EventType(StrEnum):
     CHATBOT_CREATED = "chatbot_created"
     CHATBOT_UPDATED = "chatbot_updated"
     CHATBOT_DELETED = "chatbot_deleted"
+    API_KEY_CREATED = "api_key_created"
+    API_KEY_REVOKED = "api_key_revoked"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import flask
@@ -18,7 +18,7 @@ from persistence.accounts.models import User
 from persistence.unit_of_work import UnitOfWork
 from server.integration.request_context import current_request_id, current_state
 from server.settings import Settings
-from services import accounts
+from services import accounts, api_keys
 from services.access import Access, authorize
 from services.accounts import AuthConfig
 from services.audit import RequestMeta
@@ -58,6 +58,8 @@ class AppContext:
         started_at: `time.monotonic()` at start-up, for the liveness probe's uptime.
         service_info: what `GET /` says.
         access: each operation's access policy (its `x-access`), by operationId.
+        api_key_scopes: the scopes each operation that admits API keys needs (its
+            `x-api-key-scopes`), by operationId; the others refuse keys.
         jobs: the job engine: the declared kinds and the queue (this process only enqueues).
         webhooks: the webhook adapters (SSRF guard, sender, secret box).
         publish_events: receives a request's unit of work and the events it recorded, at its
@@ -77,6 +79,7 @@ class AppContext:
     jobs: JobEngine
     webhooks: WebhookConfig
     publish_events: Callable[[UnitOfWork, list[Any]], None]
+    api_key_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def state() -> AppContext:
@@ -155,6 +158,16 @@ def access_claims() -> AccessClaims | None:
     return token_info.get("claims") if isinstance(token_info, dict) else None
 
 
+def _presented_api_key() -> str | None:
+    """The API key the request's bearer check handed on (`server.integration.security`), or None."""
+    try:
+        token_info = connexion_context.context.get("token_info")
+    except RuntimeError:
+        return None
+    key = token_info.get("api_key") if isinstance(token_info, dict) else None
+    return key if isinstance(key, str) else None
+
+
 def principal() -> User:
     """The authenticated user. Raises InvalidToken on a public operation (a wiring bug)."""
     user = flask.g.get("principal")
@@ -165,10 +178,12 @@ def principal() -> User:
 
 def load_principal() -> None:
     """Before each request: when an access token was verified, check its session is still open
-    and remember its user; then apply the operation's access policy (`x-access`, through
-    `services.access.authorize`), so no handler runs for a caller its policy refuses. A
-    logged-out session's tokens fail here, on every process, because the check reads the
-    database.
+    and remember its user; when an API key was presented, check it (known, secret matching,
+    neither revoked nor expired: 401 otherwise) and that its scopes cover the operation's
+    `x-api-key-scopes` (403 otherwise), and remember its owner as the caller; then apply the
+    operation's access policy (`x-access`, through `services.access.authorize`), so no handler
+    runs for a caller its policy refuses. A logged-out session's tokens fail here, on every
+    process, because the check reads the database.
 
     A request that connexion's router did not match never reaches a handler: Flask's router is
     more lenient with odd percent-encoded paths, and connexion's handler wrapper would fail
@@ -182,6 +197,14 @@ def load_principal() -> None:
     caller = None
     if claims is not None:
         caller = flask.g.principal = accounts.current_user(uow=unit_of_work(), clock=clock(), claims=claims)
+    elif (key := _presented_api_key()) is not None:
+        found = api_keys.authenticate(uow=unit_of_work(), clock=clock(), key=key)
+        caller = flask.g.principal = found.user
+        flask.g.api_key = found.key
+        api_keys.authorize_scopes(
+            operation_id=operation_id, required=state().api_key_scopes.get(operation_id), granted=found.key.scopes
+        )
+    if caller is not None:
         request_state = current_state()
         if request_state is not None:
             request_state.user_id = str(caller.id)

@@ -1,5 +1,7 @@
 """Bearer authentication for connexion: verifies the access token before any handler runs,
-and checks on every authenticated request that the token's session is still open."""
+and checks on every authenticated request that the token's session is still open. The same
+bearer scheme takes API keys (``chk_…``, `services.api_keys`): told apart by their prefix, they
+are looked up, and their scopes checked, before the handler (`server.integration.context`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from connexion.security import SECURITY_HANDLERS, BearerSecurityHandler
 
 from server.integration.request_context import current_state
+from services.api_keys import looks_like_key, well_formed_key
 from services.errors import InvalidToken
 from services.tokens import TokenIssuer
 
@@ -17,12 +20,17 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
     """Connexion's `security_map` with our bearer check, so the contract needs no
     ``x-bearerInfoFunc`` naming Python code.
 
-    The check verifies signature, algorithm, type, issuer, audience and expiry (pure CPU, no
-    I/O: it runs on the event loop) and hands the claims to the app as ``token_info``;
-    `server.app` then rejects a token whose session has ended (one indexed query).
+    An API key (``chk_…``) of the right shape is handed on as ``token_info["api_key"]``:
+    finding it is a database read, done where the session check is, before the handler; one of
+    another shape is refused here. An access token's signature, algorithm, type, issuer,
+    audience and expiry are verified (pure CPU, no I/O: it runs on the event loop) and its
+    claims handed to the app as ``token_info``; `server.app` then rejects a token whose
+    session has ended (one indexed query).
     """
 
     def verify_access_token(token: str) -> dict[str, Any] | None:
+        if looks_like_key(token):  # read from the database by `context.load_principal`, in the handler's thread
+            return {"sub": "api_key", "api_key": token} if well_formed_key(token) else None
         try:
             claims = tokens.verify(token)
         except InvalidToken:

@@ -58,6 +58,8 @@ BY_THE_ACCOUNT = {
     "chatbot_created",
     "chatbot_updated",
     "chatbot_deleted",
+    "api_key_created",
+    "api_key_revoked",
     "profile_updated",
     "data_exported",
     "account_deleted",
@@ -198,6 +200,16 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     published = probe("PATCH", bot_path, ["chatbot_updated"], token=latest["access_token"], json={"status": "active"})
     assert published.status_code == 200, published.text
     assert probe("DELETE", bot_path, ["chatbot_deleted"], token=latest["access_token"]).status_code == 202
+    key = probe(
+        "POST",
+        "/api/v1/api-keys",
+        ["api_key_created"],
+        token=latest["access_token"],
+        json={"name": "CI", "scopes": ["chat"]},
+    )
+    assert key.status_code == 201, key.text
+    key_path = f"/api/v1/api-keys/{key.json()['id']}"
+    assert probe("DELETE", key_path, ["api_key_revoked"], token=latest["access_token"]).status_code == 204
 
     target = f"/api/v1/users/{user_id}"
     for body, expect in (
@@ -228,7 +240,7 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     # Every event about the two accounts, read back through the administrators' listing.
     events = events_about(client, admin, user_id) + events_about(client, admin, victim_id)
     assert {event["type"] for event in events} == {str(t) for t in EventType}
-    assert len(EventType) == 21
+    assert len(EventType) == 23
 
     seen: dict[str, list[str]] = {}
     for event in events:

@@ -239,6 +239,16 @@ def _recrawl_website(client: ContractClient) -> Call:
     return call(client, "recrawlWebsite", token=added.token, chatbot_id=chatbot_id, website_id=website_id)
 
 
+def _create_api_key(client: ContractClient) -> Call:
+    created = call(client, "createApiKey", token=_new_account(client)[1], body={"name": "Links", "scopes": ["chat"]})
+    assert created.response.status_code == 201, created.response.text
+    return created
+
+
+def _list_api_keys(client: ContractClient) -> Call:
+    return call(client, "listApiKeys", token=_create_api_key(client).token)
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -257,6 +267,8 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "createWebsite": _create_website,
     "listWebsites": _list_websites,
     "recrawlWebsite": _recrawl_website,
+    "createApiKey": _create_api_key,
+    "listApiKeys": _list_api_keys,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
