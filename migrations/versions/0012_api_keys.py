@@ -1,7 +1,7 @@
 """API keys (issue 16): a user's keys, stored hashed and found by their prefix.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
