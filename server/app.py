@@ -112,7 +112,14 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     )
     # One thread hop per request instead of a2wsgi's streaming hand-overs (server/integration/wsgi_bridge.py).
     # connexion keeps the bridge on its private `_middleware_app`; re-check on upgrades.
-    app._middleware_app.asgi_app = BufferedWSGIBridge(app.app, workers=settings.wsgi_threads)
+    # Event streams are forwarded chunk by chunk from threads of their own.
+    app._middleware_app.asgi_app = BufferedWSGIBridge(
+        app.app,
+        workers=settings.wsgi_threads,
+        stream_threads=settings.sse_stream_threads,
+        ping_seconds=settings.sse_ping_seconds,
+        send_timeout_seconds=settings.sse_send_timeout_seconds,
+    )
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
     if edge:
         install_edge(app, settings, spec, edge_storage, api_prefix=API_PREFIX)
@@ -213,7 +220,7 @@ def _commit_on_success(response: flask.Response) -> flask.Response:
         unit.rollback()
         release_on_failure(True)
         return response
-    if flask.request.method != "GET":
+    if flask.request.method != "GET" and not response.is_streamed:  # a stream is produced after this point
         check_response_body(connexion_context.operation, response.status_code, response.mimetype, response.get_data())
     unit.commit()
     return response

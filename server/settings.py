@@ -69,6 +69,15 @@ class Settings(BaseSettings):
         5000, ge=0, le=3_600_000, description="PostgreSQL statement_timeout per connection (0: none)."
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824, description="Largest request body.")
+    sse_ping_seconds: float = Field(
+        15.0, gt=0, le=3600, description="Silence on an event stream after which the bridge sends `: ping`."
+    )
+    sse_stream_threads: int = Field(
+        100, ge=1, le=10_000, description="Threads per process pumping event streams (the most producing at once)."
+    )
+    sse_send_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long an event stream waits for a client that reads nothing."
+    )
     rate_limit_enabled: bool = Field(True, description="Enforce rate limits.")
     rate_limit_per_minute: int = Field(60, ge=1, le=1_000_000, description="Requests per client per minute.")
     rate_limit_per_hour: int = Field(1000, ge=1, le=10_000_000, description="Requests per client per hour.")

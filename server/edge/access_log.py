@@ -29,7 +29,7 @@ METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 class AccessLog:
     """Logs ``request_completed`` (method, route template, operationId, status, duration_ms,
-    client address, user id; request_id comes from the context) and records the request in the
+    bytes (of the body sent), client address, user id; request_id comes from the context) and records the request in the
     Prometheus metrics (`server.integration.metrics`: requests, latency, in flight).
 
     Only these fields are logged: never a body, a query string or a header, so no password,
@@ -55,9 +55,11 @@ class AccessLog:
         metrics.IN_FLIGHT.inc()
         return routing, time.perf_counter()
 
-    def completed(self, scope: Scope, routing: dict[str, Any], started: float, status: int) -> None:
+    def completed(
+        self, scope: Scope, routing: dict[str, Any], started: float, status: int, *, sent_bytes: int = 0
+    ) -> None:
         """Record the request `started` returned for, answered with `status` (500 when no answer
-        was sent: the exception then goes on to the server)."""
+        was sent: the exception then goes on to the server) and `sent_bytes` of body."""
         metrics.IN_FLIGHT.dec()
         duration = time.perf_counter() - started
         method = scope["method"]
@@ -88,6 +90,7 @@ class AccessLog:
             operation_id=operation_id,
             status=status,
             duration_ms=round(duration * 1000, 3),
+            bytes=sent_bytes,
             client=(scope.get("client") or ("unknown", 0))[0],
             user_id=state.user_id if state else None,
         )

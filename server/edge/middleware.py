@@ -20,8 +20,10 @@ class EdgeMiddleware:
     2. the answer's start gets the security headers it does not already have
        (`server.edge.security_headers`) and `X-Request-ID` (replacing any the app set), and its
        status is noted;
-    3. when the app is done, the request is logged and counted (`server.edge.access_log`), with
-       status 500 if no answer was started (the exception goes on to the server).
+    3. when the app is done (for a streamed answer: after its last chunk), the request is
+       logged and counted (`server.edge.access_log`) with the body bytes sent, with status 500
+       if no answer was started (the exception goes on to the server). Body chunks pass
+       through as they come: nothing here buffers a stream.
 
     Other scopes (lifespan) pass through untouched.
 
@@ -42,12 +44,15 @@ class EdgeMiddleware:
         echoed = request_id.encode("ascii")
         extra = security_headers(scope.get("path", ""))
         status = 500
+        sent_bytes = 0
 
         async def send_at_the_edge(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent_bytes
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = _with_edge_headers(message.get("headers", []), extra, echoed)
+            else:
+                sent_bytes += len(message.get("body", b""))
             await send(message)
 
         token = enter_request(request_id)
@@ -56,7 +61,7 @@ class EdgeMiddleware:
             try:
                 await self.app(scope, receive, send_at_the_edge)
             finally:
-                self.access_log.completed(scope, routing, started, status)
+                self.access_log.completed(scope, routing, started, status, sent_bytes=sent_bytes)
         finally:
             leave_request(token)
 

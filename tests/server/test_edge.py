@@ -105,6 +105,7 @@ def _access_entry(capsys: pytest.CaptureFixture[str], response: Any) -> dict[str
     duration = entry["duration_ms"]
     assert isinstance(duration, int | float) and not isinstance(duration, bool)
     assert duration >= 0
+    assert entry["bytes"] == len(response.content)  # the body sent (HEAD: none)
     assert entry["client"] == "testclient"
     return entry
 
