@@ -257,4 +257,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "chatbots",
         "documents",
         "websites",
+        "api_keys",
     }
