@@ -18,6 +18,7 @@ from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
 from persistence.audit.repository import AuditRepository
 from persistence.chatbots.repository import ChatbotRepository
+from persistence.conversations.repository import ConversationRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.documents.repository import DocumentRepository
 from persistence.idempotency.repository import IdempotencyRecords
@@ -169,6 +170,11 @@ class UnitOfWork:
     def websites(self) -> WebsiteRepository:
         """A chatbot's website sources and their crawled pages."""
         return WebsiteRepository(self.session)
+
+    @cached_property
+    def conversations(self) -> ConversationRepository:
+        """Conversations with chatbots and their messages."""
+        return ConversationRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

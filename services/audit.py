@@ -41,6 +41,7 @@ class EventType(StrEnum):
     CHATBOT_CREATED = "chatbot_created"
     CHATBOT_UPDATED = "chatbot_updated"
     CHATBOT_DELETED = "chatbot_deleted"
+    CONVERSATION_DELETED = "conversation_deleted"
 
 
 @dataclass(frozen=True)
