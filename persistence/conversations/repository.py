@@ -42,8 +42,8 @@ class ConversationRepository:
         )
         if owner_id is not ANY_OWNER:
             statement = statement.where(Conversation.owner_id == owner_id)
-        if lock:
-            statement = for_update(self.db, statement)
+        if lock:  # the conversation's row only: questions to other conversations of the chatbot go on
+            statement = for_update(self.db, statement).with_for_update(of=Conversation)
         row = self.db.execute(statement.execution_options(populate_existing=True)).one_or_none()
         return (row[0], row[1]) if row is not None else None
 
