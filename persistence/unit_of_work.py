@@ -19,6 +19,7 @@ from persistence.accounts.users import UserRepository
 from persistence.api_keys.repository import ApiKeyRepository
 from persistence.audit.repository import AuditRepository
 from persistence.chatbots.repository import ChatbotRepository
+from persistence.conversations.repository import ConversationRepository
 from persistence.database import hold_write_lock, savepoint
 from persistence.documents.repository import DocumentRepository
 from persistence.idempotency.repository import IdempotencyRecords
@@ -175,6 +176,11 @@ class UnitOfWork:
     def api_keys(self) -> ApiKeyRepository:
         """A user's API keys (stored hashed), and the lookup of a presented key by its prefix."""
         return ApiKeyRepository(self.session)
+
+    @cached_property
+    def conversations(self) -> ConversationRepository:
+        """Conversations with chatbots and their messages."""
+        return ConversationRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

@@ -26,6 +26,10 @@ MIN_SECRET_BYTES = 32
 """HS256 keys must be at least as long as the hash output (RFC 7518 section 3.2): 256 bits."""
 
 
+ANSWER_PROVIDERS = ("extractive",)
+"""The answer providers ANSWER_PROVIDER may name (server/worker.py builds each)."""
+
+
 class ConfigurationError(RuntimeError):
     """The settings cannot be used to start the service (e.g. production without a secret)."""
 
@@ -208,9 +212,21 @@ class Settings(BaseSettings):
         le=86400,
         description="One crawl's time budget; past it the crawl ends `completed` with what it has.",
     )
+    answer_provider: str = Field(
+        "extractive",
+        description="What composes chatbots' answers: `extractive` (no network, deterministic; the only one yet).",
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
+
+    @field_validator("answer_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in ANSWER_PROVIDERS:
+            known = ", ".join(ANSWER_PROVIDERS)
+            raise ValueError(f"ANSWER_PROVIDER {value!r} is not an answer provider; use one of: {known}")
+        return value
 
     @field_validator("trusted_proxies", "cors_origins", "job_extra_modules", mode="before")
     @classmethod

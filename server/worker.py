@@ -22,6 +22,7 @@ from huey.consumer import Consumer
 
 import jobs
 from adapters.address_guard import AddressGuard
+from adapters.answer_extractive import ExtractiveAnswerProvider
 from adapters.clamd import ClamdScanner
 from adapters.file_storage import LocalFileStore
 from adapters.job_queue import HueyJobQueue, make_huey
@@ -36,7 +37,7 @@ from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import Settings
-from services import documents, webhooks, websites
+from services import conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.clock import Clock, SystemClock, SystemCrawlClock
@@ -69,6 +70,7 @@ def make_job_engine(
             "webhooks": make_webhook_config(settings),
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
+            "conversations": make_conversation_config(settings),
         },
     )
     return engine, queue
@@ -151,6 +153,13 @@ def make_document_config(settings: Settings) -> documents.DocumentConfig:
         scanner=ClamdScanner(settings.clamd_url) if settings.clamd_url else None,
         block_unscannable=settings.document_block_unscannable,
     )
+
+
+def make_conversation_config(settings: Settings) -> conversations.ConversationConfig:
+    """The conversations' adapters: the answer provider ANSWER_PROVIDER names (`extractive`,
+    the only one yet; the settings refuse any other), and the full-text retriever."""
+    providers = {"extractive": ExtractiveAnswerProvider}
+    return conversations.ConversationConfig(provider=providers[settings.answer_provider]())
 
 
 def event_publisher(

@@ -43,6 +43,7 @@ class EventType(StrEnum):
     CHATBOT_DELETED = "chatbot_deleted"
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
+    CONVERSATION_DELETED = "conversation_deleted"
 
 
 @dataclass(frozen=True)

@@ -380,7 +380,8 @@ def delete_chatbot(
 
 def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
     """Remove a chatbot whose deletion was asked for, and what it holds (its documents' rows,
-    its websites and their pages, its knowledge index's passages, its row; the job first takes
+    its conversations and their messages, its websites and their pages, its knowledge index's
+    passages, its row; the job first takes
     its documents' file keys with `services.documents.purge_chatbot_documents` and releases the
     files after the commit):
     the `chatbots.delete` job. Returns whether a row was removed; idempotent (a chatbot already
@@ -394,6 +395,7 @@ def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:
         return False
     for document in uow.documents.of_chatbot(chatbot.id):
         uow.documents.delete(document)
+    uow.conversations.delete_chatbot(chatbot.id)
     uow.knowledge.delete_chatbot(chatbot.id)
     for website in uow.websites.of_chatbot(chatbot.id):
         uow.websites.delete(website)

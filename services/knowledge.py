@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -140,10 +141,11 @@ class FullTextRetriever:
     counts, ranked by how well it matches (a question is not a search with every word required).
 
     Args:
-        unit_of_work: makes the unit of work each retrieval reads in.
+        unit_of_work: makes the unit of work each retrieval reads in (a `UnitOfWork`, or a
+            context around one that goes on after the retrieval: a request's own).
     """
 
-    def __init__(self, unit_of_work: Callable[[], UnitOfWork]) -> None:
+    def __init__(self, unit_of_work: Callable[[], AbstractContextManager[UnitOfWork]]) -> None:
         self.unit_of_work = unit_of_work
 
     def retrieve(self, *, chatbot_id: uuid.UUID, question: str, limit: int, min_score: float) -> list[PassageHit]:

@@ -60,6 +60,7 @@ BY_THE_ACCOUNT = {
     "chatbot_deleted",
     "api_key_created",
     "api_key_revoked",
+    "conversation_deleted",
     "profile_updated",
     "data_exported",
     "account_deleted",
@@ -199,6 +200,10 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     bot_path = f"/api/v1/chatbots/{bot.json()['id']}"
     published = probe("PATCH", bot_path, ["chatbot_updated"], token=latest["access_token"], json={"status": "active"})
     assert published.status_code == 200, published.text
+    chat = probe("POST", f"{bot_path}/conversations", [], token=latest["access_token"], json={"title": "Hi"})
+    assert chat.status_code == 201, chat.text
+    chat_path = f"/api/v1/conversations/{chat.json()['id']}"
+    assert probe("DELETE", chat_path, ["conversation_deleted"], token=latest["access_token"]).status_code == 204
     assert probe("DELETE", bot_path, ["chatbot_deleted"], token=latest["access_token"]).status_code == 202
     key = probe(
         "POST",
@@ -240,7 +245,7 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     # Every event about the two accounts, read back through the administrators' listing.
     events = events_about(client, admin, user_id) + events_about(client, admin, victim_id)
     assert {event["type"] for event in events} == {str(t) for t in EventType}
-    assert len(EventType) == 23
+    assert len(EventType) == 24
 
     seen: dict[str, list[str]] = {}
     for event in events:

@@ -199,5 +199,7 @@ def test_stateful_chains_follow_the_contract_links(app, fuzz_user):
     assert outcomes
     # Every scenario ran; none was skipped (a test case hypothesis dropped unsent, see CHAIN_RECURRENCE).
     assert all(outcome == Status.SUCCESS for outcome in outcomes), outcomes
-    # Calls really were chained through links, not only made one by one.
-    assert any("CreatedTask" in link for link in followed), followed
+    # Calls really were chained through links, not only made one by one: a link from a created
+    # resource among them. Which ones the derandomized walk takes moves with every link the
+    # contract gains (the conversations' links took it off createTask's), so no single one is named.
+    assert any("-> [201]" in link for link in followed), followed

@@ -245,8 +245,38 @@ def _create_api_key(client: ContractClient) -> Call:
     return created
 
 
+def _create_conversation(client: ContractClient) -> Call:
+    published = _update_chatbot(client)  # active: it answers the messages the links send
+    assert published.response.status_code == 200, published.response.text
+    chatbot_id = published.path["chatbot_id"]
+    body = OPERATIONS["createConversation"].body_example
+    created = call(client, "createConversation", token=published.token, chatbot_id=chatbot_id, body=body)
+    assert created.response.status_code == 201, created.response.text
+    return created
+
+
 def _list_api_keys(client: ContractClient) -> Call:
     return call(client, "listApiKeys", token=_create_api_key(client).token)
+
+
+def _list_conversations(client: ContractClient) -> Call:
+    created = _create_conversation(client)
+    return call(client, "listConversations", token=created.token, chatbot_id=created.path["chatbot_id"])
+
+
+def _update_conversation(client: ContractClient) -> Call:
+    created = _create_conversation(client)
+    conversation_id = created.response.json()["id"]
+    return call(
+        client, "updateConversation", token=created.token, conversation_id=conversation_id, body={"title": "Hi"}
+    )
+
+
+def _send_message(client: ContractClient) -> Call:
+    created = _create_conversation(client)
+    conversation_id = created.response.json()["id"]
+    body = OPERATIONS["sendMessage"].body_example
+    return call(client, "sendMessage", token=created.token, conversation_id=conversation_id, body=body)
 
 
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
@@ -269,11 +299,20 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "recrawlWebsite": _recrawl_website,
     "createApiKey": _create_api_key,
     "listApiKeys": _list_api_keys,
+    "createConversation": _create_conversation,
+    "listConversations": _list_conversations,
+    "updateConversation": _update_conversation,
+    "sendMessage": _send_message,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
 
-EXPECTED = {"GetUnchangedTask": 304, "GetUnchangedChatbot": 304, "GetUploadedDocumentContent": 409}
+EXPECTED = {
+    "GetUnchangedTask": 304,
+    "GetUnchangedChatbot": 304,
+    "GetUploadedDocumentContent": 409,
+    "GetUnchangedConversation": 304,
+}
 """Links whose target answers something other than 2xx on success (a document just uploaded is not
 ready: its content is 409 until its job has run)."""
 
@@ -307,6 +346,9 @@ def test_the_contract_has_links_between_its_operations():
         ("createWebsite", "getWebsite"),
         ("createWebsite", "listWebsitePages"),
         ("createWebsite", "getJob"),
+        ("createConversation", "getConversation"),
+        ("createConversation", "sendMessage"),
+        ("sendMessage", "giveFeedback"),
     }
 
 

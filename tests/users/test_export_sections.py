@@ -33,10 +33,17 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
             "documents",
             "websites",
             "api_keys",
+            "conversations",
         }
     )
     # Sections added after the export shipped are optional (older exports lack them): additive.
-    assert set(schema["properties"]) - set(schema["required"]) == {"jobs", "documents", "websites", "api_keys"}
+    assert set(schema["properties"]) - set(schema["required"]) == {
+        "jobs",
+        "documents",
+        "websites",
+        "api_keys",
+        "conversations",
+    }
 
 
 @pytest.fixture

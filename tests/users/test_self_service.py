@@ -258,4 +258,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "documents",
         "websites",
         "api_keys",
+        "conversations",
     }
