@@ -10,8 +10,9 @@ Resilience, and the rules a caller can rely on:
 * **Timeouts.** `connect_timeout_seconds` to connect; `idle_timeout_seconds` for the answer's
   headers and then for *each* next piece of the stream (the per-token idle timeout: a server
   that stops sending mid-stream fails after that long, never hangs a thread); `max_seconds` for a
-  whole answer, retries included, enforced by a watchdog that closes the connection (so even a
-  server that sends only keep-alive comments is cut off).
+  whole answer, retries included: a stream's watchdog shuts its connection down when it runs out
+  (so even a server that sends only keep-alive comments is cut off); a blocking answer's reads
+  wait no longer than what is left of it.
 * **Retries** (stamina: exponential backoff with jitter, `Retry-After` honoured up to
   `retry_max_wait_seconds`) on connection errors, timeouts, 408, 429 and 5xx, at most
   `retry_attempts` attempts in all, and **only before the first token** has been yielded: a
