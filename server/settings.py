@@ -216,6 +216,31 @@ class Settings(BaseSettings):
         "extractive",
         description="What composes chatbots' answers: `extractive` (no network, deterministic; the only one yet).",
     )
+    llm_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=500,
+        description="API root of an OpenAI-compatible chat-completions server (…/v1); the openai answer provider.",
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="Bearer key for LLM_BASE_URL (servers needing none: unset)."
+    )
+    llm_model: str = Field("gpt-4o-mini", min_length=1, max_length=200, description="Model name sent to the server.")
+    llm_connect_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Connect timeout of the chat server.")
+    llm_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Longest wait for the answer's headers and for each next piece of a stream."
+    )
+    llm_max_seconds: float = Field(120.0, gt=0, le=1800, description="One answer's whole budget, retries included.")
+    llm_max_tokens: int = Field(1024, ge=1, le=65536, description="max_tokens of an answer unless the caller says.")
+    llm_retry_attempts: int = Field(3, ge=1, le=10, description="Attempts in all before the first token (1: none).")
+    llm_retry_wait_seconds: float = Field(0.5, ge=0, le=60, description="First backoff; doubles, plus jitter.")
+    llm_retry_max_wait_seconds: float = Field(
+        5.0, ge=0, le=300, description="Longest backoff, and the cap on a server's Retry-After."
+    )
+    llm_breaker_failures: int = Field(5, ge=1, le=1000, description="Failures in a row that open the breaker.")
+    llm_breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long the open breaker fails fast before a trial call."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )

@@ -26,6 +26,7 @@ from adapters.answer_extractive import ExtractiveAnswerProvider
 from adapters.clamd import ClamdScanner
 from adapters.file_storage import LocalFileStore
 from adapters.job_queue import HueyJobQueue, make_huey
+from adapters.llm_chat import OpenAIChatClient
 from adapters.mail import LogMailer, SmtpMailer
 from adapters.secret_box import FernetBox
 from adapters.web_content import PageContentExtractor
@@ -118,6 +119,28 @@ def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         sender=settings.mail_from,
         timeout=settings.smtp_timeout_seconds,
+    )
+
+
+def make_chat_client(settings: Settings) -> OpenAIChatClient | None:
+    """The client of the OpenAI-compatible chat server (LLM_* settings) for the `openai` answer
+    provider; None when LLM_BASE_URL is unset. Without LLM_API_KEY a placeholder key is sent
+    (servers that need none accept any)."""
+    if not settings.llm_base_url:
+        return None
+    return OpenAIChatClient(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused",
+        model=settings.llm_model,
+        connect_timeout_seconds=settings.llm_connect_timeout_seconds,
+        idle_timeout_seconds=settings.llm_timeout_seconds,
+        max_seconds=settings.llm_max_seconds,
+        max_tokens=settings.llm_max_tokens,
+        retry_attempts=settings.llm_retry_attempts,
+        retry_wait_seconds=settings.llm_retry_wait_seconds,
+        retry_max_wait_seconds=settings.llm_retry_max_wait_seconds,
+        breaker_failures=settings.llm_breaker_failures,
+        breaker_reset_seconds=settings.llm_breaker_reset_seconds,
     )
 
 
