@@ -141,7 +141,7 @@ def test_the_raw_stream_is_data_only_chunks_then_done(bot):
     body = {"model": "shop-bot", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
     headers = {"Authorization": f"Bearer {bot.chat_key}"}
     with (
-        httpx.Client(timeout=30, verify=False) as http,
+        httpx.Client(timeout=30) as http,
         httpx_sse.connect_sse(http, "POST", f"{bot.base_url}/chat/completions", json=body, headers=headers) as source,
     ):
         assert source.response.status_code == 200
