@@ -30,6 +30,10 @@ Rules and where they come from:
   drains it (`answer`); an SSE operation forwards each event. **A consumer that stops** (a client
   that disconnects: the generator is closed) still gets its answer stored, with the text given so
   far and `finish_reason: cancelled`.
+* **Stateless answers** (issue 16's OpenAI-compatible endpoint, `services.chat_completions`):
+  `stateless_answer_stream` answers a question put to a chatbot with the history the request
+  carries, by the same rules (active chatbot, retrieval with its settings, grounded only, the
+  fallback), storing nothing: `Citations`, `Delta`…, `AnswerDone`.
 * **Stored with everything needed to show it again** (dify#10861, #12636): citations, usage
   (passages given, words in and out), provider, latency and finish reason are columns of the
   message, so `GET …/messages` shows an answer as it was given.
