@@ -20,7 +20,8 @@ Rules and where they come from:
   no provider is asked: the answer is `DONT_KNOW`, with no citations.
 * **Providers behind a port** (ARCHITECTURE, adapters): an `AnswerProvider` gets the question,
   the numbered passages, the chatbot's instructions and the last turns (`HISTORY_MESSAGES`),
-  and *yields* events — ``("delta", text)`` … then ``("finish", reason)`` — so a streaming
+  and *yields* events — ``("delta", text)`` …, optionally ``("usage", {"tokens_in": n,
+  "tokens_out": m})`` (the tokens a model reported), then ``("finish", reason)`` — so a streaming
   provider and a streaming endpoint plug in without changing this module. If the configured
   provider fails before it produced any text and a fallback is configured, the fallback answers
   and the message says `fallback: true`; a failure after some text ends the answer with
@@ -85,6 +86,9 @@ FINISH_REASONS = ("stop", "length", "cancelled", "error")
 """How an answer ended: complete, cut at `MAX_ANSWER_WORDS`, its consumer stopped reading, or
 its provider failed (the contract's open enum `FinishReason`)."""
 
+TOKEN_KEYS = ("tokens_in", "tokens_out")
+"""The token counts a provider's ``usage`` event may give, stored in the answer's `usage`."""
+
 _WORDS = re.compile(r"\w+")
 
 
@@ -99,12 +103,15 @@ class ChatbotNotActive(Conflict):
 
 @dataclass(frozen=True)
 class NumberedPassage:
-    """A passage given to a provider: its `number` (the ``[n]`` that cites it), its text and
-    its source's title."""
+    """A passage given to a provider: its `number` (the ``[n]`` that cites it), its text, and
+    its source: title, URL, page and heading (those it has)."""
 
     number: int
     text: str
     title: str | None
+    url: str | None = None
+    page: int | None = None
+    heading: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,9 +141,11 @@ class AnswerRequest:
     max_words: int = MAX_ANSWER_WORDS
 
 
-ProviderEvent = tuple[str, str]
+ProviderEvent = tuple[str, Any]
 """What a provider yields: ``("delta", text)`` for the next piece of the answer's text (with
-``[n]`` markers citing passages), and last ``("finish", reason)`` with one of `FINISH_REASONS`."""
+``[n]`` markers citing passages), optionally ``("usage", {"tokens_in": int, "tokens_out": int})``
+when a model reported its token counts, and last ``("finish", reason)`` with one of
+`FINISH_REASONS`."""
 
 
 class AnswerProvider(Protocol):
@@ -501,6 +510,7 @@ class _Answer:
     words_in: int = 0
     finish_reason: str = "cancelled"
     fallback: bool = False
+    tokens: dict[str, int] | None = None
 
     @property
     def text(self) -> str:
@@ -574,7 +584,12 @@ def _store_answer(
             content=text,
             reply_to=answer.question_id,
             citations=answer.citations,
-            usage={"passages": len(answer.citations), "words_in": answer.words_in, "words_out": _words(text)},
+            usage={
+                "passages": len(answer.citations),
+                "words_in": answer.words_in,
+                "words_out": _words(text),
+                **(answer.tokens or {}),
+            },
             provider=answer.provider,
             latency_ms=max(0, int(elapsed.total_seconds() * 1000)),
             finish_reason=answer.finish_reason,
@@ -607,6 +622,9 @@ def _generate(config: ConversationConfig, request: AnswerRequest, answer: _Answe
             if kind == "finish":
                 answer.finish_reason = value if value in FINISH_REASONS else "stop"
                 return
+            if kind == "usage" and isinstance(value, Mapping):
+                answer.tokens = {key: int(value[key]) for key in TOKEN_KEYS if key in value}
+                continue
             if kind != "delta" or not value:
                 continue
             words += _words(value)
@@ -675,7 +693,10 @@ def answer_stream(
         else:
             request = AnswerRequest(
                 question=question.question,
-                passages=[NumberedPassage(n, hit.text, hit.title) for n, hit in enumerate(hits, start=1)],
+                passages=[
+                    NumberedPassage(n, hit.text, hit.title, hit.url, hit.page, hit.heading)
+                    for n, hit in enumerate(hits, start=1)
+                ],
                 instructions=question.instructions,
                 history=question.history,
             )
@@ -712,7 +733,10 @@ def markers(text: str) -> list[int]:
 
 
 def representable_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
-    """A stored `usage` as the contract's `AnswerUsage` (None for a question)."""
+    """A stored `usage` as the contract's `AnswerUsage` (None for a question): passages and
+    words always, `tokens_in`/`tokens_out` only when the provider's model reported them."""
     if usage is None:
         return None
-    return {key: int(usage.get(key, 0)) for key in ("passages", "words_in", "words_out")}
+    represented = {key: int(usage.get(key, 0)) for key in ("passages", "words_in", "words_out")}
+    represented.update({key: int(usage[key]) for key in TOKEN_KEYS if key in usage})
+    return represented
