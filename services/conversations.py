@@ -62,7 +62,7 @@ from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
 from services.cursors import decode_cursor, decode_values, encode_values, page
-from services.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, ProblemType
+from services.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed, ProblemType
 from services.knowledge import FullTextRetriever, Retriever
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,14 @@ class ChatbotNotActive(Conflict):
     """The conversation's chatbot is not `active`, so it does not answer."""
 
     problem = ProblemType("/problems/chatbot-not-active", "Chatbot not answering", 409)
+
+
+class AnswerFailed(DomainError):
+    """The answer's provider failed (after some text, or with no fallback to answer instead):
+    the answer is stored with `finish_reason: error` and the text given so far. A JSON answer
+    says so by its finish reason; a streamed one sends this problem as its `error` event."""
+
+    problem = ProblemType("/problems/answer-failed", "Answer failed", 502)
 
 
 # --- the provider port ------------------------------------------------------------------------
