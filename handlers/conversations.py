@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -35,7 +34,6 @@ from services.errors import DomainError, InvalidInput
 
 if TYPE_CHECKING:
     from persistence.conversations.models import Conversation, Message
-    from persistence.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +97,6 @@ def _conversation_answer(conversation: Conversation, status: int = 200, headers:
     return json_answer(
         conversation_representation(conversation), status, {"ETag": etag(conversation.version), **(headers or {})}
     )
-
-
-@contextmanager
-def _request_unit() -> Iterator[UnitOfWork]:
-    """The request's own unit of work, for every step of a JSON answer: committed once, with
-    the idempotency record, when the request succeeds (`server.app`)."""
-    yield unit_of_work()
 
 
 @idempotent
@@ -188,9 +179,16 @@ def send_message(conversation_id: str, body: dict[str, Any]) -> Any:
 
 @idempotent
 def _json_message(conversation_id: str, body: dict[str, Any]) -> tuple:
-    """The JSON form: the answer's event stream drained, in the request's unit of work."""
+    """The JSON form: the answer's event stream drained. As for the streamed form, the request's
+    unit of work is committed first and each step (the question, the answer) commits in a unit
+    of work of its own, so no transaction (on SQLite, the write lock; on PostgreSQL, a pooled
+    connection and the conversation's row lock) is held while the provider composes the answer,
+    which may take seconds with a model. The idempotency record is completed afterwards in the
+    request's unit of work (committed at the request's end); a request that fails releases its
+    key, and a question already stored stays in the history, as a streamed one does."""
+    commit_request_unit()
     message = conversations.answer(
-        units=_request_unit,
+        units=fresh_units(),
         clock=clock(),
         config=conversations.config_of(job_engine()),
         caller=principal(),

@@ -662,9 +662,8 @@ def answer_stream(
     Nothing runs until the first event is asked for; the errors below are raised then, before
     anything is stored. Each step runs in a unit of work of its own from `units` (the question
     with its checks; the retrieval; the answer, stored when the provider is done or the
-    consumer stopped): a JSON request passes its own unit of work (everything committed at once
-    at its end), a stream passes fresh ones, so no transaction stays open while the provider
-    writes. Closing the generator early stores the answer with the text so far and
+    consumer stopped): the JSON and the streamed operation both pass fresh ones, so no
+    transaction stays open while the provider writes. Closing the generator early stores the answer with the text so far and
     `finish_reason` `cancelled`.
 
     Args:

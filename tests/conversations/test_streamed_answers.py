@@ -308,3 +308,42 @@ def test_the_contract_names_the_schema_of_every_event_the_stream_sends() -> None
         "error": {"$ref": "#/components/schemas/Problem"},
         "message_end": {"$ref": "#/components/schemas/Message"},
     }
+
+
+def test_a_json_answer_holds_no_transaction_while_its_provider_composes(talk: Talk) -> None:
+    """While a JSON answer is being composed (the provider waits for the test), the same
+    conversation can be renamed and another write made: no transaction, write lock (SQLite) or
+    row lock (PostgreSQL) is held across the provider's call. Before, the request's one unit of
+    work held them until the answer was stored, so the rename waited for the provider."""
+    provider = GatedProvider(rest=0)
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        with talk.served.client(timeout=WAIT) as http:
+            answers.append(http.post(talk.path, json={"content": "How long do refunds take?"}, headers=talk.headers))
+
+    with answering_with(talk.served, provider):
+        asking = threading.Thread(target=ask)
+        asking.start()
+        try:
+            for _ in range(WAIT * 20):  # the question is stored and the provider has begun
+                if provider.yielded:
+                    break
+                threading.Event().wait(0.05)
+            assert provider.yielded == ["Refunds are paid [1]"]
+            with talk.served.client(timeout=WAIT / 2) as http:
+                renamed = http.patch(
+                    f"/api/v1/conversations/{talk.conversation_id}", json={"title": "Refunds"}, headers=talk.headers
+                )
+                other = http.post(
+                    f"/api/v1/chatbots/{talk.chatbot_id}/conversations", json={"title": "Other"}, headers=talk.headers
+                )
+            assert not answers  # the answer was still being composed while both writes were made
+        finally:
+            provider.go.set()
+            asking.join(WAIT)
+    assert renamed.status_code == 200, renamed.text
+    assert other.status_code == 201, other.text
+    assert [answer.status_code for answer in answers] == [201]
+    assert answers[0].json()["content"].startswith("Refunds are paid [1]")
+    assert not provider.waited_in_vain
