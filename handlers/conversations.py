@@ -5,20 +5,37 @@ own (another user's is 404); administrators see every one."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+import flask
 
 from handlers.etags import etag, expected_versions, matches_current
 from handlers.responses import json_answer, no_content, not_modified, timestamp
-from server.integration.context import clock, header, job_engine, principal, request_meta, unit_of_work
+from server.integration.context import (
+    clock,
+    commit_request_unit,
+    fresh_units,
+    header,
+    job_engine,
+    principal,
+    request_meta,
+    unit_of_work,
+)
+from server.integration.event_stream import event_stream_response, wants_event_stream
+from server.integration.idempotency import HEADER as IDEMPOTENCY_KEY
 from server.integration.idempotency import idempotent
+from server.integration.problems import INTERNAL, problem_body
+from server.integration.request_context import current_request_id
 from services import conversations
+from services.errors import DomainError, InvalidInput
 
 if TYPE_CHECKING:
     from persistence.conversations.models import Conversation, Message
-    from persistence.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 def conversation_representation(conversation: Conversation) -> dict[str, Any]:
@@ -80,13 +97,6 @@ def _conversation_answer(conversation: Conversation, status: int = 200, headers:
     return json_answer(
         conversation_representation(conversation), status, {"ETag": etag(conversation.version), **(headers or {})}
     )
-
-
-@contextmanager
-def _request_unit() -> Iterator[UnitOfWork]:
-    """The request's own unit of work, for every step of a JSON answer: committed once, with
-    the idempotency record, when the request succeeds (`server.app`)."""
-    yield unit_of_work()
 
 
 @idempotent
@@ -158,12 +168,27 @@ def list_messages(conversation_id: str, limit: int = 20, cursor: str | None = No
     )
 
 
+def send_message(conversation_id: str, body: dict[str, Any]) -> Any:
+    """POST /api/v1/conversations/{conversation_id}/messages — 201 with the stored answer, or,
+    when the request's ``Accept`` prefers ``text/event-stream``, 201 with the answer's events
+    (`_stream_answer`)."""
+    if wants_event_stream():
+        return _stream_answer(conversation_id, body)
+    return _json_message(conversation_id=conversation_id, body=body)
+
+
 @idempotent
-def send_message(conversation_id: str, body: dict[str, Any]) -> tuple:
-    """POST /api/v1/conversations/{conversation_id}/messages — 201 with the stored answer (the
-    answer's event stream drained; a streaming form of this operation forwards the events)."""
+def _json_message(conversation_id: str, body: dict[str, Any]) -> tuple:
+    """The JSON form: the answer's event stream drained. As for the streamed form, the request's
+    unit of work is committed first and each step (the question, the answer) commits in a unit
+    of work of its own, so no transaction (on SQLite, the write lock; on PostgreSQL, a pooled
+    connection and the conversation's row lock) is held while the provider composes the answer,
+    which may take seconds with a model. The idempotency record is completed afterwards in the
+    request's unit of work (committed at the request's end); a request that fails releases its
+    key, and a question already stored stays in the history, as a streamed one does."""
+    commit_request_unit()
     message = conversations.answer(
-        units=_request_unit,
+        units=fresh_units(),
         clock=clock(),
         config=conversations.config_of(job_engine()),
         caller=principal(),
@@ -171,6 +196,100 @@ def send_message(conversation_id: str, body: dict[str, Any]) -> tuple:
         content=body["content"],
     )
     return json_answer(message_representation(message), 201)
+
+
+def _stream_answer(conversation_id: str, body: dict[str, Any]) -> Any:
+    """The streamed form (API_STYLE, Streams; issue 16): `message_start`, `citations`, `delta`…,
+    `message_end` (the stored answer, as the JSON form answers it); an `error` event (a problem)
+    before `message_end` when the provider failed, or instead of it when the answer could not
+    be stored. What fails before the question is stored (404, 409 chatbot-not-active, 400) is a
+    plain problem+json answer: the first event is produced here, before answering.
+
+    The request's unit of work is committed first (it holds the caller's session check), and
+    each step of the answer runs in a unit of work of its own (`fresh_units`): the events are
+    produced after this handler returned, by the bridge, with no request context. An
+    ``Idempotency-Key`` is refused (400): a stream cannot be replayed; ask for JSON to retry
+    safely.
+    """
+    if header(IDEMPOTENCY_KEY) is not None:
+        raise InvalidInput(
+            "An Idempotency-Key is not accepted with Accept: text/event-stream, as a stream cannot be "
+            "replayed; ask for application/json to make a retry safe."
+        )
+    commit_request_unit()
+    events = conversations.answer_stream(
+        units=fresh_units(),
+        clock=clock(),
+        config=conversations.config_of(job_engine()),
+        caller=principal(),
+        conversation_id=uuid.UUID(conversation_id),
+        content=body["content"],
+    )
+    first = next(events)  # stores the question, or raises before anything is stored
+    return event_stream_response(
+        _AnswerEvents(first, events, instance=flask.request.path, request_id=current_request_id()), status=201
+    )
+
+
+class _AnswerEvents:
+    """The answer's events as ``(name, data)`` for `event_stream_response`. Closing it (the
+    client left) closes the answer's stream, which stores the text so far as `cancelled`."""
+
+    def __init__(
+        self,
+        first: conversations.AnswerEvent,
+        events: Iterator[conversations.AnswerEvent],
+        *,
+        instance: str,
+        request_id: str | None,
+    ) -> None:
+        self.first = first
+        self.events = events
+        self.instance = instance
+        self.request_id = request_id
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        try:
+            yield self._named(self.first)
+            for event in self.events:
+                if isinstance(event, conversations.MessageEnd) and event.message.finish_reason == "error":
+                    failed = conversations.AnswerFailed(
+                        "The answer's provider failed; the answer was stored with the text given so far."
+                    )
+                    yield "error", self._problem(failed)
+                yield self._named(event)
+        except DomainError as error:  # e.g. the conversation was deleted while it was answered
+            yield "error", self._problem(error)
+        except Exception:
+            log.exception("answer stream failed")
+            yield "error", self._problem(None)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the answer's stream (it stores the answer, if not stored yet)."""
+        self.events.close()  # type: ignore[attr-defined]
+
+    def _problem(self, error: DomainError | None) -> dict[str, Any]:
+        if error is None:
+            kind, detail = INTERNAL, "An unexpected error occurred. Quote the request id when reporting it."
+        else:
+            kind, detail = error.problem, error.detail
+        return problem_body(kind, detail, instance=self.instance, request_id=self.request_id)
+
+    @staticmethod
+    def _named(event: conversations.AnswerEvent) -> tuple[str, Any]:
+        if isinstance(event, conversations.MessageStart):
+            return "message_start", {
+                "conversation_id": str(event.conversation_id),
+                "question_id": str(event.question_id),
+                "answer_id": str(event.answer_id),
+            }
+        if isinstance(event, conversations.Citations):
+            return "citations", {"citations": list(event.items)}
+        if isinstance(event, conversations.Delta):
+            return "delta", {"text": event.text}
+        return "message_end", message_representation(event.message)
 
 
 def give_feedback(conversation_id: str, message_id: str, body: dict[str, Any]) -> tuple:

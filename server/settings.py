@@ -26,7 +26,7 @@ MIN_SECRET_BYTES = 32
 """HS256 keys must be at least as long as the hash output (RFC 7518 section 3.2): 256 bits."""
 
 
-ANSWER_PROVIDERS = ("extractive",)
+ANSWER_PROVIDERS = ("extractive", "openai")
 """The answer providers ANSWER_PROVIDER may name (server/worker.py builds each)."""
 
 
@@ -214,7 +214,10 @@ class Settings(BaseSettings):
     )
     answer_provider: str = Field(
         "extractive",
-        description="What composes chatbots' answers: `extractive` (no network, deterministic; the only one yet).",
+        description=(
+            "What composes chatbots' answers: `extractive` (no network, deterministic) or `openai` (the "
+            "OpenAI-compatible server at LLM_BASE_URL, the extractive provider answering when it is down)."
+        ),
     )
     llm_base_url: str | None = Field(
         None,
@@ -302,6 +305,15 @@ class Settings(BaseSettings):
                 f"{self.db_pool_size} + {self.db_max_overflow} = {connections}: the extra handler threads would "
                 "only wait for a connection (then answer 503). Set DB_POOL_SIZE to at least WSGI_THREADS "
                 "(or leave it unset: it follows WSGI_THREADS), or lower WSGI_THREADS."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _openai_provider_needs_a_server(self) -> Settings:
+        if self.answer_provider == "openai" and not self.llm_base_url:
+            raise ValueError(
+                "ANSWER_PROVIDER=openai needs LLM_BASE_URL, the API root of an OpenAI-compatible "
+                "chat-completions server (e.g. https://api.openai.com/v1); set it, or use ANSWER_PROVIDER=extractive"
             )
         return self
 

@@ -37,10 +37,11 @@ from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
-from server.settings import Settings
+from server.settings import ConfigurationError, Settings
 from services import conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
+from services.answer_llm import LLMAnswerProvider
 from services.clock import Clock, SystemClock, SystemCrawlClock
 
 log = structlog.get_logger(__name__)
@@ -179,10 +180,22 @@ def make_document_config(settings: Settings) -> documents.DocumentConfig:
 
 
 def make_conversation_config(settings: Settings) -> conversations.ConversationConfig:
-    """The conversations' adapters: the answer provider ANSWER_PROVIDER names (`extractive`,
-    the only one yet; the settings refuse any other), and the full-text retriever."""
-    providers = {"extractive": ExtractiveAnswerProvider}
-    return conversations.ConversationConfig(provider=providers[settings.answer_provider]())
+    """The conversations' adapters: the answer provider ANSWER_PROVIDER names, and the full-text
+    retriever. `extractive` answers alone; `openai` is `services.answer_llm.LLMAnswerProvider` on
+    this process's chat client (`make_chat_client`: one per process, so one circuit breaker per
+    process), with the extractive provider as its fallback (`fallback: true` on its answers).
+
+    Raises:
+        server.settings.ConfigurationError: `openai` without LLM_BASE_URL (the settings refuse it
+            already; this guards settings built without validation).
+    """
+    extractive = ExtractiveAnswerProvider()
+    if settings.answer_provider != "openai":
+        return conversations.ConversationConfig(provider=extractive)
+    client = make_chat_client(settings)
+    if client is None:
+        raise ConfigurationError("ANSWER_PROVIDER=openai needs LLM_BASE_URL")
+    return conversations.ConversationConfig(provider=LLMAnswerProvider(client, name="openai"), fallback=extractive)
 
 
 def event_publisher(

@@ -20,7 +20,8 @@ Rules and where they come from:
   no provider is asked: the answer is `DONT_KNOW`, with no citations.
 * **Providers behind a port** (ARCHITECTURE, adapters): an `AnswerProvider` gets the question,
   the numbered passages, the chatbot's instructions and the last turns (`HISTORY_MESSAGES`),
-  and *yields* events — ``("delta", text)`` … then ``("finish", reason)`` — so a streaming
+  and *yields* events — ``("delta", text)`` …, optionally ``("usage", {"tokens_in": n,
+  "tokens_out": m})`` (the tokens a model reported), then ``("finish", reason)`` — so a streaming
   provider and a streaming endpoint plug in without changing this module. If the configured
   provider fails before it produced any text and a fallback is configured, the fallback answers
   and the message says `fallback: true`; a failure after some text ends the answer with
@@ -65,7 +66,7 @@ from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
 from services.cursors import decode_cursor, decode_values, encode_values, page
-from services.errors import Conflict, InvalidInput, NotFound, PreconditionFailed, ProblemType
+from services.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed, ProblemType
 from services.knowledge import FullTextRetriever, Retriever
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ FINISH_REASONS = ("stop", "length", "cancelled", "error")
 """How an answer ended: complete, cut at `MAX_ANSWER_WORDS`, its consumer stopped reading, or
 its provider failed (the contract's open enum `FinishReason`)."""
 
+TOKEN_KEYS = ("tokens_in", "tokens_out")
+"""The token counts a provider's ``usage`` event may give, stored in the answer's `usage`."""
+
 _WORDS = re.compile(r"\w+")
 
 
@@ -98,17 +102,28 @@ class ChatbotNotActive(Conflict):
     problem = ProblemType("/problems/chatbot-not-active", "Chatbot not answering", 409)
 
 
+class AnswerFailed(DomainError):
+    """The answer's provider failed (after some text, or with no fallback to answer instead):
+    the answer is stored with `finish_reason: error` and the text given so far. A JSON answer
+    says so by its finish reason; a streamed one sends this problem as its `error` event."""
+
+    problem = ProblemType("/problems/answer-failed", "Answer failed", 502)
+
+
 # --- the provider port ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NumberedPassage:
-    """A passage given to a provider: its `number` (the ``[n]`` that cites it), its text and
-    its source's title."""
+    """A passage given to a provider: its `number` (the ``[n]`` that cites it), its text, and
+    its source: title, URL, page and heading (those it has)."""
 
     number: int
     text: str
     title: str | None
+    url: str | None = None
+    page: int | None = None
+    heading: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +153,11 @@ class AnswerRequest:
     max_words: int = MAX_ANSWER_WORDS
 
 
-ProviderEvent = tuple[str, str]
+ProviderEvent = tuple[str, Any]
 """What a provider yields: ``("delta", text)`` for the next piece of the answer's text (with
-``[n]`` markers citing passages), and last ``("finish", reason)`` with one of `FINISH_REASONS`."""
+``[n]`` markers citing passages), optionally ``("usage", {"tokens_in": int, "tokens_out": int})``
+when a model reported its token counts, and last ``("finish", reason)`` with one of
+`FINISH_REASONS`."""
 
 
 class AnswerProvider(Protocol):
@@ -505,6 +522,7 @@ class _Answer:
     words_in: int = 0
     finish_reason: str = "cancelled"
     fallback: bool = False
+    tokens: dict[str, int] | None = None
 
     @property
     def text(self) -> str:
@@ -576,7 +594,12 @@ def _store_answer(units: UnitsOfWork, clock: Clock, conversation_id: uuid.UUID, 
             content=text,
             reply_to=answer.question_id,
             citations=answer.citations,
-            usage={"passages": len(answer.citations), "words_in": answer.words_in, "words_out": _words(text)},
+            usage={
+                "passages": len(answer.citations),
+                "words_in": answer.words_in,
+                "words_out": _words(text),
+                **(answer.tokens or {}),
+            },
             provider=answer.provider,
             latency_ms=max(0, int(elapsed.total_seconds() * 1000)),
             finish_reason=answer.finish_reason,
@@ -609,6 +632,9 @@ def _generate(config: ConversationConfig, request: AnswerRequest, answer: _Answe
             if kind == "finish":
                 answer.finish_reason = value if value in FINISH_REASONS else "stop"
                 return
+            if kind == "usage" and isinstance(value, Mapping):
+                answer.tokens = {key: int(value[key]) for key in TOKEN_KEYS if key in value}
+                continue
             if kind != "delta" or not value:
                 continue
             words += _words(value)
@@ -646,7 +672,10 @@ def _compose(
         return
     request = AnswerRequest(
         question=question.question,
-        passages=[NumberedPassage(n, hit.text, hit.title) for n, hit in enumerate(hits, start=1)],
+        passages=[
+            NumberedPassage(n, hit.text, hit.title, hit.url, hit.page, hit.heading)
+            for n, hit in enumerate(hits, start=1)
+        ],
         instructions=question.instructions,
         history=question.history,
         max_words=max_words,
@@ -669,10 +698,9 @@ def answer_stream(
     Nothing runs until the first event is asked for; the errors below are raised then, before
     anything is stored. Each step runs in a unit of work of its own from `units` (the question
     with its checks; the retrieval; the answer, stored when the provider is done or the
-    consumer stopped): a JSON request passes its own unit of work (everything committed at once
-    at its end), a stream passes fresh ones, so no transaction stays open while the provider
-    writes. Closing the generator early stores the answer with the text so far and
-    `finish_reason` `cancelled`.
+    consumer stopped): the JSON and the streamed operation both pass fresh ones, so no
+    transaction stays open while the provider writes. Closing the generator early stores the
+    answer with the text so far and `finish_reason` `cancelled`.
 
     Args:
         units: makes the unit of work of each step (see above).
@@ -809,7 +837,10 @@ def markers(text: str) -> list[int]:
 
 
 def representable_usage(usage: Mapping[str, Any] | None) -> dict[str, int] | None:
-    """A stored `usage` as the contract's `AnswerUsage` (None for a question)."""
+    """A stored `usage` as the contract's `AnswerUsage` (None for a question): passages and
+    words always, `tokens_in`/`tokens_out` only when the provider's model reported them."""
     if usage is None:
         return None
-    return {key: int(usage.get(key, 0)) for key in ("passages", "words_in", "words_out")}
+    represented = {key: int(usage.get(key, 0)) for key in ("passages", "words_in", "words_out")}
+    represented.update({key: int(usage[key]) for key in TOKEN_KEYS if key in usage})
+    return represented

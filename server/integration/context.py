@@ -121,6 +121,23 @@ def unit_of_work() -> UnitOfWork:
     return unit
 
 
+def fresh_units() -> Callable[[], UnitOfWork]:
+    """A factory of units of work of their own, not the request's, for work that goes on after
+    the handler returned (a streamed answer's steps): each is used as ``with units() as uow:``,
+    commits when its block ends, and holds a pooled connection only while the block runs."""
+    app = state()
+    return lambda: UnitOfWork(app.session_factory, publish=app.publish_events)
+
+
+def commit_request_unit() -> None:
+    """Commit what the request's unit of work holds so far (the caller's session check), so it
+    keeps no transaction (on SQLite, possibly the write lock) while a stream's own units of work
+    run; the request's end commits nothing more."""
+    unit = flask.g.get("unit_of_work")
+    if unit is not None:
+        unit.commit()
+
+
 def auth_config() -> AuthConfig:
     """Token issuer, password hasher and lifetimes."""
     return state().auth
