@@ -9,26 +9,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from handlers.responses import json_answer
-from server.integration.context import clock, job_engine, principal, unit_of_work
+from server.integration.context import clock, commit_request_unit, fresh_units, job_engine, principal
 from server.integration.event_stream import event_stream_response
 from services import chat_completions, conversations
 
-if TYPE_CHECKING:
-    from persistence.unit_of_work import UnitOfWork
-
 DONE = b"[DONE]"
 """The data of the last event of a streamed answer (OpenAI's wire format)."""
-
-
-@contextmanager
-def _request_unit() -> Iterator[UnitOfWork]:
-    """The request's own unit of work: the answer only reads (the chatbot, the retrieval), all
-    before its `Citations` event, which the handler takes before it returns."""
-    yield unit_of_work()
 
 
 def _usage(usage: dict[str, int]) -> dict[str, int]:
@@ -73,8 +62,9 @@ def create_chat_completion(chatbot_id: str, body: dict[str, Any]) -> Any:
     """POST /api/v1/chatbots/{chatbot_id}/chat/completions — 200 with a `chat.completion`, or
     its chunks as server-sent events when the body says ``"stream": true``."""
     request = chat_completions.read_request(body)
+    commit_request_unit()  # the session check: no transaction stays open while the provider writes
     events = conversations.stateless_answer_stream(
-        units=_request_unit,
+        units=fresh_units(),
         config=conversations.config_of(job_engine()),
         caller=principal(),
         chatbot_id=uuid.UUID(chatbot_id),
@@ -83,7 +73,7 @@ def create_chat_completion(chatbot_id: str, body: dict[str, Any]) -> Any:
         extra_instructions=request.system,
         max_words=request.max_words,
     )
-    first = next(events)  # the checks and every read happen here, inside the request
+    first = next(events)  # the checks and every read (each in a unit of work of its own) happen here
     if not isinstance(first, conversations.Citations):  # pragma: no cover - a bug of the answer stream
         raise RuntimeError("an answer stream starts with its citations")
     head = {
