@@ -35,11 +35,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _post(url: str, body: dict, token: str | None = None) -> dict:
+def _post(url: str, body: dict, token: str | None = None, method: str = "POST") -> dict:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def _patch(url: str, body: dict, token: str) -> dict:
+    return _post(url, body, token, method="PATCH")
 
 
 def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 30) -> None:
@@ -113,6 +117,10 @@ def main() -> int:
             # are fuzzed past their 404: uploads with generated multipart bodies included.
             token = _post(f"{base}/api/v1/auth/login", {"email": email, "password": password})["access_token"]
             chatbot = _post(f"{base}/api/v1/chatbots", {"name": "Fuzz documents"}, token)
+            # An active chatbot, so chat completions are fuzzed past their 404 and 409 (it knows
+            # nothing: its answers are "don't know", blocking and streamed).
+            chat = _post(f"{base}/api/v1/chatbots", {"name": "Fuzz chat"}, token)
+            _patch(f"{base}/api/v1/chatbots/{chat['id']}", {"status": "active"}, token)
             config = Path(tmp) / "schemathesis.toml"
             config.write_text(
                 (ROOT / "schemathesis.toml").read_text()
@@ -129,6 +137,10 @@ retry_on = [401]
 [[operations]]
 include-tag = "documents"
 parameters = {{ "path.chatbot_id" = "{chatbot["id"]}" }}
+
+[[operations]]
+include-tag = "chat-completions"
+parameters = {{ "path.chatbot_id" = "{chat["id"]}" }}
 """
             )
             command = [

@@ -31,6 +31,10 @@ Rules and where they come from:
   drains it (`answer`); an SSE operation forwards each event. **A consumer that stops** (a client
   that disconnects: the generator is closed) still gets its answer stored, with the text given so
   far and `finish_reason: cancelled`.
+* **Stateless answers** (issue 16's OpenAI-compatible endpoint, `services.chat_completions`):
+  `stateless_answer_stream` answers a question put to a chatbot with the history the request
+  carries, by the same rules (active chatbot, retrieval with its settings, grounded only, the
+  fallback), storing nothing: `Citations`, `Delta`…, `AnswerDone`.
 * **Stored with everything needed to show it again** (dify#10861, #12636): citations, usage
   (passages given, words in and out), provider, latency and finish reason are columns of the
   message, so `GET …/messages` shows an answer as it was given.
@@ -527,7 +531,7 @@ class _Answer:
 
 @dataclass(frozen=True)
 class _Question:
-    conversation_id: uuid.UUID
+    conversation_id: uuid.UUID | None
     chatbot_id: uuid.UUID
     question: str
     instructions: str
@@ -573,12 +577,10 @@ def _append(uow: UnitOfWork, clock: Clock, conversation: Conversation, **values:
     return message
 
 
-def _store_answer(
-    units: UnitsOfWork, clock: Clock, caller: User, question: _Question, answer: _Answer
-) -> Message | None:
+def _store_answer(units: UnitsOfWork, clock: Clock, conversation_id: uuid.UUID, answer: _Answer) -> Message | None:
     """Store the answer as it is; None when its conversation went meanwhile (deleted)."""
     with units() as uow:
-        found = uow.conversations.get(question.conversation_id, owner_id=ANY_OWNER, lock=True)
+        found = uow.conversations.get(conversation_id, owner_id=ANY_OWNER, lock=True)
         if found is None:
             return None
         text = answer.text
@@ -647,6 +649,40 @@ def _generate(config: ConversationConfig, request: AnswerRequest, answer: _Answe
         answer.finish_reason = "error"
 
 
+def _compose(
+    units: UnitsOfWork, config: ConversationConfig, question: _Question, answer: _Answer, *, max_words: int
+) -> Iterator[Citations | Delta]:
+    """Retrieve the question's passages (in a unit of work of its own from `units`, or with
+    `config.retriever`), then answer from them: one `Citations`, then `Delta`s, filling in
+    `answer` as it goes. No passage: `DONT_KNOW`, no provider asked (grounded answers only)."""
+    retriever = config.retriever or FullTextRetriever(units)
+    hits = retriever.retrieve(
+        chatbot_id=question.chatbot_id,
+        question=question.question,
+        limit=question.passages_per_answer,
+        min_score=question.min_score,
+    )
+    answer.citations = [citation(number, hit) for number, hit in enumerate(hits, start=1)]
+    answer.words_in = _words(question.question) + sum(hit.words for hit in hits)
+    yield Citations(answer.citations)
+    if not hits:  # never an ungrounded answer: no provider is asked
+        answer.parts.append(DONT_KNOW)
+        answer.finish_reason = "stop"
+        yield Delta(DONT_KNOW)
+        return
+    request = AnswerRequest(
+        question=question.question,
+        passages=[
+            NumberedPassage(n, hit.text, hit.title, hit.url, hit.page, hit.heading)
+            for n, hit in enumerate(hits, start=1)
+        ],
+        instructions=question.instructions,
+        history=question.history,
+        max_words=max_words,
+    )
+    yield from _generate(config, request, answer)
+
+
 def answer_stream(
     *,
     units: UnitsOfWork,
@@ -663,8 +699,8 @@ def answer_stream(
     anything is stored. Each step runs in a unit of work of its own from `units` (the question
     with its checks; the retrieval; the answer, stored when the provider is done or the
     consumer stopped): the JSON and the streamed operation both pass fresh ones, so no
-    transaction stays open while the provider writes. Closing the generator early stores the answer with the text so far and
-    `finish_reason` `cancelled`.
+    transaction stays open while the provider writes. Closing the generator early stores the
+    answer with the text so far and `finish_reason` `cancelled`.
 
     Args:
         units: makes the unit of work of each step (see above).
@@ -682,34 +718,10 @@ def answer_stream(
         answer_id=uuid.uuid4(), question_id=stored.id, provider=config.provider.name, started_at=clock.now()
     )
     try:
-        yield MessageStart(question.conversation_id, stored.id, answer.answer_id)
-        retriever = config.retriever or FullTextRetriever(units)
-        hits = retriever.retrieve(
-            chatbot_id=question.chatbot_id,
-            question=question.question,
-            limit=question.passages_per_answer,
-            min_score=question.min_score,
-        )
-        answer.citations = [citation(number, hit) for number, hit in enumerate(hits, start=1)]
-        answer.words_in = _words(question.question) + sum(hit.words for hit in hits)
-        yield Citations(answer.citations)
-        if not hits:  # never an ungrounded answer: no provider is asked
-            answer.parts.append(DONT_KNOW)
-            answer.finish_reason = "stop"
-            yield Delta(DONT_KNOW)
-        else:
-            request = AnswerRequest(
-                question=question.question,
-                passages=[
-                    NumberedPassage(n, hit.text, hit.title, hit.url, hit.page, hit.heading)
-                    for n, hit in enumerate(hits, start=1)
-                ],
-                instructions=question.instructions,
-                history=question.history,
-            )
-            yield from _generate(config, request, answer)
+        yield MessageStart(conversation_id, stored.id, answer.answer_id)
+        yield from _compose(units, config, question, answer, max_words=MAX_ANSWER_WORDS)
     finally:  # also when the consumer closed the generator (GeneratorExit): the answer is kept
-        message = _store_answer(units, clock, caller, question, answer)
+        message = _store_answer(units, clock, conversation_id, answer)
     if message is None:
         raise NotFound("The conversation was deleted while it was being answered.")
     yield MessageEnd(message)
@@ -732,6 +744,91 @@ def answer(
         if isinstance(event, MessageEnd):
             return event.message
     raise RuntimeError("the answer stream ended without its message")  # pragma: no cover - a bug of answer_stream
+
+
+@dataclass(frozen=True)
+class AnswerDone:
+    """The last event of an answer that is not stored (`stateless_answer_stream`).
+
+    Attributes:
+        text: the whole answer, with its ``[n]`` markers.
+        citations: the contract's `Citation`s, as the `Citations` event gave them.
+        usage: ``{passages, words_in, words_out}``, as a stored answer's (words, not tokens).
+        provider: the name of the provider that answered.
+        finish_reason: one of `FINISH_REASONS`.
+        fallback: whether the fallback provider answered because the configured one failed.
+    """
+
+    text: str
+    citations: list[dict[str, Any]]
+    usage: dict[str, int]
+    provider: str
+    finish_reason: str
+    fallback: bool
+
+
+def stateless_answer_stream(
+    *,
+    units: UnitsOfWork,
+    config: ConversationConfig,
+    caller: User,
+    chatbot_id: uuid.UUID,
+    content: str,
+    history: Sequence[Turn] = (),
+    extra_instructions: str = "",
+    max_words: int = MAX_ANSWER_WORDS,
+) -> Iterator[Citations | Delta | AnswerDone]:
+    """Answer a question put to a chatbot outside any conversation, storing nothing (issue 16's
+    OpenAI-compatible endpoint, whose requests carry their own history): `Citations`,
+    `Delta`…, `AnswerDone`. The same rules as `answer_stream`: only an `active` chatbot the
+    caller may read answers, the passages are retrieved with its settings, no passage means
+    `DONT_KNOW`, the provider's fallback answers when it fails before any text.
+
+    Nothing runs until the first event is asked for; the errors below are raised then. Every
+    read of the database (the chatbot, the retrieval) happens before the `Citations` event is
+    yielded, in units of work from `units`; after it only the provider runs, so a stream may go
+    on after the request's unit of work is closed. Closing the generator early just stops it.
+
+    Args:
+        units: makes the units of work of the reads.
+        content: the question, at most `MAX_CONTENT_CHARS` characters once stripped.
+        history: the earlier turns, oldest first; only the last `HISTORY_MESSAGES` are used.
+        extra_instructions: appended after the chatbot's instructions (a blank line between).
+        max_words: the most words of the answer (at most `MAX_ANSWER_WORDS`; cut: `length`).
+
+    Raises:
+        NotFound: no chatbot the caller may read (as `services.chatbots.get_chatbot`).
+        ChatbotNotActive: the chatbot is not `active` (409).
+        InvalidInput: a blank or over-long question (pointer ``/content``).
+    """
+    text = _checked_content(content)
+    with units() as uow:
+        chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id)
+        if chatbot.status != "active":
+            raise ChatbotNotActive(f"This chatbot is {chatbot.status}: only an active chatbot answers.")
+        instructions = "\n\n".join(part for part in (chatbot.instructions, extra_instructions.strip()) if part)
+        question = _Question(
+            conversation_id=None,
+            chatbot_id=chatbot.id,
+            question=text,
+            instructions=instructions,
+            passages_per_answer=chatbot.passages_per_answer,
+            min_score=chatbot.min_score,
+            history=list(history)[-HISTORY_MESSAGES:],
+        )
+    answer = _Answer(
+        answer_id=uuid.uuid4(), question_id=uuid.uuid4(), provider=config.provider.name, started_at=datetime.min
+    )
+    yield from _compose(units, config, question, answer, max_words=min(max_words, MAX_ANSWER_WORDS))
+    text_out = answer.text
+    yield AnswerDone(
+        text=text_out,
+        citations=answer.citations,
+        usage={"passages": len(answer.citations), "words_in": answer.words_in, "words_out": _words(text_out)},
+        provider=answer.provider,
+        finish_reason=answer.finish_reason,
+        fallback=answer.fallback,
+    )
 
 
 def markers(text: str) -> list[int]:

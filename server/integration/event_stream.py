@@ -40,21 +40,26 @@ def wants_event_stream(request: flask.Request | None = None) -> bool:
     return accept.best_match([JSON, EVENT_STREAM]) == EVENT_STREAM
 
 
-def encode_event(name: str, data: Any) -> bytes:
+def encode_event(name: str | None, data: Any) -> bytes:
     """One event: ``event: name``, ``data: <data as compact JSON>`` (one ``data:`` line per
     line, though compact JSON has none), a blank line; UTF-8.
+
+    A `name` of None makes a data-only event (no ``event:`` field; a browser's ``EventSource``
+    calls it ``message``), the wire format of OpenAI's streamed chat completions. `data` given
+    as ``bytes`` is sent as it is instead of as JSON (OpenAI's closing ``data: [DONE]``).
 
     Raises:
         ValueError: `name` is empty or holds a line break (it would end the field early).
     """
-    if not name or "\n" in name or "\r" in name:
+    if name is not None and (not name or "\n" in name or "\r" in name):
         raise ValueError(f"an event name must be one non-empty line, not {name!r}")
-    lines = orjson.dumps(data).split(b"\n")
-    return b"event: " + name.encode("utf-8") + b"\n" + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+    lines = (data if isinstance(data, bytes) else orjson.dumps(data)).splitlines() or [b""]
+    field = b"" if name is None else b"event: " + name.encode("utf-8") + b"\n"
+    return field + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
 
 
 def event_stream_response(
-    events: Iterable[tuple[str, Any]], *, status: int = 200, headers: dict[str, str] | None = None
+    events: Iterable[tuple[str | None, Any]], *, status: int = 200, headers: dict[str, str] | None = None
 ) -> flask.Response:
     """A streamed ``text/event-stream`` answer: each ``(name, data)`` of `events` encoded by
     `encode_event` as one chunk, sent when it is produced, with ``Cache-Control: no-cache`` and
@@ -67,7 +72,8 @@ def event_stream_response(
     ``flask.stream_with_context``.
 
     Args:
-        events: ``(event name, JSON-able data)`` pairs.
+        events: ``(event name, JSON-able data)`` pairs (a None name, or bytes data: see
+            `encode_event`).
         status: the HTTP status.
         headers: more headers for the answer.
     """
@@ -80,9 +86,9 @@ class _Encoded:
     """`events` encoded, closing `events` when closed itself (a generator expression would
     drop the inner generator's ``close()`` until garbage collection)."""
 
-    def __init__(self, events: Iterable[tuple[str, Any]]) -> None:
+    def __init__(self, events: Iterable[tuple[str | None, Any]]) -> None:
         self.events = events
-        self.iterator: Iterator[tuple[str, Any]] | None = None
+        self.iterator: Iterator[tuple[str | None, Any]] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         self.iterator = iter(self.events)

@@ -25,12 +25,14 @@ def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_lim
         "createWebsite",
         "recrawlWebsite",
         "sendMessage",
+        "createChatCompletion",
     }
     assert [(limit.per, limit.limit) for limit in declared["searchKnowledge"]] == [("user", "60/minute")]
     for crawl in ("createWebsite", "recrawlWebsite"):  # each starts a crawl of someone's site
         assert [(limit.per, limit.limit) for limit in declared[crawl]] == [("user", "30/minute")]
     # each message retrieves from the chatbot's index and runs its answer provider
     assert [(limit.per, limit.limit) for limit in declared["sendMessage"]] == [("user", "30/minute")]
+    assert [(limit.per, limit.limit) for limit in declared["createChatCompletion"]] == [("user", "30/minute")]
     assert [(limit.per, limit.limit) for limit in declared["login"]] == [
         ("client", "10/minute"),
         ("account", "5/minute;20/hour"),
