@@ -197,6 +197,10 @@ class RouteTable:
         return None
 
 
+VISITOR_SCHEME = "visitorToken"
+"""The security scheme of the visitor operations of public chatbots (`Access.VISITOR`)."""
+
+
 def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
     """Each operation's access policy (its `x-access`), by operationId.
 
@@ -205,8 +209,10 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
 
     Raises:
         ContractError: an operation without a policy or with an unknown one; a `public`
-            operation that asks for a token, or a token-less one that is not `public`; an
-            `owner` operation whose path has no ``{user_id}``.
+            operation that asks for a token, or a token-less one that is not `public`; a
+            `visitor` operation whose security is not the `visitorToken` scheme alone, or an
+            operation of another policy that admits that scheme; an `owner` operation whose
+            path has no ``{user_id}``.
     """
     policies: dict[str, Access] = {}
     default_security = spec.get("security", [])
@@ -220,11 +226,15 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
             except ValueError:
                 allowed = ", ".join(policy.value for policy in Access)
                 raise ContractError(f"{name}: x-access must be one of {allowed}") from None
-            public = operation.get("security", default_security) in ([], [{}])
-            if public != (policy is Access.PUBLIC):
+            security = operation.get("security", default_security)
+            public = security in ([], [{}])
+            visitor = any(VISITOR_SCHEME in requirement for requirement in security)
+            if public != (policy is Access.PUBLIC) or visitor != (policy is Access.VISITOR):
                 raise ContractError(
                     f"{name}: x-access {policy} does not match its security {operation.get('security')}"
                 )
+            if visitor and security != [{VISITOR_SCHEME: []}]:
+                raise ContractError(f"{name}: a visitor operation's security is {VISITOR_SCHEME} alone")
             if policy is Access.OWNER and "{user_id}" not in template:
                 raise ContractError(f"{name}: x-access owner needs a {{user_id}} in its path {template}")
             policies[name] = policy
@@ -240,7 +250,7 @@ def api_key_scopes(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
 
     Raises:
         ContractError: `x-api-key-scopes` that is not a non-empty list of known scopes
-            (`services.api_keys.Scope`), or that is declared on a `public` or `admin` operation
+            (`services.api_keys.Scope`), or that is declared on a `public`, `visitor` or `admin` operation
             or on an operation of a tag keys never reach (`services.api_keys.KEYLESS_TAGS`).
     """
     known = {scope.value for scope in Scope}
@@ -258,7 +268,7 @@ def api_key_scopes(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
                 names = ", ".join(sorted(known))
                 unknown_names = ", ".join(unknown)
                 raise ContractError(f"{name}: x-api-key-scopes names unknown scope {unknown_names} (known: {names})")
-            if operation.get("x-access") in (Access.PUBLIC, Access.ADMIN):
+            if operation.get("x-access") in (Access.PUBLIC, Access.VISITOR, Access.ADMIN):
                 raise ContractError(f"{name}: a {operation.get('x-access')} operation cannot admit API keys")
             keyless = sorted(KEYLESS_TAGS.intersection(operation.get("tags", [])))
             if keyless:
