@@ -197,10 +197,6 @@ class RouteTable:
         return None
 
 
-VISITOR_SCHEME = "visitorToken"
-"""The security scheme of the visitor operations of public chatbots (`Access.VISITOR`)."""
-
-
 def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
     """Each operation's access policy (its `x-access`), by operationId.
 
@@ -209,10 +205,9 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
 
     Raises:
         ContractError: an operation without a policy or with an unknown one; a `public`
-            operation that asks for a token, or a token-less one that is not `public`; a
-            `visitor` operation whose security is not the `visitorToken` scheme alone, or an
-            operation of another policy that admits that scheme; an `owner` operation whose
-            path has no ``{user_id}``.
+            operation that asks for a token, or a token-less one that is not `public`; an
+            `owner` operation whose path has no ``{user_id}``, a `visitor` one whose path has
+            no ``{conversation_id}`` (the conversation its visitor token must open).
     """
     policies: dict[str, Access] = {}
     default_security = spec.get("security", [])
@@ -226,15 +221,13 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
             except ValueError:
                 allowed = ", ".join(policy.value for policy in Access)
                 raise ContractError(f"{name}: x-access must be one of {allowed}") from None
-            security = operation.get("security", default_security)
-            public = security in ([], [{}])
-            visitor = any(VISITOR_SCHEME in requirement for requirement in security)
-            if public != (policy is Access.PUBLIC) or visitor != (policy is Access.VISITOR):
+            public = operation.get("security", default_security) in ([], [{}])
+            if public != (policy is Access.PUBLIC):
                 raise ContractError(
                     f"{name}: x-access {policy} does not match its security {operation.get('security')}"
                 )
-            if visitor and security != [{VISITOR_SCHEME: []}]:
-                raise ContractError(f"{name}: a visitor operation's security is {VISITOR_SCHEME} alone")
+            if policy is Access.VISITOR and "{conversation_id}" not in template:
+                raise ContractError(f"{name}: x-access visitor needs a {{conversation_id}} in its path {template}")
             if policy is Access.OWNER and "{user_id}" not in template:
                 raise ContractError(f"{name}: x-access owner needs a {{user_id}} in its path {template}")
             policies[name] = policy

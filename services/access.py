@@ -27,7 +27,7 @@ class Access(StrEnum):
     """An administrator."""
     VISITOR = "visitor"
     """A visitor of a public chatbot, with the visitor token of the conversation the path names
-    (the operation's `security` is the `visitorToken` scheme; `services.public_chatbots`)."""
+    (its ``{conversation_id}``; `services.public_chatbots`), and no other credential."""
 
 
 def authorize(policy: Access, *, caller: User | None, owner_id: uuid.UUID | None = None, visitor: bool = False) -> None:

@@ -187,7 +187,7 @@ def _presented_api_key() -> str | None:
 
 
 def _presented_visitor_token() -> str | None:
-    """The visitor token the request's `visitorToken` check handed on, or None."""
+    """The visitor token the request's bearer check handed on, or None."""
     try:
         token_info = connexion_context.context.get("token_info")
     except RuntimeError:

@@ -2,8 +2,8 @@
 and checks on every authenticated request that the token's session is still open. The same
 bearer scheme takes API keys (``chk_…``, `services.api_keys`): told apart by their prefix, they
 are looked up, and their scopes checked, before the handler (`server.integration.context`).
-The `visitorToken` scheme of public chatbots' visitor operations takes visitor tokens
-(``chv_…``, `services.public_chatbots`) and nothing else; the bearer scheme never takes them."""
+So do visitor tokens of public chatbots (``chv_…``, `services.public_chatbots`): handed on
+as such, they open only the `x-access: visitor` operations (`services.access.authorize`)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,8 @@ from connexion.security import SECURITY_HANDLERS, BearerSecurityHandler
 from server.integration.request_context import current_state
 from services.api_keys import looks_like_key, well_formed_key
 from services.errors import InvalidToken
-from services.public_chatbots import well_formed_visitor_token
+from services.public_chatbots import VISITOR_TOKEN_PREFIX, well_formed_visitor_token
 from services.tokens import TokenIssuer
-
-VISITOR_BEARER_FORMAT = "visitor token"
-"""The `bearerFormat` of the contract's `visitorToken` scheme, which tells it from `bearerAuth`."""
 
 
 def security_map(tokens: TokenIssuer) -> dict[str, type]:
@@ -37,6 +34,8 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
     def verify_access_token(token: str) -> dict[str, Any] | None:
         if looks_like_key(token):  # read from the database by `context.load_principal`, in the handler's thread
             return {"sub": "api_key", "api_key": token} if well_formed_key(token) else None
+        if token.startswith(VISITOR_TOKEN_PREFIX):  # the same, for the visitor operations only
+            return {"sub": "visitor", "visitor_token": token} if well_formed_visitor_token(token) else None
         try:
             claims = tokens.verify(token)
         except InvalidToken:
@@ -46,15 +45,8 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
             state.user_id = str(claims.user_id)
         return {"sub": str(claims.user_id), "claims": claims}
 
-    def verify_visitor_token(token: str) -> dict[str, Any] | None:
-        # Looked up by `context.load_principal`, in the handler's thread; a token of another
-        # shape (an access token, an API key) is refused here: 401.
-        return {"sub": "visitor", "visitor_token": token} if well_formed_visitor_token(token) else None
-
     class AccessTokenHandler(BearerSecurityHandler):
         def _resolve_func(self, security_scheme: dict) -> Any:
-            if security_scheme.get("bearerFormat") == VISITOR_BEARER_FORMAT:
-                return verify_visitor_token
             return verify_access_token
 
         # Connexion asks, on every request, whether the check takes `required_scopes` or

@@ -26,7 +26,7 @@ def _operations() -> list[tuple[str, str, dict[str, Any]]]:
         (method, template, operation)
         for template, item in SPEC["paths"].items()
         for method, operation in item.items()
-        if method in HTTP_METHODS and isinstance(operation, dict) and operation["x-access"] not in ("public", "visitor")
+        if method in HTTP_METHODS and isinstance(operation, dict) and operation["x-access"] != "public"
     ]
 
 

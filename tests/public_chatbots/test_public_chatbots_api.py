@@ -17,7 +17,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from persistence.conversations.models import Conversation
-from server.contract import ContractError, access_policies, bundle, route_limits
+from server.contract import ContractError, access_policies, api_key_scopes, bundle, route_limits
 from services import knowledge
 from services.api_keys import Scope
 from tests.api_keys.conftest import make_key
@@ -195,11 +195,9 @@ def test_a_visitor_token_opens_nothing_else(client, account, chatbot, visitor):
 def test_other_credentials_and_no_token_are_401_on_visitor_operations(client, account, chatbot, visitor):
     conversation_id, token = started(visitor, chatbot["public_id"])
     unknown = "chv_" + "x" * 43
-    api_key = make_key(client, account, *(scope.value for scope in Scope))["key"]
     for headers in (
         {},
         account.headers,
-        bearer(api_key),
         bearer(unknown),
         bearer(token[:-1]),
         bearer("not-a-token"),
@@ -207,6 +205,11 @@ def test_other_credentials_and_no_token_are_401_on_visitor_operations(client, ac
         path = f"{PUBLIC}/conversations/{conversation_id}/messages"
         assert_problem(visitor.post(path, json={"content": "Hi"}, headers=headers), 401, UNAUTHORIZED)
         assert_problem(visitor.get(path, headers=headers), 401, UNAUTHORIZED)
+    # An API key, whatever its scopes, is refused as on every operation that names none (403).
+    api_key = make_key(client, account, *(scope.value for scope in Scope))["key"]
+    path = f"{PUBLIC}/conversations/{conversation_id}/messages"
+    refused = visitor.post(path, json={"content": "Hi"}, headers=bearer(api_key))
+    assert_problem(refused, 403, "/problems/insufficient-scope")
     owners_view = client.get(f"/api/v1/conversations/{conversation_id}", headers=account.headers)
     assert owners_view.json()["message_count"] == 0
 
@@ -324,13 +327,20 @@ def test_visitor_messages_are_limited_per_address(app, openapi, client, account,
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda op: op.update({"security": [{"bearerAuth": []}]}), "does not match its security"),
-        (lambda op: op.update({"security": [{"visitorToken": []}, {"bearerAuth": []}]}), "visitorToken alone"),
-        (lambda op: op.update({"x-access": "authenticated"}), "does not match its security"),
+        (lambda op: op.update({"security": []}), "does not match its security"),
+        (lambda op: op.update({"x-api-key-scopes": ["chat"]}), "visitor operation cannot admit API keys"),
     ],
 )
-def test_a_visitor_policy_needs_the_visitor_scheme_alone(change, message):
+def test_a_visitor_operation_needs_a_token_and_admits_no_api_key(change, message):
     spec = copy.deepcopy(bundle())
     change(spec["paths"]["/api/v1/public/conversations/{conversation_id}/messages"]["post"])
     with pytest.raises(ContractError, match=re.escape(message)):
+        access_policies(spec)
+        api_key_scopes(spec)
+
+
+def test_a_visitor_operation_names_its_conversation_in_its_path():
+    spec = copy.deepcopy(bundle())
+    spec["paths"]["/api/v1/auth/me"]["get"]["x-access"] = "visitor"
+    with pytest.raises(ContractError, match=re.escape("needs a {conversation_id}")):
         access_policies(spec)
