@@ -14,9 +14,10 @@ Rules and where they come from:
 * **A visitor token names one conversation**: starting a conversation answers a token
   (``chv_`` and 256 random bits) shown once; only its SHA-256 is stored, on the conversation
   (the refresh tokens' rule, API_STYLE, Security). It is good for `VISITOR_TOKEN_LIFETIME`
-  from the start, on its own conversation's visitor operations only (the contract's
-  `visitorToken` scheme, `x-access: visitor`): anywhere else it is not an access token (401);
-  with another conversation's id it is 404. An unknown, malformed or expired token is 401.
+  from the start, on its own conversation's visitor operations only (`x-access: visitor`; sent
+  as a bearer token, told apart by its prefix as API keys are): anywhere else it is not an
+  access token (401); with another conversation's id it is 404. An unknown, malformed or
+  expired token is 401, and so is any other credential on a visitor operation.
 * **Where visitor conversations live**: in the owner's conversations, with `visitor: true`,
   owned by the chatbot's owner, so the owner reads, renames, deletes and exports them with
   their own, and they go with the chatbot and with the owner's account.
