@@ -5,17 +5,19 @@ runs (`x-access: visitor`, `server.integration.context.load_principal`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from handlers.conversations import message_representation
 from handlers.responses import json_answer, timestamp
-from server.integration.context import clock, job_engine, unit_of_work, visitor_conversation
+from server.integration.context import (
+    clock,
+    commit_request_unit,
+    fresh_units,
+    job_engine,
+    unit_of_work,
+    visitor_conversation,
+)
 from services import conversations, public_chatbots
-
-if TYPE_CHECKING:
-    from persistence.unit_of_work import UnitOfWork
 
 
 def visitor_conversation_representation(started: public_chatbots.VisitorConversation) -> dict[str, Any]:
@@ -52,20 +54,21 @@ def list_visitor_messages(conversation_id: str, limit: int = 20, cursor: str | N
     )
 
 
-@contextmanager
-def _request_unit() -> Iterator[UnitOfWork]:
-    """The request's own unit of work for every step of the answer (committed once, at its end)."""
-    yield unit_of_work()
-
-
 def send_visitor_message(conversation_id: str, body: dict[str, Any]) -> tuple:
-    """POST /api/v1/public/conversations/{conversation_id}/messages — 201 with the stored answer."""
+    """POST /api/v1/public/conversations/{conversation_id}/messages — 201 with the stored answer.
+
+    As the owners' JSON answer: the request's unit of work is committed first and each step of
+    the answer commits in a unit of work of its own, so no transaction is held while the
+    provider composes."""
     conversation = visitor_conversation()  # the path's: load_principal checked the token opens it
+    conversation_id, owner_id = conversation.id, conversation.owner_id
+    commit_request_unit()
     message = public_chatbots.answer(
-        units=_request_unit,
+        units=fresh_units(),
         clock=clock(),
         config=conversations.config_of(job_engine()),
-        conversation=conversation,
+        conversation_id=conversation_id,
+        owner_id=owner_id,
         content=body["content"],
     )
     return json_answer(message_representation(message), 201)

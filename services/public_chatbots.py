@@ -161,14 +161,18 @@ def answer(
     units: UnitsOfWork,
     clock: Clock,
     config: ConversationConfig,
-    conversation: Conversation,
+    conversation_id: uuid.UUID,
+    owner_id: uuid.UUID,
     content: str,
 ) -> Message:
-    """Store the visitor's message in their (authenticated) conversation and answer it, as
-    `services.conversations.answer` does for owners: the answer is the conversation owner's,
-    so the owner is the caller the conversation is read as.
+    """Store the visitor's message in their (authenticated, `authenticate_visitor`) conversation
+    and answer it, as `services.conversations.answer` does for owners: the answer is the
+    conversation owner's, so the owner is the caller the conversation is read as.
 
     Args:
+        units: makes the unit of work of each step (as `services.conversations.answer_stream`).
+        conversation_id: the visitor's conversation.
+        owner_id: its owner (the chatbot's owner).
         content: the message, at most `services.conversations.MAX_CONTENT_CHARS` characters
             once stripped, not blank.
 
@@ -178,12 +182,12 @@ def answer(
         InvalidInput: a blank or over-long message (pointer ``/content``).
     """
     with units() as uow:
-        owner = uow.users.get(conversation.owner_id)
+        owner = uow.users.get(owner_id)
     if owner is None:
         raise NotFound("No public chatbot with this id.")
     try:
         return conversations.answer(
-            units=units, clock=clock, config=config, caller=owner, conversation_id=conversation.id, content=content
+            units=units, clock=clock, config=config, caller=owner, conversation_id=conversation_id, content=content
         )
     except conversations.ChatbotNotActive:
         raise NotFound("No public chatbot with this id.") from None
