@@ -24,6 +24,7 @@ def chatbot_representation(chatbot: Chatbot, summary: chatbots.KnowledgeSummary)
     return {
         "id": str(chatbot.id),
         "owner_id": str(chatbot.owner_id),
+        "public_id": chatbot.public_id,
         "name": chatbot.name,
         "instructions": chatbot.instructions,
         "welcome_message": chatbot.welcome_message,

@@ -44,6 +44,7 @@ def conversation_representation(conversation: Conversation) -> dict[str, Any]:
         "id": str(conversation.id),
         "chatbot_id": str(conversation.chatbot_id),
         "owner_id": str(conversation.owner_id),
+        "visitor": bool(conversation.visitor),
         "title": conversation.title,
         "message_count": conversation.message_count,
         "version": conversation.version,

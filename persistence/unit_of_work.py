@@ -26,6 +26,7 @@ from persistence.idempotency.repository import IdempotencyRecords
 from persistence.jobs.repository import JobRepository
 from persistence.knowledge.repository import KnowledgeRepository
 from persistence.notifications.repository import NotificationRepository
+from persistence.public_chatbots.repository import PublicChatbotRepository
 from persistence.reminders.repository import ReminderRepository
 from persistence.tasks.repository import TaskRepository
 from persistence.webhooks.repository import WebhookRepository
@@ -181,6 +182,11 @@ class UnitOfWork:
     def conversations(self) -> ConversationRepository:
         """Conversations with chatbots and their messages."""
         return ConversationRepository(self.session)
+
+    @cached_property
+    def public_chatbots(self) -> PublicChatbotRepository:
+        """What visitors of public chatbots reach."""
+        return PublicChatbotRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+import uuid
 from datetime import timedelta
 
 import connexion
@@ -13,11 +14,14 @@ import structlog
 from connexion import context as connexion_context
 from connexion.jsonifier import Jsonifier
 from connexion.options import SwaggerUIOptions
+from sqlalchemy import Engine
 
 from persistence.database import database_answers, make_engine, make_session_factory
+from persistence.unit_of_work import UnitOfWork
 from server.contract import RouteTable, access_policies, api_key_scopes, bundle
 from server.edge import install_edge
 from server.edge.docs import SWAGGER_UI_PATH, connexion_middlewares
+from server.edge.public_cors import OriginsOf
 from server.edge.rate_limit import FallbackStorage
 from server.integration import content_type, context, metrics
 from server.integration.idempotency import release_on_failure
@@ -31,6 +35,7 @@ from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
 from server.settings import Settings
 from server.worker import event_publisher, make_job_engine, make_mailer
+from services import public_chatbots
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
 from services.passwords import PasswordHasher, PasswordPolicy
@@ -122,7 +127,9 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     )
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
     if edge:
-        install_edge(app, settings, spec, edge_storage, api_prefix=API_PREFIX)
+        install_edge(
+            app, settings, spec, edge_storage, api_prefix=API_PREFIX, public_origins=public_origins_reader(engine)
+        )
     install_problem_handlers(app, spec)
 
     flask_app = app.app
@@ -178,6 +185,18 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             hint="under load the pool opens and closes connections; set DB_POOL_SIZE to WSGI_THREADS",
         )
     return app
+
+
+def public_origins_reader(engine: Engine) -> OriginsOf:
+    """Reads a public chatbot's allowed origins (by `public_id` or visitor conversation id) in a
+    unit of work of its own, without a transaction: the public paths' CORS layer."""
+    sessions = make_session_factory(engine, autocommit=True)
+
+    def origins_of(public_id: str | None, conversation_id: uuid.UUID | None) -> list[str]:
+        with UnitOfWork(sessions) as uow:
+            return public_chatbots.allowed_origins(uow=uow, public_id=public_id, conversation_id=conversation_id)
+
+    return origins_of
 
 
 def prepare_for_serving(app: connexion.FlaskApp) -> connexion.FlaskApp:

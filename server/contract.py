@@ -206,7 +206,8 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
     Raises:
         ContractError: an operation without a policy or with an unknown one; a `public`
             operation that asks for a token, or a token-less one that is not `public`; an
-            `owner` operation whose path has no ``{user_id}``.
+            `owner` operation whose path has no ``{user_id}``, a `visitor` one whose path has
+            no ``{conversation_id}`` (the conversation its visitor token must open).
     """
     policies: dict[str, Access] = {}
     default_security = spec.get("security", [])
@@ -225,6 +226,8 @@ def access_policies(spec: dict[str, Any]) -> dict[str, Access]:
                 raise ContractError(
                     f"{name}: x-access {policy} does not match its security {operation.get('security')}"
                 )
+            if policy is Access.VISITOR and "{conversation_id}" not in template:
+                raise ContractError(f"{name}: x-access visitor needs a {{conversation_id}} in its path {template}")
             if policy is Access.OWNER and "{user_id}" not in template:
                 raise ContractError(f"{name}: x-access owner needs a {{user_id}} in its path {template}")
             policies[name] = policy
@@ -240,7 +243,7 @@ def api_key_scopes(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
 
     Raises:
         ContractError: `x-api-key-scopes` that is not a non-empty list of known scopes
-            (`services.api_keys.Scope`), or that is declared on a `public` or `admin` operation
+            (`services.api_keys.Scope`), or that is declared on a `public`, `visitor` or `admin` operation
             or on an operation of a tag keys never reach (`services.api_keys.KEYLESS_TAGS`).
     """
     known = {scope.value for scope in Scope}
@@ -258,7 +261,7 @@ def api_key_scopes(spec: dict[str, Any]) -> dict[str, frozenset[str]]:
                 names = ", ".join(sorted(known))
                 unknown_names = ", ".join(unknown)
                 raise ContractError(f"{name}: x-api-key-scopes names unknown scope {unknown_names} (known: {names})")
-            if operation.get("x-access") in (Access.PUBLIC, Access.ADMIN):
+            if operation.get("x-access") in (Access.PUBLIC, Access.VISITOR, Access.ADMIN):
                 raise ContractError(f"{name}: a {operation.get('x-access')} operation cannot admit API keys")
             keyless = sorted(KEYLESS_TAGS.intersection(operation.get("tags", [])))
             if keyless:

@@ -4,6 +4,7 @@ schema changes only through Alembic migrations (0007)."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 
@@ -17,6 +18,14 @@ CHATBOT_STATUSES = ("draft", "active", "paused", "archived")
 """Every status a chatbot can have; the contract lists the same values."""
 CHATBOT_VISIBILITIES = ("private", "public")
 """Who may talk to a chatbot: its owner only, or anyone (through the widget, later)."""
+PUBLIC_ID_PREFIX = "pcb_"
+"""What every `public_id` starts with."""
+
+
+def new_public_id() -> str:
+    """A new unguessable public identifier of a chatbot: `PUBLIC_ID_PREFIX` and 16 random
+    bytes, URL-safe base64 (22 characters; 128 bits, so ids cannot be enumerated)."""
+    return PUBLIC_ID_PREFIX + secrets.token_urlsafe(16)
 
 
 class Chatbot(Base):
@@ -52,3 +61,6 @@ class Chatbot(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deleting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_public_id)
+    """What visitors' paths name (``/api/v1/public/chatbots/{public_id}/…``; issue 16), so the
+    chatbot's id is never shown to them; set once, at creation (migration 0014 for older ones)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from persistence.base import Base
 from persistence.types import UTCDateTime
@@ -45,6 +46,12 @@ class Conversation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    visitor: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A visitor's conversation with a public chatbot (issue 16; migration 0014): its owner is
+    the chatbot's owner, and the visitor reaches it with the token whose SHA-256 is
+    `visitor_token_hash`, until `visitor_expires_at`."""
+    visitor_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    visitor_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Message(Base):

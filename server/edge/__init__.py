@@ -7,7 +7,9 @@ Outermost first (each layer sees what the ones inside it answer):
 2. `EdgeMiddleware` (`middleware`): the request id (`request_id`), the access log and the
    request metrics (`access_log`), the security headers (`security_headers`); one layer for the
    three, as they only read the request and add to the answer.
-3. `AllowListCORSMiddleware` (`cors`), only with CORS_ORIGINS: outside the limits, so a
+3. `PublicChatbotCORSMiddleware` (`public_cors`): CORS for the public chatbots' visitor
+   paths by each chatbot's `allowed_origins` (they never reach the next layer's CORS).
+   `AllowListCORSMiddleware` (`cors`), only with CORS_ORIGINS: outside the limits, so a
    preflight spends no budget and a 429 or 413 is readable cross-origin.
 4. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
    counts against its client, oversized ones included.
@@ -42,6 +44,7 @@ from server.edge.cors import (
 )
 from server.edge.docs import ContractDocumentMiddleware, ReferencePageMiddleware
 from server.edge.middleware import EdgeMiddleware
+from server.edge.public_cors import OriginsOf, PublicChatbotCORSMiddleware
 from server.edge.rate_limit import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage
 from server.settings import Settings
 
@@ -55,7 +58,13 @@ DOCUMENT_MAX_BYTES by `services.document_files.store_upload`."""
 
 
 def install_edge(
-    app: connexion.FlaskApp, settings: Settings, spec: dict[str, Any], storage: FallbackStorage, *, api_prefix: str
+    app: connexion.FlaskApp,
+    settings: Settings,
+    spec: dict[str, Any],
+    storage: FallbackStorage,
+    *,
+    api_prefix: str,
+    public_origins: OriginsOf | None = None,
 ) -> None:
     """Add the edge's layers to `app`, in the order the module documentation gives.
 
@@ -66,11 +75,15 @@ def install_edge(
             the document served at ``<api_prefix>/openapi.{json,yaml}``.
         storage: where the edge rate limit keeps its counters.
         api_prefix: the API's path prefix, e.g. ``/api/v1``.
+        public_origins: reads a public chatbot's allowed origins, for the visitor paths' CORS
+            (None: no such layer; visitors' browsers then get no CORS headers).
     """
     here = MiddlewarePosition.BEFORE_EXCEPTION
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(EdgeMiddleware, position=here, access_log=AccessLog(routes=RouteTable(spec)))
+    if public_origins is not None:
+        app.add_middleware(PublicChatbotCORSMiddleware, position=here, prefix=api_prefix, origins_of=public_origins)
     if settings.cors_origins:
         app.add_middleware(
             AllowListCORSMiddleware,

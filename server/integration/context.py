@@ -15,10 +15,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from persistence.accounts.models import User
+from persistence.conversations.models import Conversation
 from persistence.unit_of_work import UnitOfWork
 from server.integration.request_context import current_request_id, current_state
 from server.settings import Settings
-from services import accounts, api_keys
+from services import accounts, api_keys, public_chatbots
 from services.access import Access, authorize
 from services.accounts import AuthConfig
 from services.audit import RequestMeta
@@ -185,6 +186,25 @@ def _presented_api_key() -> str | None:
     return key if isinstance(key, str) else None
 
 
+def _presented_visitor_token() -> str | None:
+    """The visitor token the request's bearer check handed on, or None."""
+    try:
+        token_info = connexion_context.context.get("token_info")
+    except RuntimeError:
+        return None
+    token = token_info.get("visitor_token") if isinstance(token_info, dict) else None
+    return token if isinstance(token, str) else None
+
+
+def visitor_conversation() -> Conversation:
+    """The visitor's conversation its token opened (`Access.VISITOR` operations). Raises
+    InvalidToken on any other operation (a wiring bug)."""
+    conversation = flask.g.get("visitor_conversation")
+    if conversation is None:
+        raise InvalidToken("This operation needs a visitor token.")
+    return conversation
+
+
 def principal() -> User:
     """The authenticated user. Raises InvalidToken on a public operation (a wiring bug)."""
     user = flask.g.get("principal")
@@ -197,7 +217,10 @@ def load_principal() -> None:
     """Before each request: when an access token was verified, check its session is still open
     and remember its user; when an API key was presented, check it (known, secret matching,
     neither revoked nor expired: 401 otherwise) and that its scopes cover the operation's
-    `x-api-key-scopes` (403 otherwise), and remember its owner as the caller; then apply the
+    `x-api-key-scopes` (403 otherwise), and remember its owner as the caller; on a `visitor`
+    operation, check the visitor token opens the conversation the path names
+    (`services.public_chatbots.authenticate_visitor`: 401 or 404) and remember that
+    conversation (`visitor_conversation`); then apply the
     operation's access policy (`x-access`, through `services.access.authorize`), so no handler
     runs for a caller its policy refuses. A logged-out session's tokens fail here, on every
     process, because the check reads the database.
@@ -221,17 +244,31 @@ def load_principal() -> None:
         api_keys.authorize_scopes(
             operation_id=operation_id, required=state().api_key_scopes.get(operation_id), granted=found.key.scopes
         )
+    policy = state().access[operation_id]
+    visitor = False
+    if policy is Access.VISITOR and (token := _presented_visitor_token()) is not None:
+        conversation_id = _path_uuid("conversation_id")
+        if conversation_id is None:
+            raise NotFound("No conversation with this id for this visitor token.")
+        flask.g.visitor_conversation, _chatbot = public_chatbots.authenticate_visitor(
+            uow=unit_of_work(), clock=clock(), token=token, conversation_id=conversation_id
+        )
+        visitor = True
     if caller is not None:
         request_state = current_state()
         if request_state is not None:
             request_state.user_id = str(caller.id)
-    policy = state().access[operation_id]
-    authorize(policy, caller=caller, owner_id=_path_owner() if policy is Access.OWNER else None)
+    authorize(policy, caller=caller, owner_id=_path_owner() if policy is Access.OWNER else None, visitor=visitor)
 
 
 def _path_owner() -> uuid.UUID | None:
     """The `user_id` of the request's path (already checked as a UUID by the contract)."""
-    value = (flask.request.view_args or {}).get("user_id")
+    return _path_uuid("user_id")
+
+
+def _path_uuid(name: str) -> uuid.UUID | None:
+    """The path parameter `name` as a UUID (already checked as one by the contract), or None."""
+    value = (flask.request.view_args or {}).get(name)
     try:
         return uuid.UUID(str(value))
     except ValueError:

@@ -1,7 +1,9 @@
 """Bearer authentication for connexion: verifies the access token before any handler runs,
 and checks on every authenticated request that the token's session is still open. The same
 bearer scheme takes API keys (``chk_…``, `services.api_keys`): told apart by their prefix, they
-are looked up, and their scopes checked, before the handler (`server.integration.context`)."""
+are looked up, and their scopes checked, before the handler (`server.integration.context`).
+So do visitor tokens of public chatbots (``chv_…``, `services.public_chatbots`): handed on
+as such, they open only the `x-access: visitor` operations (`services.access.authorize`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from connexion.security import SECURITY_HANDLERS, BearerSecurityHandler
 from server.integration.request_context import current_state
 from services.api_keys import looks_like_key, well_formed_key
 from services.errors import InvalidToken
+from services.public_chatbots import VISITOR_TOKEN_PREFIX, well_formed_visitor_token
 from services.tokens import TokenIssuer
 
 
@@ -31,6 +34,8 @@ def security_map(tokens: TokenIssuer) -> dict[str, type]:
     def verify_access_token(token: str) -> dict[str, Any] | None:
         if looks_like_key(token):  # read from the database by `context.load_principal`, in the handler's thread
             return {"sub": "api_key", "api_key": token} if well_formed_key(token) else None
+        if token.startswith(VISITOR_TOKEN_PREFIX):  # the same, for the visitor operations only
+            return {"sub": "visitor", "visitor_token": token} if well_formed_visitor_token(token) else None
         try:
             claims = tokens.verify(token)
         except InvalidToken:

@@ -9,12 +9,14 @@ operation fails here even when the fuzzer never happened to reach it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from server.contract import bundle
 from tests.helpers import PASSWORD, ContractClient, bearer, create_admin_and_login, registration, unique_email
@@ -279,6 +281,24 @@ def _send_message(client: ContractClient) -> Call:
     return call(client, "sendMessage", token=created.token, conversation_id=conversation_id, body=body)
 
 
+def _start_visitor_conversation(client: ContractClient) -> Call:
+    """A visitor's conversation with a new active public chatbot, started from a client address of
+    its own (the start is limited per address); its link targets get the visitor token."""
+    created = call(
+        client, "createChatbot", token=_new_account(client)[1], body={"name": "Links", "visibility": "public"}
+    )
+    chatbot_id = created.response.json()["id"]
+    published = call(client, "updateChatbot", token=created.token, chatbot_id=chatbot_id, body={"status": "active"})
+    assert published.response.status_code == 200, published.response.text
+    visitor = ContractClient(
+        TestClient(client.client.app, client=(f"198.51.100.{uuid.uuid4().int % 250 + 1}", 5000)), client.openapi
+    )
+    started = call(visitor, "startVisitorConversation", public_id=published.response.json()["public_id"])
+    assert started.response.status_code == 201, started.response.text
+    started.token = started.response.json()["visitor_token"]
+    return started
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -303,6 +323,7 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "listConversations": _list_conversations,
     "updateConversation": _update_conversation,
     "sendMessage": _send_message,
+    "startVisitorConversation": _start_visitor_conversation,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""
@@ -349,6 +370,7 @@ def test_the_contract_has_links_between_its_operations():
         ("createConversation", "getConversation"),
         ("createConversation", "sendMessage"),
         ("sendMessage", "giveFeedback"),
+        ("startVisitorConversation", "sendVisitorMessage"),
     }
 
 

@@ -26,6 +26,8 @@ def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_lim
         "recrawlWebsite",
         "sendMessage",
         "createChatCompletion",
+        "startVisitorConversation",
+        "sendVisitorMessage",
     }
     assert [(limit.per, limit.limit) for limit in declared["searchKnowledge"]] == [("user", "60/minute")]
     for crawl in ("createWebsite", "recrawlWebsite"):  # each starts a crawl of someone's site
@@ -33,6 +35,11 @@ def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_lim
     # each message retrieves from the chatbot's index and runs its answer provider
     assert [(limit.per, limit.limit) for limit in declared["sendMessage"]] == [("user", "30/minute")]
     assert [(limit.per, limit.limit) for limit in declared["createChatCompletion"]] == [("user", "30/minute")]
+    # visitors of public chatbots have no account: per client address
+    assert [(limit.per, limit.limit) for limit in declared["startVisitorConversation"]] == [
+        ("client", "10/minute;100/hour")
+    ]
+    assert [(limit.per, limit.limit) for limit in declared["sendVisitorMessage"]] == [("client", "20/minute;300/hour")]
     assert [(limit.per, limit.limit) for limit in declared["login"]] == [
         ("client", "10/minute"),
         ("account", "5/minute;20/hour"),
