@@ -4,7 +4,7 @@ Markdown document is uploaded and processed by the real documents job — no pas
 by hand — and the chatbot then answers from both, with citations naming the crawled page's URL
 and the document, in every way a client may ask: the JSON answer, the streamed answer
 (httpx-sse), the OpenAI-compatible endpoint through the unmodified `openai` package and an API
-key, and a visitor of the public chatbot."""
+key, and a visitor of the public chatbot (with a visitor token, no account)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class Chatbot:
     headers: dict[str, str]
     site_url: str
     document_id: str
+    public_id: str
 
 
 def _run(served: Any, job_id: str) -> None:
@@ -83,9 +84,11 @@ def chatbot(served: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Chatbot]:
         _run(served, document.json()["job"]["id"])
         knowledge = http.get(base, headers=account.headers).json()["knowledge"]
         assert (knowledge["status"], knowledge["pages"], knowledge["documents"]) == ("ready", 2, 1), knowledge
-        active = http.patch(base, json={"status": "active"}, headers=account.headers)
+        active = http.patch(base, json={"status": "active", "visibility": "public"}, headers=account.headers)
         assert active.status_code == 200, active.text
-        yield Chatbot(chatbot_id, account.headers, site.url, document.json()["document"]["id"])
+        yield Chatbot(
+            chatbot_id, account.headers, site.url, document.json()["document"]["id"], active.json()["public_id"]
+        )
 
 
 def _cited(content: str, citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,6 +164,19 @@ def test_the_openai_package_gets_the_cited_answer_with_an_api_key(served, chatbo
     assert streamed_content == content
     last_citations = [chunk.model_extra["citations"] for chunk in chunks if (chunk.model_extra or {}).get("citations")]
     assert last_citations and last_citations[-1] == completion.model_extra["citations"]
+
+
+def test_a_visitor_of_the_public_chatbot_gets_the_cited_answer_without_an_account(served, chatbot) -> None:
+    with served.client() as visitor:
+        started = visitor.post(f"/api/v1/public/chatbots/{chatbot.public_id}/conversations", json={})
+        assert started.status_code == 201, started.text
+        path = f"/api/v1/public/conversations/{started.json()['id']}/messages"
+        token = {"Authorization": f"Bearer {started.json()['visitor_token']}"}
+        answer = visitor.post(path, json={"content": "How long do refunds take?"}, headers=token)
+        assert answer.status_code == 201, answer.text
+        _assert_refunds_answer(answer.json()["content"], answer.json()["citations"], chatbot)
+        elsewhere = visitor.get(f"/api/v1/chatbots/{chatbot.id}", headers=token)
+    assert elsewhere.status_code == 401, elsewhere.text  # the visitor token opens its conversation only
 
 
 def test_no_answer_is_given_to_whoever_may_not_ask(served, chatbot) -> None:
