@@ -226,6 +226,14 @@ def _stream_answer(conversation_id: str, body: dict[str, Any]) -> Any:
         conversation_id=uuid.UUID(conversation_id),
         content=body["content"],
     )
+    return answer_event_stream(events)
+
+
+def answer_event_stream(events: Iterator[conversations.AnswerEvent]) -> Any:
+    """The 201 `text/event-stream` answer of an answer's events (`answer_stream`'s, not started
+    yet): the first event is produced here, so what fails before the question is stored (404,
+    409, 400) raises now and is a plain problem+json answer; the rest are produced by the bridge
+    after the handler returned. Shared by the owners' and the visitors' streamed answers."""
     first = next(events)  # stores the question, or raises before anything is stored
     return event_stream_response(
         _AnswerEvents(first, events, instance=flask.request.path, request_id=current_request_id()), status=201

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.conversations import message_representation
+from handlers.conversations import answer_event_stream, message_representation
 from handlers.responses import json_answer, timestamp
 from server.integration.context import (
     clock,
@@ -17,6 +17,7 @@ from server.integration.context import (
     unit_of_work,
     visitor_conversation,
 )
+from server.integration.event_stream import wants_event_stream
 from services import conversations, public_chatbots
 
 
@@ -54,21 +55,24 @@ def list_visitor_messages(conversation_id: str, limit: int = 20, cursor: str | N
     )
 
 
-def send_visitor_message(conversation_id: str, body: dict[str, Any]) -> tuple:
-    """POST /api/v1/public/conversations/{conversation_id}/messages — 201 with the stored answer.
+def send_visitor_message(conversation_id: str, body: dict[str, Any]) -> Any:
+    """POST /api/v1/public/conversations/{conversation_id}/messages — 201 with the stored answer,
+    or, when ``Accept`` prefers ``text/event-stream``, 201 with the answer's events (the owners'
+    `message_start`, `citations`, `delta`…, `message_end`, `error`).
 
-    As the owners' JSON answer: the request's unit of work is committed first and each step of
+    As the owners' answers: the request's unit of work is committed first and each step of
     the answer commits in a unit of work of its own, so no transaction is held while the
     provider composes."""
     conversation = visitor_conversation()  # the path's: load_principal checked the token opens it
-    conversation_id, owner_id = conversation.id, conversation.owner_id
     commit_request_unit()
-    message = public_chatbots.answer(
+    events = public_chatbots.answer_stream(
         units=fresh_units(),
         clock=clock(),
         config=conversations.config_of(job_engine()),
-        conversation_id=conversation_id,
-        owner_id=owner_id,
+        conversation_id=conversation.id,
+        owner_id=conversation.owner_id,
         content=body["content"],
     )
-    return json_answer(message_representation(message), 201)
+    if wants_event_stream():
+        return answer_event_stream(events)
+    return json_answer(message_representation(conversations.stored_answer(events)), 201)

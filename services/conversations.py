@@ -49,7 +49,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -691,7 +691,7 @@ def answer_stream(
     caller: User,
     conversation_id: uuid.UUID,
     content: str,
-) -> Iterator[AnswerEvent]:
+) -> Generator[AnswerEvent, None, None]:
     """Store the caller's message in the conversation and answer it, as a stream of events:
     `MessageStart`, `Citations`, `Delta`…, `MessageEnd` (see the module's rules).
 
@@ -737,9 +737,16 @@ def answer(
     content: str,
 ) -> Message:
     """`answer_stream` drained: the stored answer (the JSON operation). Raises what it raises."""
-    events = answer_stream(
-        units=units, clock=clock, config=config, caller=caller, conversation_id=conversation_id, content=content
+    return stored_answer(
+        answer_stream(
+            units=units, clock=clock, config=config, caller=caller, conversation_id=conversation_id, content=content
+        )
     )
+
+
+def stored_answer(events: Iterator[AnswerEvent]) -> Message:
+    """Drain an answer's events (`answer_stream`'s) and return the stored answer its
+    `MessageEnd` carries; raises what the stream raises."""
     for event in events:
         if isinstance(event, MessageEnd):
             return event.message

@@ -35,11 +35,12 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from persistence.chatbots.models import Chatbot
-from persistence.conversations.models import Conversation, Message
+from persistence.conversations.models import Conversation
 from persistence.unit_of_work import UnitOfWork
 from services import conversations
 from services.clock import Clock
@@ -156,7 +157,7 @@ def list_messages(*, uow: UnitOfWork, conversation: Conversation, limit: int, cu
     return MessagePage(items, next_cursor)
 
 
-def answer(
+def answer_stream(
     *,
     units: UnitsOfWork,
     clock: Clock,
@@ -164,10 +165,12 @@ def answer(
     conversation_id: uuid.UUID,
     owner_id: uuid.UUID,
     content: str,
-) -> Message:
+) -> Generator[conversations.AnswerEvent, None, None]:
     """Store the visitor's message in their (authenticated, `authenticate_visitor`) conversation
-    and answer it, as `services.conversations.answer` does for owners: the answer is the
-    conversation owner's, so the owner is the caller the conversation is read as.
+    and answer it: `services.conversations.answer_stream`'s events (`MessageStart`,
+    `Citations`, `Delta`…, `MessageEnd`), as for owners. The answer is the conversation owner's,
+    so the owner is the caller the conversation is read as. Closing the generator early (a
+    visitor gone mid-stream) stores the answer with the text so far as `cancelled`.
 
     Args:
         units: makes the unit of work of each step (as `services.conversations.answer_stream`).
@@ -176,7 +179,7 @@ def answer(
         content: the message, at most `services.conversations.MAX_CONTENT_CHARS` characters
             once stripped, not blank.
 
-    Raises:
+    Raises (when the first event is asked for, before anything is stored):
         NotFound: the conversation or its owner went meanwhile, or its chatbot stopped
             being `active` (404, as every chatbot closed to visitors is).
         InvalidInput: a blank or over-long message (pointer ``/content``).
@@ -185,12 +188,18 @@ def answer(
         owner = uow.users.get(owner_id)
     if owner is None:
         raise NotFound("No public chatbot with this id.")
+    events = conversations.answer_stream(
+        units=units, clock=clock, config=config, caller=owner, conversation_id=conversation_id, content=content
+    )
     try:
-        return conversations.answer(
-            units=units, clock=clock, config=config, caller=owner, conversation_id=conversation_id, content=content
-        )
-    except conversations.ChatbotNotActive:
-        raise NotFound("No public chatbot with this id.") from None
+        try:
+            first = next(events)
+        except conversations.ChatbotNotActive:
+            raise NotFound("No public chatbot with this id.") from None
+        yield first
+        yield from events
+    finally:
+        events.close()  # closed early: the owners' stream stores the answer as cancelled
 
 
 def allowed_origins(

@@ -166,7 +166,9 @@ def test_the_openai_package_gets_the_cited_answer_with_an_api_key(served, chatbo
     assert last_citations and last_citations[-1] == completion.model_extra["citations"]
 
 
-def test_a_visitor_of_the_public_chatbot_gets_the_cited_answer_without_an_account(served, chatbot) -> None:
+def test_a_visitor_of_the_public_chatbot_gets_the_cited_answer_without_an_account_as_json_and_as_a_stream(
+    served, chatbot
+) -> None:
     with served.client() as visitor:
         started = visitor.post(f"/api/v1/public/chatbots/{chatbot.public_id}/conversations", json={})
         assert started.status_code == 201, started.text
@@ -175,7 +177,21 @@ def test_a_visitor_of_the_public_chatbot_gets_the_cited_answer_without_an_accoun
         answer = visitor.post(path, json={"content": "How long do refunds take?"}, headers=token)
         assert answer.status_code == 201, answer.text
         _assert_refunds_answer(answer.json()["content"], answer.json()["citations"], chatbot)
+        names, end = [], {}
+        with httpx_sse.connect_sse(
+            visitor,
+            "POST",
+            path,
+            json={"content": "How long do refunds take?"},
+            headers={**token, "Accept": "text/event-stream"},
+        ) as source:
+            for event in source.iter_sse():
+                names.append(event.event)
+                end = json.loads(event.data) if event.event == "message_end" else end
         elsewhere = visitor.get(f"/api/v1/chatbots/{chatbot.id}", headers=token)
+    assert names[:2] == ["message_start", "citations"] and names[-1] == "message_end", names
+    assert set(names[2:-1]) == {"delta"}, names
+    _assert_refunds_answer(end["content"], end["citations"], chatbot)
     assert elsewhere.status_code == 401, elsewhere.text  # the visitor token opens its conversation only
 
 
