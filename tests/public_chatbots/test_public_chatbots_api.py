@@ -117,10 +117,15 @@ def test_a_visitor_gets_a_cited_answer_and_the_owner_sees_the_conversation(clien
     assert answered.status_code == 201, answered.text
     answer = answered.json()
     assert answer["role"] == "assistant" and answer["finish_reason"] == "stop"
-    assert "14 days" in answer["content"] and "[1]" in answer["content"]
+    assert "14 days" in answer["content"]
+    # The refund sentence's marker names the returns page (its number depends on the ranking,
+    # whose full-text statistics span the whole test database).
     cited = {citation["number"]: citation for citation in answer["citations"]}
-    assert cited[1]["source"]["url"] == f"{SHOP}/returns"
-    assert "Refunds are paid within 14 days" in cited[1]["quote"]
+    marker = re.search(r"within 14 days[^\[]*\[(\d+)\]", answer["content"])
+    assert marker is not None, answer
+    number = int(marker.group(1))
+    assert cited[number]["source"]["url"] == f"{SHOP}/returns"
+    assert "Refunds are paid within 14 days" in cited[number]["quote"]
     for secret in (chatbot["id"], account.id):
         assert secret not in answered.text
 

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import column as column_of
+from sqlalchemy import insert, select, table
 
 from adapters.web_fetch import FakeFetcher, FakePage
 from adapters.webhook_http import FakeGuard
+from persistence.chatbots.models import Chatbot
 from persistence.database import make_engine, make_session_factory
 from persistence.seed import seed
 from persistence.unit_of_work import UnitOfWork
 from persistence.websites.models import Website
 from server.cli import alembic_config
-from services import chatbots
-from services.audit import RequestMeta
 from services.clock import SystemClock
 from services.crawl_scope import CrawlScope
 from tests.helpers import postgres_url_in_environment, temporary_postgres_database
@@ -138,6 +138,10 @@ def _config(url: str):
     return config
 
 
+LATER_CHATBOT_COLUMNS = {"public_id"}
+"""Columns of `chatbots` added after migration 0011 (0014's): absent at 0010."""
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_migration_0011_fills_the_setting_in_for_older_websites_and_its_downgrade_removes_it(kind, tmp_path):
     with _database(kind, tmp_path) as url:
@@ -147,18 +151,39 @@ def test_migration_0011_fills_the_setting_in_for_older_websites_and_its_downgrad
             ((user_id, _email),) = seed(engine, users=1, tasks_per_user=0, password_hash="x")
             factory = make_session_factory(engine)
             old = {"max_pages": 5, "max_depth": 1, "include_paths": [], "exclude_paths": [], "use_sitemap": True}
-            with UnitOfWork(factory) as uow:
-                owner = uow.users.get(user_id)
-                chatbot = chatbots.create_chatbot(
-                    uow=uow, clock=SystemClock(), caller=owner, data={"name": "Old"}, meta=RequestMeta()
+            now = SystemClock().now()
+            chatbot_id = uuid.uuid4()
+            # The chatbot as 0010's schema has it: written with 0010's columns only (the model's
+            # later columns, such as 0014's public_id, are not there yet).
+            chatbot_columns = [column for column in Chatbot.__table__.c if column.name not in LATER_CHATBOT_COLUMNS]
+            chatbot_table = table("chatbots", *(column_of(column.name, column.type) for column in chatbot_columns))
+            with engine.begin() as connection:
+                connection.execute(
+                    insert(chatbot_table).values(
+                        id=chatbot_id,
+                        owner_id=user_id,
+                        name="Old",
+                        instructions="",
+                        welcome_message=None,
+                        suggested_questions=[],
+                        status="draft",
+                        visibility="private",
+                        allowed_origins=[],
+                        passages_per_answer=5,
+                        min_score=0.0,
+                        version=1,
+                        created_at=now,
+                        updated_at=now,
+                        deleting_since=None,
+                    )
                 )
-                now = SystemClock().now()
+            with UnitOfWork(factory) as uow:
                 ids = [uuid.uuid4(), uuid.uuid4()]
                 for website_id, settings in zip(ids, (old, {**old, "include_subdomains": True}), strict=True):
                     uow.websites.add(
                         Website(
                             id=website_id,
-                            chatbot_id=chatbot.id,
+                            chatbot_id=chatbot_id,
                             owner_id=user_id,
                             start_url="http://example.test/",
                             settings=settings,
