@@ -93,6 +93,9 @@ def main() -> int:
             "RATE_LIMIT_PASSWORD_RESET": "1000000/minute",
             "RATE_LIMIT_PASSWORD_RESET_ACCOUNT": "1000000/minute",
             "RATE_LIMIT_PASSWORD_CHANGE": "1000000/minute",
+            "RATE_LIMIT_CONVERSATION_MESSAGE": "1000000/minute",
+            "RATE_LIMIT_CHAT_COMPLETION": "1000000/minute",
+            "RATE_LIMIT_KNOWLEDGE_SEARCH": "1000000/minute",
             # schemathesis also tries the login operation with the fuzz account's email and wrong
             # passwords; a lockout would end its identity mid-run.
             "LOGIN_MAX_FAILURES": "1000",

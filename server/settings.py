@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     rate_limit_refresh_session: str | None = Field(
         None, description="Refreshes per refresh token; unset: the contract's x-rate-limits refresh_session."
     )
+    rate_limit_conversation_message: str | None = Field(
+        None, description="Messages per user; unset: the contract's x-rate-limits conversation_message."
+    )
+    rate_limit_chat_completion: str | None = Field(
+        None, description="Chat completions per user; unset: the contract's x-rate-limits chat_completion."
+    )
+    rate_limit_knowledge_search: str | None = Field(
+        None, description="Searches per user; unset: the contract's x-rate-limits knowledge_search."
+    )
     redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by processes.")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Proxies (IPs or CIDRs) whose X-Forwarded-For is believed."

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from server.contract import ContractError, bundle, route_limits
+from server.integration.route_limits import limits_by_operation
+from server.settings import Settings
 
 
 def _spec(*limits: dict) -> dict:
@@ -63,3 +65,22 @@ def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_lim
 def test_a_malformed_limit_is_refused(limits, complaint):
     with pytest.raises(ContractError, match=complaint):
         route_limits(_spec(*limits))
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "name", "setting"),
+    [
+        ("sendMessage", "conversation_message", "rate_limit_conversation_message"),
+        ("createChatCompletion", "chat_completion", "rate_limit_chat_completion"),
+        ("searchKnowledge", "knowledge_search", "rate_limit_knowledge_search"),
+    ],
+)
+def test_a_setting_replaces_the_contracts_figure_of_an_answer_limit(operation_id, name, setting):
+    """The costly answer operations' limits can be raised for load tests and fuzzing (scripts/fuzz.py
+    sets them far above its pace, or it would mostly see 429) and default to the contract's."""
+    spec = bundle()
+    declared = {limit.name: limit.limit for limit in route_limits(spec)[operation_id]}
+    defaults = Settings(jwt_secret="x" * 48)
+    raised = defaults.model_copy(update={setting: "1000000/minute"})
+    assert {entry[2]: entry[0] for entry in limits_by_operation(spec, defaults)[operation_id]} == declared
+    assert {entry[2]: entry[0] for entry in limits_by_operation(spec, raised)[operation_id]}[name] == "1000000/minute"

@@ -52,6 +52,6 @@ def test_the_route_limit_defaults_it_shows_are_the_contracts():
         for limit in limits
         if f"rate_limit_{limit.name}" in Settings.model_fields  # a limit may have no setting
     }
-    assert len(declared) == 8
+    assert len(declared) == 11
     assert all(Settings.model_fields[f"rate_limit_{name.lower()}"].default is None for name in declared)
     assert {name: shown[name] for name in declared} == declared
