@@ -502,3 +502,19 @@ def serving_on_loopback(handler: type[BaseHTTPRequestHandler], *, tls: ssl.SSLCo
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def run_job(app: Any, job_id: str, worker_id: str = "test") -> Any:
+    """Run the queued job `job_id` now, as a worker would, with the connexion `app`'s job engine,
+    database and clock (the session app, or a served one's `Served.app`); its `RunReport`."""
+    from persistence.unit_of_work import UnitOfWork
+    from services import jobs as job_services
+
+    context = app.app.extensions["charter"]
+    return job_services.run(
+        engine=context.jobs,
+        unit_of_work=lambda: UnitOfWork(context.session_factory),
+        clock=context.clock,
+        job_id=uuid.UUID(job_id),
+        worker_id=worker_id,
+    )

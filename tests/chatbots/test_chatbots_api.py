@@ -22,6 +22,7 @@ from tests.helpers import (
     assert_problem,
     collect_pages,
     register_and_login,
+    run_job,
 )
 
 BASE = "/api/v1/chatbots"
@@ -41,20 +42,6 @@ def patch(client, account, chatbot_id, body, **headers):
 
 def stored(database, chatbot_id) -> Chatbot | None:
     return database.read(lambda db: db.get(Chatbot, uuid.UUID(chatbot_id)))
-
-
-def run_job(app, job_id: str) -> job_services.RunReport:
-    """Run a queued job now, as a worker would, with the app's engine and clock."""
-    context = app.app.extensions["charter"]
-    from persistence.unit_of_work import UnitOfWork
-
-    return job_services.run(
-        engine=context.jobs,
-        unit_of_work=lambda: UnitOfWork(context.session_factory),
-        clock=context.clock,
-        job_id=uuid.UUID(job_id),
-        worker_id="test",
-    )
 
 
 def test_a_chatbot_is_created_as_a_draft_with_location_etag_and_defaults(client, account):

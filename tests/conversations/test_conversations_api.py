@@ -18,27 +18,14 @@ from sqlalchemy import func, select
 
 from adapters.file_storage import MemoryFileStore
 from persistence.conversations.models import Conversation, Message
-from persistence.unit_of_work import UnitOfWork
 from server.settings import Settings
 from services import conversations
 from services import jobs as job_services
 from tests.conversations.conftest import RETURNS_PAGE, SHIPPING_MANUAL, index
-from tests.helpers import NOT_FOUND, PRECONDITION_FAILED, VALIDATION, assert_problem, collect_pages, pages
+from tests.helpers import NOT_FOUND, PRECONDITION_FAILED, VALIDATION, assert_problem, collect_pages, pages, run_job
 
 CHATBOTS = "/api/v1/chatbots"
 CONVERSATIONS = "/api/v1/conversations"
-
-
-def run_job(app, job_id: str) -> job_services.RunReport:
-    """Run a queued job now, as a worker would, with the app's engine and clock."""
-    context = app.app.extensions["charter"]
-    return job_services.run(
-        engine=context.jobs,
-        unit_of_work=lambda: UnitOfWork(context.session_factory),
-        clock=context.clock,
-        job_id=uuid.UUID(job_id),
-        worker_id="test",
-    )
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,12 +17,11 @@ import httpx_sse
 import openai
 import pytest
 
-from persistence.unit_of_work import UnitOfWork
 from server.worker import make_crawler_config
 from services import jobs as job_services
 from services.clock import FakeCrawlClock
 from services.conversations import markers
-from tests.helpers import register_and_login
+from tests.helpers import register_and_login, run_job
 from tests.websites.conftest import crawler_settings
 from tests.websites.site import changing_site
 
@@ -49,14 +47,7 @@ class Chatbot:
 
 def _run(served: Any, job_id: str) -> None:
     """Run a queued job now, as a worker does, with the served app's engine."""
-    state = served.state
-    report = job_services.run(
-        engine=state.jobs,
-        unit_of_work=lambda: UnitOfWork(state.session_factory),
-        clock=state.clock,
-        job_id=uuid.UUID(job_id),
-        worker_id="whole-flow",
-    )
+    report = run_job(served.app, job_id, "whole-flow")
     assert report.outcome == job_services.Outcome.SUCCEEDED, report
 
 

@@ -18,26 +18,12 @@ from services import documents as document_services
 from services import jobs as job_services
 from tests.documents.conftest import CLAMD_MARKER, CLAMD_MARKER_SIGNATURE
 from tests.documents.samples import EICAR, build_docx, build_pdf, vba_project, with_member, zip_bomb
-from tests.helpers import NOT_FOUND, VALIDATION, assert_problem
+from tests.helpers import NOT_FOUND, VALIDATION, assert_problem, run_job
 
 CHATBOTS = "/api/v1/chatbots"
 PDF_MEDIA_TYPE = "application/pdf"
 DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00\x01\x00\x00\x00" + bytes(range(256)) * 4
-
-
-def run_job(app, job_id: str) -> job_services.RunReport:
-    """Run a queued job now, as a worker would, with the app's engine and clock."""
-    context = app.app.extensions["charter"]
-    from persistence.unit_of_work import UnitOfWork
-
-    return job_services.run(
-        engine=context.jobs,
-        unit_of_work=lambda: UnitOfWork(context.session_factory),
-        clock=context.clock,
-        job_id=uuid.UUID(job_id),
-        worker_id="test",
-    )
 
 
 @pytest.fixture

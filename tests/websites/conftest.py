@@ -5,17 +5,16 @@ serve on 127.0.0.1, and nothing else is ever contacted), short timeouts and a fa
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import pytest
 
-from persistence.unit_of_work import UnitOfWork
 from server.worker import make_crawler_config
 from services import jobs as job_services
 from services.clock import FakeCrawlClock
 from services.websites import CrawlerConfig
 from tests.helpers import make_settings
+from tests.helpers import run_job as run_queued_job
 
 INFO_URL = "https://charter.example/docs/crawler"
 
@@ -52,15 +51,8 @@ def crawler(app, settings, crawl_clock, monkeypatch) -> CrawlerConfig:
 @pytest.fixture
 def run_job(app) -> Callable[..., job_services.RunReport]:
     """Run a queued job now, as a worker would, with the app's engine and clock."""
-    context = app.app.extensions["charter"]
 
     def run(job_id: str, worker_id: str = "test") -> job_services.RunReport:
-        return job_services.run(
-            engine=context.jobs,
-            unit_of_work=lambda: UnitOfWork(context.session_factory),
-            clock=context.clock,
-            job_id=uuid.UUID(job_id),
-            worker_id=worker_id,
-        )
+        return run_queued_job(app, job_id, worker_id)
 
     return run
