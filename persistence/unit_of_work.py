@@ -18,6 +18,10 @@ from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
 from persistence.api_keys.repository import ApiKeyRepository
 from persistence.audit.repository import AuditRepository
+from persistence.billing.invoices import InvoiceRepository
+from persistence.billing.payments import PaymentMethodRepository, ProviderEventRepository
+from persistence.billing.plans import PlanRepository, SubscriptionRepository
+from persistence.billing.usage import UsageRepository
 from persistence.chatbots.repository import ChatbotRepository
 from persistence.conversations.repository import ConversationRepository
 from persistence.database import hold_write_lock, savepoint
@@ -187,6 +191,36 @@ class UnitOfWork:
     def public_chatbots(self) -> PublicChatbotRepository:
         """What visitors of public chatbots reach."""
         return PublicChatbotRepository(self.session)
+
+    @cached_property
+    def plans(self) -> PlanRepository:
+        """The plan catalogue (billing)."""
+        return PlanRepository(self.session)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionRepository:
+        """Accounts' subscriptions (billing)."""
+        return SubscriptionRepository(self.session)
+
+    @cached_property
+    def invoices(self) -> InvoiceRepository:
+        """Invoices and their lines (billing)."""
+        return InvoiceRepository(self.session)
+
+    @cached_property
+    def payment_methods(self) -> PaymentMethodRepository:
+        """Accounts' payment methods (billing)."""
+        return PaymentMethodRepository(self.session)
+
+    @cached_property
+    def provider_events(self) -> ProviderEventRepository:
+        """Inbound payment-provider events, stored once each (billing)."""
+        return ProviderEventRepository(self.session)
+
+    @cached_property
+    def usage(self) -> UsageRepository:
+        """Usage events and counters per meter (billing quotas)."""
+        return UsageRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of
