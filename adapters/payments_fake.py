@@ -10,7 +10,7 @@ import hashlib
 import threading
 import uuid
 
-from services.payments import CardDetails, ChargeOutcome, PaymentMethodRejected
+from adapters.payments import CardDetails, ChargeOutcome, PaymentMethodRejected
 
 TEST_CARDS: dict[str, tuple[str, str, str]] = {
     "tok_visa": ("visa", "4242", "succeeded"),
