@@ -6,6 +6,7 @@ Imported by the other wiring modules (`server.app`, `server.cli`) and by nothing
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -82,14 +83,22 @@ def make_job_engine(
     return engine, queue
 
 
+@functools.cache
+def contract_version() -> str:
+    """The contract's ``info.version`` (what `GET /` says), read from the root document alone."""
+    import yaml
+
+    from server.contract import ROOT_DOCUMENT
+
+    return str(yaml.safe_load(ROOT_DOCUMENT.read_text())["info"]["version"])
+
+
 def make_backup_config(settings: Settings) -> backups.BackupConfig:
     """The backups' adapters: pg_dump / pg_restore or SQLite's backup API for DATABASE_URL, the
     inventory on an engine of its own (one connection, no statement timeout: counting a large
     table may take long), the documents' file store, BACKUP_DIR, BACKUP_KEEP and BACKUP_SCHEDULE,
     and the contract's version for the manifest. The engine connects on first use only."""
     from sqlalchemy.engine import make_url
-
-    from server.contract import bundle
 
     dumper: backups.DumpTool
     if settings.is_sqlite:
@@ -110,7 +119,7 @@ def make_backup_config(settings: Settings) -> backups.BackupConfig:
         inventory=DatabaseInventory(engine),
         copy_facts=facts_of_sqlite_file,
         store=LocalFileStore(settings.documents_dir),
-        app_version=str(bundle()["info"]["version"]),
+        app_version=contract_version(),
         schedule=CronSchedule(settings.backup_schedule) if settings.backup_schedule else None,
     )
 

@@ -79,6 +79,29 @@ class Writers:
         assert not any(thread.is_alive() for thread in self.threads)
 
 
+class Stalling:
+    """A dump tool that lets the writers commit 5 more tasks before it dumps (PostgreSQL: after the
+    snapshot was exported and counted in), then counts what they wrote while it dumped."""
+
+    def __init__(self, inner: Any, writers: Writers) -> None:
+        self.inner = inner
+        self.writers = writers
+        self.kind = inner.kind
+        self.during = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # the client versions of pg_dump and pg_restore
+
+    def dump(self, target: Path, *, snapshot: str | None) -> None:
+        start = self.writers.written
+        self.writers.wait_for(start + 5)
+        self.inner.dump(target, snapshot=snapshot)
+        self.during = self.writers.written - start
+
+    def restore(self, source: Path) -> None:
+        self.inner.restore(source)
+
+
 def _task_ids(config: backups.BackupConfig) -> set[str]:
     with config.inventory.engine.connect() as connection:  # type: ignore[attr-defined]
         from sqlalchemy import text
@@ -116,7 +139,11 @@ def test_a_backup_taken_while_writers_insert_restores_exactly_its_manifest(sourc
         with Writers(source, uuid.UUID(writer.id)) as writers:
             writers.wait_for(10)
             written_before = writers.written
-            info = backups.create_backup(config=config, clock=SystemClock())
+            # Writes land after the snapshot is taken and before the dump runs: the dump and the
+            # manifest's counts must both leave them out.
+            stalling = dataclasses.replace(config, dumper=Stalling(config.dumper, writers))
+            info = backups.create_backup(config=stalling, clock=SystemClock())
+            assert stalling.dumper.during >= 5
             writers.wait_for(written_before + 10)
         assert not writers.errors
         after = config.inventory.facts()

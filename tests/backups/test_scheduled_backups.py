@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 
 import jobs as job_kinds
 from adapters.cron_schedule import CronSchedule
 from persistence.database import make_engine, make_session_factory
+from persistence.jobs.models import Job
 from persistence.unit_of_work import UnitOfWork
 from services import backups
 from services import jobs as job_services
@@ -177,3 +179,31 @@ def test_a_failed_backup_deletes_no_older_one_and_leaves_no_partial_file(config,
     with pytest.raises(backups.BackupFailed):
         backups.scheduled_backup(config=broken, clock=clock, slot=clock.now())
     assert _archives(config) == kept
+
+
+def test_a_worker_wired_from_the_settings_queues_and_runs_the_scheduled_backup(settings, units):
+    """The wiring end to end: `server.worker.Worker` built from settings with BACKUP_SCHEDULE
+    queues the job at its periodic check and runs it with the configuration it built
+    (`make_backup_config`), into BACKUP_DIR."""
+    from server.worker import Worker
+
+    clock = FrozenClock(NIGHT + timedelta(seconds=45))
+    worker = Worker(settings, threads=1, clock=clock)
+    try:
+        worker.queue_scheduled_backup(NIGHT)
+        with units() as uow:
+            queued = uow.session.scalars(select(Job).where(Job.kind == backups.JOB_KIND, Job.status == "queued")).all()
+        assert len(queued) == 1
+        worker.handle(str(queued[0].id))
+        with units() as uow:
+            done = uow.jobs.get(queued[0].id)
+        assert done.status == "succeeded", done.error
+        archive = settings.backup_directory / done.result["archive"]
+        manifest = backups.verify_archive(path=archive)
+        assert manifest.database_kind == "sqlite" and manifest.created_at == clock.now()
+        worker.queue_scheduled_backup(clock.now())  # nothing more is due until tomorrow at 03:00
+        with units() as uow:
+            assert not uow.jobs.pending_of_kind(backups.JOB_KIND)
+    finally:
+        worker.engine.context["backups"].inventory.engine.dispose()
+        worker.db.dispose()
