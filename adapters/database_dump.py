@@ -25,7 +25,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 DUMP_TIMEOUT_SECONDS = 6 * 3600.0
 """The longest a `pg_dump` or `pg_restore` may run before it is stopped (a bound, not a target)."""
@@ -72,7 +72,14 @@ class PostgresDumpTool:
             raise ValueError("PostgresDumpTool needs a postgresql URL")
         self._password = parsed.password
         # libpq understands postgresql://user@host:port/db?options; the driver name is SQLAlchemy's.
-        plain = parsed.set(drivername="postgresql", password=None)
+        plain = URL.create(
+            "postgresql",
+            username=parsed.username,
+            host=parsed.host,
+            port=parsed.port,
+            database=parsed.database,
+            query=parsed.query,
+        )  # without the password (`URL.set` cannot remove one)
         self._conninfo = plain.render_as_string(hide_password=False)
         self.timeout_seconds = timeout_seconds
 
