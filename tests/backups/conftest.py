@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,13 @@ import pytest
 from openapi_core import OpenAPI
 from starlette.testclient import TestClient
 
+from persistence.unit_of_work import UnitOfWork
 from server.app import create_app
 from server.settings import Settings
 from server.worker import make_backup_config
-from services import backups
+from services import backups, reminders
 from services import jobs as job_services
+from services.clock import FrozenClock
 from tests.helpers import (
     ContractClient,
     create_admin_and_login,
@@ -82,7 +86,7 @@ def fill(source: Source) -> None:
         account = register_and_login(client)
         for number in range(5):
             task = create_task(client, account, title=f"task {number} of {person}", tags=["home", f"p{person}"])
-        _ok(
+        reminder = _ok(
             client.post(
                 f"{account.tasks_path}/{task['id']}/reminders",
                 json={"remind_at": "2099-01-01T09:00:00Z", "channels": ["in_app"]},
@@ -90,6 +94,9 @@ def fill(source: Source) -> None:
             ),
             201,
         )
+        later = FrozenClock(datetime(2099, 1, 1, 9, 0, 1, tzinfo=UTC))
+        with UnitOfWork(source.state.session_factory) as uow:  # fired as the worker would: a notification
+            assert reminders.fire(uow=uow, clock=later, engine=None, reminder_id=uuid.UUID(reminder["id"]))
         _ok(
             client.post(
                 "/api/v1/webhook-endpoints",
@@ -98,6 +105,7 @@ def fill(source: Source) -> None:
             ),
             201,
         )
+        create_task(client, account, title="after the webhook")  # a delivery and its job
         _ok(client.post("/api/v1/api-keys", json={"name": "CI", "scopes": ["chat"]}, headers=account.headers), 201)
         chatbot = _ok(client.post("/api/v1/chatbots", json={"name": f"Shop {person}"}, headers=account.headers), 201)
         base = f"/api/v1/chatbots/{chatbot['id']}"
@@ -114,7 +122,14 @@ def fill(source: Source) -> None:
             )
             report = run_job(source.app, started["job"]["id"], "backup-fill")
             assert report.outcome == job_services.Outcome.SUCCEEDED, report
-        _ok(client.patch(base, json={"status": "active"}, headers=account.headers), 200)
+        _ok(
+            client.post(f"{base}/websites", json={"start_url": "http://127.0.0.1:9/"}, headers=account.headers),
+            202,
+        )  # its crawl stays queued
+        active = _ok(
+            client.patch(base, json={"status": "active", "visibility": "public"}, headers=account.headers), 200
+        )
+        _ok(client.post(f"/api/v1/public/chatbots/{active['public_id']}/conversations"), 201)  # a visitor's
         conversation = _ok(client.post(f"{base}/conversations", json={}, headers=account.headers), 201)
         _ok(
             client.post(
@@ -130,7 +145,7 @@ def fill(source: Source) -> None:
 def filled_source(kind: str, workdir: Path, openapi: OpenAPI) -> Iterator[Source]:
     server = postgres_url_in_environment() if kind == "postgresql" else None
     with migrated_database(server, sqlite_dir=workdir, prefix="charter_backup") as url:
-        settings = make_settings(url, workdir / "var")
+        settings = make_settings(url, workdir / "var", crawler_allow_private_addresses=True)
         app = create_app(settings)
         try:
             app.app.extensions["charter"].webhooks.guard.resolver = fake_resolver
