@@ -446,4 +446,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         if watcher is not None:
             watcher.stop()
         worker.db.dispose()
+        backup_engine = getattr(getattr(worker.engine.context.get("backups"), "inventory", None), "engine", None)
+        if backup_engine is not None:
+            backup_engine.dispose()
     return 0
