@@ -1,5 +1,8 @@
 """The `charter` command: ``migrate`` applies migrations, ``serve`` runs the API, ``worker`` runs jobs.
 
+``backup`` and ``restore`` save and put back the database and the document files
+(`services.backups`; the README's operations runbook).
+
 ``make migrate`` and ``make run`` call these; they read the same settings as the app.
 """
 
@@ -152,6 +155,78 @@ def rotate_encryption_key(settings: Settings) -> int:
     return 0
 
 
+def backup(settings: Settings, *, output: str | None) -> int:
+    """`charter backup [--output PATH]`: one archive of the database and the document files,
+    into BACKUP_DIR under a new name, or at PATH (an existing folder: a new name in it). Prints
+    the archive's path. Returns the exit status (1 when the backup failed; nothing is left)."""
+    from server.worker import make_backup_config
+    from services import backups
+    from services.clock import SystemClock
+
+    config = make_backup_config(settings)
+    try:
+        info = backups.create_backup(config=config, clock=SystemClock(), output=Path(output) if output else None)
+    except backups.BackupFailed as error:
+        print(f"charter: backup failed: {error.detail}", file=sys.stderr)
+        return 1
+    finally:
+        _dispose(config)
+    counts = info.manifest.table_counts
+    print(
+        f"{info.path} ({info.size_bytes} bytes): {config.dumper.kind} database at revision "
+        f"{info.manifest.schema_revision}, {sum(counts.values())} rows in {len(counts)} tables, "
+        f"{info.manifest.raw['documents']['files']} document file(s)"
+    )
+    return 0
+
+
+def restore(settings: Settings, *, path: str, force: bool, verify_only: bool) -> int:
+    """`charter restore PATH [--force] [--verify-only]`: check the archive's checksums, then
+    restore it into DATABASE_URL's database (empty, unless --force) and VAR_DIR/documents, then
+    check the restored counts and revision against the manifest. With --verify-only, only the
+    archive is checked. Returns the exit status: 0 done, 1 refused or failed (the message says
+    why; an invalid archive or a refusal changed nothing)."""
+    from server.worker import make_backup_config
+    from services import backups
+
+    if verify_only:
+        try:
+            manifest = backups.verify_archive(path=Path(path))
+        except backups.ArchiveInvalid as error:
+            print(f"charter: {error.detail}", file=sys.stderr)
+            return 1
+        print(
+            f"{path}: intact ({len(manifest.members)} members, checksums match); a {manifest.database_kind} "
+            f"database at revision {manifest.schema_revision}, made {manifest.raw['created_at']}"
+        )
+        return 0
+    config = make_backup_config(settings)
+    try:
+        report = backups.restore_backup(config=config, path=Path(path), force=force)
+    except backups.ArchiveInvalid as error:
+        print(f"charter: restore refused, the archive is not intact: {error.detail}", file=sys.stderr)
+        return 1
+    except backups.RestoreRefused as error:
+        print(f"charter: restore refused: {error.detail}", file=sys.stderr)
+        return 1
+    except (backups.BackupFailed, backups.RestoreMismatch) as error:
+        print(f"charter: restore failed: {error.detail}", file=sys.stderr)
+        return 1
+    finally:
+        _dispose(config)
+    print(
+        f"restored {report.rows} rows in {report.tables} tables ({report.database_kind}, revision "
+        f"{report.schema_revision}) and {report.documents} document file(s); counts and revision match the manifest"
+    )
+    return 0
+
+
+def _dispose(config: object) -> None:
+    engine = getattr(getattr(config, "inventory", None), "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `charter` console script."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__.splitlines()[0])
@@ -182,6 +257,22 @@ def main(argv: list[str] | None = None) -> int:
         "rotate-encryption-key",
         help="re-encrypt stored secrets (webhook signing secrets) with the first key of ENCRYPTION_KEYS",
     )
+    backup_command = commands.add_parser(
+        "backup", help="write one archive of the database and the document files (into BACKUP_DIR)"
+    )
+    backup_command.add_argument(
+        "--output", default=None, help="the archive's path, or a folder for it (default: a new name in BACKUP_DIR)"
+    )
+    restore_command = commands.add_parser(
+        "restore", help="restore an archive into an empty database and check it against its manifest"
+    )
+    restore_command.add_argument("path", help="the archive (charter-backup-*.tar)")
+    restore_command.add_argument(
+        "--force", action="store_true", help="restore even into a non-empty database, replacing what it holds"
+    )
+    restore_command.add_argument(
+        "--verify-only", action="store_true", help="only check the archive's checksums; change nothing"
+    )
     worker = commands.add_parser("worker", help="run background jobs (a huey consumer)")
     worker.add_argument("--threads", type=int, default=2, help="jobs run at once (default 2)")
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -203,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "create-admin":
         return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
+    elif args.command == "backup":
+        return backup(settings, output=args.output)
+    elif args.command == "restore":
+        return restore(settings, path=args.path, force=args.force, verify_only=args.verify_only)
     elif args.command == "rotate-encryption-key":
         return rotate_encryption_key(settings)
     elif args.command == "worker":

@@ -256,6 +256,21 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
+    backup_dir: Path | None = Field(
+        None,
+        description="Where backups are written and listed (`charter backup`, scheduled ones); unset: VAR_DIR/backups.",
+    )
+    backup_keep: int = Field(
+        7,
+        ge=1,
+        le=10_000,
+        description="Archives a scheduled backup leaves in BACKUP_DIR (the newest); older ones are deleted.",
+    )
+    backup_schedule: str = Field(
+        "",
+        max_length=200,
+        description="Cron expression (UTC, five fields) of scheduled backups, e.g. `0 3 * * *`; empty: none.",
+    )
 
     @field_validator("answer_provider")
     @classmethod
@@ -264,6 +279,27 @@ class Settings(BaseSettings):
             known = ", ".join(ANSWER_PROVIDERS)
             raise ValueError(f"ANSWER_PROVIDER {value!r} is not an answer provider; use one of: {known}")
         return value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _cron_expression(cls, value: str) -> str:
+        """Five fields (minute hour day month day-of-week), each one huey's crontab accepts (the
+        scheduler `adapters.cron_schedule` evaluates it with)."""
+        from huey import crontab
+
+        parts = value.split()
+        if not parts:
+            return ""
+        if len(parts) != 5:
+            raise ValueError(
+                f"BACKUP_SCHEDULE {value!r} is not a cron expression: five fields are needed (minute hour day "
+                "month day-of-week), e.g. '0 3 * * *' for 03:00 UTC every day"
+            )
+        try:
+            crontab(*parts, strict=True)
+        except ValueError as error:
+            raise ValueError(f"BACKUP_SCHEDULE {value!r} is not a cron expression: {error}") from error
+        return " ".join(parts)
 
     @field_validator("trusted_proxies", "cors_origins", "job_extra_modules", mode="before")
     @classmethod
@@ -418,6 +454,11 @@ class Settings(BaseSettings):
     def documents_dir(self) -> Path:
         """Where uploaded documents are kept (content-addressed), under VAR_DIR."""
         return self.var_dir / "documents"
+
+    @property
+    def backup_directory(self) -> Path:
+        """Where backups are written and listed: BACKUP_DIR, or VAR_DIR/backups."""
+        return self.backup_dir if self.backup_dir is not None else self.var_dir / "backups"
 
     @property
     def is_sqlite(self) -> bool:

@@ -6,6 +6,7 @@ Imported by the other wiring modules (`server.app`, `server.cli`) and by nothing
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -24,6 +25,8 @@ import jobs
 from adapters.address_guard import AddressGuard
 from adapters.answer_extractive import ExtractiveAnswerProvider
 from adapters.clamd import ClamdScanner
+from adapters.cron_schedule import CronSchedule
+from adapters.database_dump import PostgresDumpTool, SqliteDumpTool
 from adapters.file_storage import LocalFileStore
 from adapters.job_queue import HueyJobQueue, make_huey
 from adapters.llm_chat import OpenAIChatClient
@@ -34,11 +37,12 @@ from adapters.web_fetch import HttpxFetcher
 from adapters.web_robots import ProtegoRobotsParser
 from adapters.web_sitemaps import UspSitemapReader
 from adapters.webhook_http import HttpxSender
+from persistence.backups import DatabaseInventory, facts_of_sqlite_file
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
-from services import conversations, documents, webhooks, websites
+from services import backups, conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
@@ -73,9 +77,51 @@ def make_job_engine(
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
             "conversations": make_conversation_config(settings),
+            **({"backups": make_backup_config(settings)} if handler is not None else {}),
         },
     )
     return engine, queue
+
+
+@functools.cache
+def contract_version() -> str:
+    """The contract's ``info.version`` (what `GET /` says), read from the root document alone."""
+    import yaml
+
+    from server.contract import ROOT_DOCUMENT
+
+    return str(yaml.safe_load(ROOT_DOCUMENT.read_text())["info"]["version"])
+
+
+def make_backup_config(settings: Settings) -> backups.BackupConfig:
+    """The backups' adapters: pg_dump / pg_restore or SQLite's backup API for DATABASE_URL, the
+    inventory on an engine of its own (one connection, no statement timeout: counting a large
+    table may take long), the documents' file store, BACKUP_DIR, BACKUP_KEEP and BACKUP_SCHEDULE,
+    and the contract's version for the manifest. The engine connects on first use only."""
+    from sqlalchemy.engine import make_url
+
+    dumper: backups.DumpTool
+    if settings.is_sqlite:
+        dumper = SqliteDumpTool(make_url(settings.database_url).database or "")
+    else:
+        dumper = PostgresDumpTool(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=1,
+        max_overflow=1,
+        connect_timeout=settings.db_connect_timeout_seconds,
+        statement_timeout_ms=0,
+    )
+    return backups.BackupConfig(
+        directory=settings.backup_directory,
+        keep=settings.backup_keep,
+        dumper=dumper,
+        inventory=DatabaseInventory(engine),
+        copy_facts=facts_of_sqlite_file,
+        store=LocalFileStore(settings.documents_dir),
+        app_version=contract_version(),
+        schedule=CronSchedule(settings.backup_schedule) if settings.backup_schedule else None,
+    )
 
 
 def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
@@ -323,6 +369,19 @@ class Worker:
         if fired:
             log.info("reminder_sweep", fired=fired)
 
+    def queue_scheduled_backup(self, after: datetime) -> None:
+        """Queue `backups.create` when BACKUP_SCHEDULE names a minute since `after`
+        (`services.backups.queue_if_due`); nothing without a schedule."""
+        config = self.engine.context.get("backups")
+        if not isinstance(config, backups.BackupConfig) or config.schedule is None:
+            return
+        with self.unit_of_work() as uow:
+            job = backups.queue_if_due(
+                uow=uow, clock=self.clock, engine=self.engine, schedule=config.schedule, after=after
+            )
+        if job is not None:
+            log.info("backup_queued", job_id=str(job.id), schedule=config.schedule.expression)
+
     def queue_maintenance(self) -> None:
         """Queue `maintenance.purge_expired` unless one is queued or running."""
         with self.unit_of_work() as uow:
@@ -345,6 +404,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         max_delay=1.0,
     )
     last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
+    last_backup_check = [worker.clock.now()]
 
     orphaned = threading.Event()
 
@@ -363,6 +423,9 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         if time.monotonic() - last_maintenance[0] >= MAINTENANCE_EVERY_SECONDS:
             last_maintenance[0] = time.monotonic()
             worker.queue_maintenance()
+        now = worker.clock.now()
+        worker.queue_scheduled_backup(last_backup_check[0])
+        last_backup_check[0] = now
 
     sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
     reminder_sweeper = Repeating(
@@ -383,4 +446,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         if watcher is not None:
             watcher.stop()
         worker.db.dispose()
+        backup_engine = getattr(getattr(worker.engine.context.get("backups"), "inventory", None), "engine", None)
+        if backup_engine is not None:
+            backup_engine.dispose()
     return 0
