@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVarTuple, cast
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.sql.base import Executable
 
 _Ts = TypeVarTuple("_Ts")
 log = structlog.get_logger(__name__)
@@ -113,10 +115,33 @@ def make_session_factory(engine: Engine, *, autocommit: bool = False) -> session
     a transactional session never retries anything.
     """
     bind = engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
-    factory = sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+    factory = sessionmaker(bind=bind, expire_on_commit=False, autoflush=False, info={RETRY_READS: autocommit})
     if autocommit:
         event.listen(factory, "do_orm_execute", _retry_read_once)
     return factory
+
+
+RETRY_READS = "charter_retry_reads"
+"""`Session.info` key: True on the autocommit (read-only) sessions, whose SELECTs are retried once
+after a lost connection (`_retry_read_once`, `read_rows`)."""
+
+
+def read_rows(
+    db: Session, statement: Executable, parameters: Mapping[str, Any] | None = None
+) -> Result[*tuple[Any, ...]]:
+    """Execute a Core SELECT on `db`'s connection (the hot paths read Core rows, bypassing the
+    ORM and so its `do_orm_execute` hook), retried once after a lost connection exactly as
+    `_retry_read_once` retries an ORM read: only on an autocommit (read-only) session, and only a
+    SELECT. Elsewhere it is ``db.connection().execute(statement, parameters)``."""
+    try:
+        return db.connection().execute(statement, parameters)
+    except exc.DBAPIError as error:
+        retry = db.info.get(RETRY_READS) and getattr(statement, "is_select", False) and error.connection_invalidated
+        if not retry:
+            raise
+        log.warning("database_read_retried", error=type(error.orig).__name__ if error.orig else None)
+        db.rollback()
+        return db.connection().execute(statement, parameters)
 
 
 def _retry_read_once(state: ORMExecuteState) -> Result[Any] | None:

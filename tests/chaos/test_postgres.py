@@ -151,3 +151,35 @@ def test_writers_through_a_postgres_restart_lose_no_acknowledged_write_and_see_n
         assert len(acknowledged) == len(set(acknowledged))
     finally:
         app.app.extensions["charter"].engine.dispose()
+
+
+def test_over_http_a_get_after_a_restart_is_retried_and_a_post_answers_503(running_postgres, database, tmp_path):
+    app = create_app(make_settings(database, tmp_path, wsgi_threads=2, db_pool_size=2, db_max_overflow=0))
+    try:
+        with serve(app) as url, httpx.Client(base_url=url, timeout=15) as http:
+            email = unique_email()
+            user_id = http.post("/api/v1/auth/register", json=registration(email)).json()["id"]
+            token = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD}).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            path = f"/api/v1/users/{user_id}/tasks"
+            assert http.post(path, json={"title": "before"}, headers=headers).status_code == 201
+            assert http.get(path, headers=headers).status_code == 200
+
+            running_postgres.stop()
+            running_postgres.start()
+            listed = http.get(path, headers=headers)  # its pooled connection died: read again, once
+            assert listed.status_code == 200, listed.text
+            assert [task["title"] for task in listed.json()["items"]] == ["before"]
+
+            running_postgres.stop()
+            running_postgres.start()
+            written = http.post(path, json={"title": "lost connection"}, headers=headers)
+            assert written.status_code == 503  # never retried silently: the client decides
+            assert written.headers["retry-after"] == "5"
+            assert written.json()["type"] == "/problems/service-unavailable"
+            again = http.post(path, json={"title": "retried by the client"}, headers=headers)
+            assert again.status_code == 201
+            titles = [task["title"] for task in http.get(path, headers=headers).json()["items"]]
+            assert sorted(titles) == ["before", "retried by the client"]
+    finally:
+        app.app.extensions["charter"].engine.dispose()
