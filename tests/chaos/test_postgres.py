@@ -29,7 +29,6 @@ from tests.helpers import PASSWORD, make_settings, migrate, registration, unique
 from tests.served import Served, serve
 
 WRITERS = 4
-WRITE_SECONDS = 5.0
 OUTAGE_SECONDS = 1.5
 
 
