@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint migrate fuzz bench spec docs sdk spec-diff clean
+.PHONY: run test lint migrate fuzz bench spec docs sdk spec-diff chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ lint: $(BIN)/.installed node_modules/.installed spec
 test: lint spec-diff docs
 	$(MAKE) --no-print-directory fuzz
 	$(BIN)/pytest
+
+## chaos: the fault suite (tests/chaos and the killed-worker test, marked `chaos`): its own PostgreSQL cluster (initdb + pg_ctl in a temp folder, free port) restarted under writers, its own redis-server stopped and started, a worker SIGKILLed mid-job, SMTP, the answer provider and clamd refusing and hanging; the slow ones (CHARTER_CHAOS=all) included. The quick ones also run in `pytest`
+chaos: $(BIN)/.installed
+	CHARTER_CHAOS=all $(BIN)/pytest -m chaos tests/chaos tests/jobs/test_worker_processes.py
 
 ## fuzz: schemathesis CLI (all checks, 100 examples per operation) against a server it starts and stops
 fuzz: $(BIN)/.installed

@@ -8,6 +8,19 @@ and reads one answer ending in a NUL byte: ``stream: OK``, ``stream: <signature>
 after which clamd closes the connection). The `clamd` and `pyclamd` packages on PyPI are
 unmaintained (last releases 2014 and 2017), hence these few lines. Every socket operation has a
 timeout; the connection is one per scan (clamd's IDSESSION is not needed at this volume).
+
+Resilience (`adapters.resilience`, the ``clamd`` breaker):
+
+* **Timeouts**: `timeout_seconds` for connecting and for each send and receive.
+* **Retries**: only connecting, at most `connect_attempts` attempts, when refused or timed out
+  (nothing was sent). A scan that fails midway is not repeated here: the document job is.
+* **Breaker**: unreachable, timed out or closed without answering counts as a failure; any
+  answer (clean, infected, or clamd's own ERROR) as a success. While open, `scan` raises
+  `DependencyUnavailable` (a ConnectionError) without connecting.
+* **Fallback**: the document is held: it stays ``scanning`` (never extracted, indexed or served)
+  and its job is retried by the job engine (`services.documents.process_document` raises
+  `ScannerUnavailable`); a document clamd cannot judge is ``unscannable`` and quarantined while
+  DOCUMENT_BLOCK_UNSCANNABLE.
 """
 
 from __future__ import annotations
@@ -17,6 +30,8 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
+
+from adapters.resilience import Breaker
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 _MAX_ANSWER_BYTES = 64 * 1024
@@ -81,16 +96,40 @@ class ClamdScanner:
         url: CLAMD_URL (``tcp://host:port`` or ``unix:///path``).
         timeout_seconds: connect, send and receive timeout (each operation).
         chunk_bytes: bytes sent per INSTREAM chunk.
+        connect_attempts: attempts at connecting (1: no retry).
+        breaker: the process's ``clamd`` breaker (`adapters.resilience.join`); None: its own.
     """
 
     engine = "clamav"
 
-    def __init__(self, url: str, *, timeout_seconds: float = 30.0, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = 30.0,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        connect_attempts: int = 2,
+        breaker: Breaker | None = None,
+    ) -> None:
         self.address = parse_clamd_url(url)
         self.timeout_seconds = timeout_seconds
         self.chunk_bytes = chunk_bytes
+        self.connect_attempts = connect_attempts
+        self.breaker = breaker or Breaker("clamd")
 
     def _connect(self) -> socket.socket:
+        """A connection to clamd through the breaker, retried when refused or timed out."""
+        return self.breaker.call(
+            self._open,
+            counts=lambda error: isinstance(error, OSError),
+            retry_on=lambda error: isinstance(error, ConnectionRefusedError | TimeoutError),
+            attempts=self.connect_attempts,
+            wait_initial=0.2,
+            wait_max=1.0,
+            success_counts=False,  # a connection is not an answer: `scan` and `_command` record it
+        )
+
+    def _open(self) -> socket.socket:
         if self.address.path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.timeout_seconds)
@@ -105,8 +144,14 @@ class ClamdScanner:
 
     def _command(self, command: bytes) -> str:
         with self._connect() as sock:
-            sock.sendall(b"z" + command + b"\0")
-            return _read_answer(sock)
+            try:
+                sock.sendall(b"z" + command + b"\0")
+                answer = _read_answer(sock)
+            except OSError as error:
+                self.breaker.failed(error)
+                raise
+        self.breaker.succeeded()
+        return answer
 
     def ping(self) -> bool:
         """Whether clamd answers PONG (readiness). Raises OSError when it cannot be reached."""
@@ -124,17 +169,23 @@ class ClamdScanner:
             its StreamMaxLength exceeded).
 
         Raises:
+            adapters.resilience.DependencyUnavailable: the ``clamd`` breaker is open.
             OSError: clamd cannot be reached, times out, or closes without answering.
         """
         with self._connect() as sock:
-            sock.sendall(b"zINSTREAM\0")
             try:
-                while chunk := stream.read(self.chunk_bytes):
-                    sock.sendall(struct.pack(">I", len(chunk)) + chunk)
-                sock.sendall(struct.pack(">I", 0))
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # clamd stopped reading (its size limit): its answer says why
-            answer = _read_answer(sock)
+                sock.sendall(b"zINSTREAM\0")
+                try:
+                    while chunk := stream.read(self.chunk_bytes):
+                        sock.sendall(struct.pack(">I", len(chunk)) + chunk)
+                    sock.sendall(struct.pack(">I", 0))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # clamd stopped reading (its size limit): its answer says why
+                answer = _read_answer(sock)
+            except OSError as error:
+                self.breaker.failed(error)
+                raise
+        self.breaker.succeeded()
         return parse_answer(answer)
 
 

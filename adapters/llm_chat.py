@@ -17,7 +17,8 @@ Resilience, and the rules a caller can rely on:
   `retry_max_wait_seconds`) on connection errors, timeouts, 408, 429 and 5xx, at most
   `retry_attempts` attempts in all, and **only before the first token** has been yielded: a
   half-streamed answer is never replayed. Other 4xx (a bad key, a bad model name) are not retried.
-* **Circuit breaker** (pybreaker, per process): every attempt that fails with a retryable error,
+* **Circuit breaker** (pybreaker, per process: `adapters.resilience`, named ``answer_provider``):
+  every attempt that fails with a retryable error,
   and every stream that breaks after its first token, counts as a failure, and every complete
   answer (or a stream its reader closed early) as a success; `breaker_failures` failures in a row
   open the breaker, and for `breaker_reset_seconds` every call fails at once
@@ -25,7 +26,7 @@ Resilience, and the rules a caller can rely on:
   the breaker, failure opens it again. A rejected request (4xx other than 408/429) counts
   neither way: the server is up. pybreaker holds a lock for the whole guarded call, which would
   serialize every answer of the process, so the network call runs outside it: the breaker is
-  asked before each attempt (`_Breaker.admit`) and told the outcome after.
+  asked before each attempt (`adapters.resilience.Breaker.admit`) and told the outcome after.
 * **Typed errors**, both subclasses of `ChatError`: `AnswerProviderUnavailable` when no answer
   started (breaker open, retries exhausted, request rejected): the caller falls back to the
   extractive provider with `fallback: true`; `AnswerInterrupted` when the stream broke after its
@@ -43,13 +44,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
 import openai
-import pybreaker
 import stamina
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from adapters.resilience import Breaker, DependencyUnavailable
 
 T = TypeVar("T")
 
@@ -166,58 +167,6 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class _CircuitOpen(Exception):
-    """The breaker refused an attempt (internal)."""
-
-
-class _Breaker:
-    """pybreaker's state machine, consulted around the network call instead of wrapping it
-    (`CircuitBreaker.call` holds the breaker's lock for the whole call)."""
-
-    def __init__(self, *, failures: int, reset_seconds: float, name: str) -> None:
-        self.storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=failures,
-            reset_timeout=reset_seconds,
-            state_storage=self.storage,
-            throw_new_error_on_trip=False,
-            name=name,
-        )
-
-    @property
-    def state(self) -> str:
-        """``closed``, ``open`` or ``half-open``."""
-        return str(self.breaker.current_state)
-
-    def admit(self) -> None:
-        """Raise `_CircuitOpen` while the breaker is open and its reset timeout has not elapsed."""
-        if self.breaker.current_state != pybreaker.STATE_OPEN:
-            return
-        opened_at = self.storage.opened_at
-        if opened_at is not None and datetime.now(UTC) < opened_at + timedelta(seconds=self.breaker.reset_timeout):
-            raise _CircuitOpen("the circuit breaker is open")
-
-    def succeeded(self) -> None:
-        """Record a successful attempt (closes a half-open breaker)."""
-        with contextlib.suppress(pybreaker.CircuitBreakerError):  # opened meanwhile by other failures: that stands
-            self.breaker.call(_nothing)
-
-    def failed(self, error: Exception) -> None:
-        """Record a failed attempt (may open the breaker)."""
-        try:
-            self.breaker.call(_raise, error)
-        except (pybreaker.CircuitBreakerError, type(error)):
-            pass
-
-
-def _nothing() -> None:
-    return None
-
-
-def _raise(error: Exception) -> None:
-    raise error
-
-
 @dataclass
 class _Watchdog:
     """Closes the response of an attempt when the answer's time budget runs out, which makes a
@@ -275,6 +224,8 @@ class OpenAIChatClient:
         retry_max_wait_seconds: the longest backoff, and the cap on a server's `Retry-After`.
         breaker_failures: consecutive failed attempts that open the breaker.
         breaker_reset_seconds: how long it stays open before a trial call.
+        breaker: the process's ``answer_provider`` breaker (`adapters.resilience.join`, which
+            readiness and /metrics report); None: one of its own, unregistered (tests).
     """
 
     def __init__(
@@ -292,6 +243,7 @@ class OpenAIChatClient:
         retry_max_wait_seconds: float = 5.0,
         breaker_failures: int = 5,
         breaker_reset_seconds: float = 30.0,
+        breaker: Breaker | None = None,
     ) -> None:
         self.model = model
         self.connect_timeout_seconds = connect_timeout_seconds
@@ -314,11 +266,13 @@ class OpenAIChatClient:
             max_retries=0,  # ours are the only retries: counted, and never after the first token
             http_client=openai.DefaultHttpx2Client(timeout=timeout, trust_env=False, follow_redirects=False),
         )
-        self.breaker = _Breaker(failures=breaker_failures, reset_seconds=breaker_reset_seconds, name="llm-chat")
+        self.breaker = breaker or Breaker(
+            "answer_provider", failures=breaker_failures, reset_seconds=breaker_reset_seconds
+        )
 
     @property
     def breaker_state(self) -> str:
-        """The circuit breaker's state: ``closed``, ``open`` or ``half-open``."""
+        """The circuit breaker's state: ``closed``, ``open`` or ``half_open``."""
         return self.breaker.state
 
     def stream_chat(
@@ -418,7 +372,7 @@ class OpenAIChatClient:
                     sent += 1
                     result: T = attempt()
                     return result
-        except _CircuitOpen as error:
+        except DependencyUnavailable as error:
             raise AnswerProviderUnavailable(
                 "the chat server's circuit breaker is open", reason="circuit_open", attempts=sent
             ) from error

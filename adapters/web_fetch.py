@@ -23,6 +23,19 @@ every connection, so every redirect hop too) and:
 
 It never raises for what a site does: every answer, refusal and network failure is a
 `FetchResult`.
+
+Resilience (`adapters.resilience`, the ``web_fetch`` breaker family: one breaker per site,
+``scheme://host:port``):
+
+* **Timeouts**: as above (per request, and a total per answer).
+* **Retries**: a GET whose connection failed (refused, reset, connect timeout: nothing was
+  answered) is tried again once (`connect_attempts`) after a short backoff; GET is safe to
+  repeat. A read timeout or an HTTP error status is not retried (the crawl's pacing continues).
+* **Breaker**: a connection failure or timeout counts as the site's failure, any HTTP answer as
+  a success. While a site's breaker is open its pages fail at once (``circuit open``) without a
+  request.
+* **Fallback**: the page is recorded as ``failed`` with the error and the crawl goes on with the
+  next page (`services.crawling`).
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from adapters.address_guard import AddressGuard, GuardedTransport, is_refusal
+from adapters.resilience import BreakerFamily, DependencyUnavailable
 
 HopCheck = Callable[[str], str | None]
 """Whether a redirect target may be followed: None, or the skip reason (``other_host``,
@@ -189,6 +203,9 @@ class HttpxFetcher:
         max_redirects: redirect hops followed at most before the fetch fails.
         max_html_bytes: an HTML page's cap (decoded bytes).
         max_pdf_bytes: a PDF's cap.
+        connect_attempts: attempts at a request whose connection failed (1: no retry).
+        breakers: the process's ``web_fetch`` family (`adapters.resilience.join_family`); None:
+            its own.
     """
 
     def __init__(
@@ -201,8 +218,12 @@ class HttpxFetcher:
         max_redirects: int = 10,
         max_html_bytes: int = 2 * 1024 * 1024,
         max_pdf_bytes: int = 20 * 1024 * 1024,
+        connect_attempts: int = 2,
+        breakers: BreakerFamily | None = None,
     ) -> None:
         self.guard = guard
+        self.connect_attempts = connect_attempts
+        self.breakers = breakers or BreakerFamily("web_fetch")
         self.user_agent = user_agent(info_url)
         self.total_seconds = total_seconds
         self.max_redirects = max_redirects
@@ -307,13 +328,38 @@ class HttpxFetcher:
     def _one(
         self, url: str, current: str, *, headers: Mapping[str, str], page: bool, max_bytes: int, truncate: bool
     ) -> FetchResult | tuple[int, str | None]:
-        """One request: a final `FetchResult`, or (status, Location) of a redirect to follow."""
+        """One request through the site's breaker, once more when its connection failed."""
+        breaker = self.breakers.for_url(current)
+        answer: FetchResult | tuple[int, str | None] = FetchResult(url, current, "failed")
+        for attempt in range(max(1, self.connect_attempts)):
+            try:
+                breaker.admit()
+            except DependencyUnavailable:
+                return FetchResult(url, current, "failed", error="circuit open: the site failed repeatedly")
+            if attempt:
+                time.sleep(0.2 * attempt)
+            answer, failure = self._request(
+                url, current, headers=headers, page=page, max_bytes=max_bytes, truncate=truncate
+            )
+            if failure is None:
+                breaker.succeeded()
+                return answer
+            breaker.failed(failure)
+            if not isinstance(failure, httpx.ConnectError | httpx.ConnectTimeout):
+                return answer
+        return answer
+
+    def _request(
+        self, url: str, current: str, *, headers: Mapping[str, str], page: bool, max_bytes: int, truncate: bool
+    ) -> tuple[FetchResult | tuple[int, str | None], httpx.HTTPError | None]:
+        """One request: a final `FetchResult`, or (status, Location) of a redirect to follow; and
+        the network failure that ended it, if any (the guard's refusal is none)."""
         started = time.monotonic()
         try:
             with self.client.stream("GET", current, headers=dict(headers)) as response:
                 status = response.status_code
                 if status in REDIRECT_STATUSES:
-                    return status, response.headers.get("location")
+                    return (status, response.headers.get("location")), None
                 answered = FetchResult(
                     url,
                     current,
@@ -325,15 +371,16 @@ class HttpxFetcher:
                     x_robots_tag=response.headers.get("x-robots-tag"),
                 )
                 if status == 304:
-                    return replace(answered, outcome="not_modified")
+                    return replace(answered, outcome="not_modified"), None
                 if not 200 <= status < 300:
-                    return replace(answered, outcome="failed", error=f"HTTP {status}")
-                return self._body(answered, response, started, page=page, max_bytes=max_bytes, truncate=truncate)
+                    return replace(answered, outcome="failed", error=f"HTTP {status}"), None
+                body = self._body(answered, response, started, page=page, max_bytes=max_bytes, truncate=truncate)
+                return body, None
         except httpx.HTTPError as error:
             if is_refusal(error):
-                return FetchResult(url, current, "skipped", skip_reason="ssrf", error=str(error)[:500])
+                return FetchResult(url, current, "skipped", skip_reason="ssrf", error=str(error)[:500]), None
             kind = "timeout" if isinstance(error, httpx.TimeoutException) else type(error).__name__
-            return FetchResult(url, current, "failed", error=f"{kind}: {error}"[:500])
+            return FetchResult(url, current, "failed", error=f"{kind}: {error}"[:500]), error
 
     def _body(
         self,

@@ -6,6 +6,19 @@ re-exported here for the code that imported them from this module. The sender fo
 redirect (a 3xx is an answer like any other) and connects through `GuardedTransport`, which
 resolves and checks in the connection itself, so a name that resolves to a public address when
 checked and to a private one a moment later (DNS rebinding) is still refused.
+
+Resilience (`adapters.resilience`, the ``webhook_delivery`` breaker family: one breaker per
+receiver, ``scheme://host:port``, so one broken receiver stops nobody else's webhooks):
+
+* **Timeouts**: `timeout_seconds` to connect, write, and for each read; at most
+  `max_response_bytes` of the answer read.
+* **Retries**: none here. A POST is not repeated inside an attempt: the delivery schedule
+  (`services.webhooks`) retries with backoff, and receivers deduplicate by ``webhook-id``.
+* **Breaker**: no answer (refused, timed out, dropped) or a 5xx counts as the receiver's failure;
+  2xx-4xx as a success (it answered). While a receiver's breaker is open, `send` answers a
+  failed `SendResult` at once (``circuit open``) without connecting.
+* **Fallback**: that attempt counts as failed, and the delivery is retried by its schedule, then
+  dead-lettered (``failed``) after the last attempt, as for any other failure.
 """
 
 from __future__ import annotations
@@ -23,9 +36,11 @@ from adapters.address_guard import (
     RefusedAddress,
     Resolver,
     address_rule,
+    is_refusal,
     numeric_host,
     system_resolver,
 )
+from adapters.resilience import BreakerFamily, DependencyUnavailable
 
 __all__ = [
     "AddressGuard",
@@ -62,6 +77,8 @@ class HttpxSender:
         max_response_bytes: the most of the answer's body read before the connection is closed.
         ssl_context: how `https` receivers are verified (default: httpx's, certifi's roots and
             the host name; a test passes one trusting its own CA).
+        breakers: the process's ``webhook_delivery`` family (`adapters.resilience.join_family`);
+            None: its own.
     """
 
     def __init__(
@@ -71,8 +88,10 @@ class HttpxSender:
         timeout_seconds: float = 10.0,
         max_response_bytes: int = 65536,
         ssl_context: ssl.SSLContext | None = None,
+        breakers: BreakerFamily | None = None,
     ) -> None:
         self.guard = guard
+        self.breakers = breakers or BreakerFamily("webhook_delivery")
         self.max_response_bytes = max_response_bytes
         self.client = httpx.Client(
             transport=GuardedTransport(guard, ssl_context=ssl_context),
@@ -88,6 +107,11 @@ class HttpxSender:
         refused = self.guard.check(url)
         if refused is not None:
             return SendResult(None, 0, f"refused: {refused}")
+        breaker = self.breakers.for_url(url)
+        try:
+            breaker.admit()
+        except DependencyUnavailable:
+            return SendResult(None, 0, "circuit open: the receiver failed repeatedly; not contacted")
         try:
             with self.client.stream("POST", url, headers=headers, content=body) as response:
                 read = 0
@@ -97,7 +121,13 @@ class HttpxSender:
                         break
                 status = response.status_code
         except httpx.HTTPError as error:
+            if not is_refusal(error):  # the guard's refusal is ours, not the receiver's failure
+                breaker.failed(error)
             return SendResult(None, _elapsed_ms(started), f"{type(error).__name__}: {error}"[:500])
+        if status >= 500:
+            breaker.failed(RuntimeError(f"HTTP {status}"))
+        else:
+            breaker.succeeded()
         return SendResult(status, _elapsed_ms(started))
 
     def close(self) -> None:

@@ -29,13 +29,24 @@ def get_liveness() -> tuple:
 
 
 def get_readiness() -> tuple:
-    """GET /api/v1/health/ready — 200 when every dependency answers, else 503 naming it."""
+    """GET /api/v1/health/ready — 200 ``ready`` when every dependency answers; 200 ``degraded``
+    when Redis does not or a dependency's circuit breaker is open (the instance still serves,
+    with each dependency's fallback); 503 naming the database when it does not answer."""
     app = state()
     checks = health.check_dependencies(app.probes)
+    breakers = app.breaker_states()
     if checks["database"] != "ok":
-        body = problem_body(NOT_READY, "Unavailable: database.", instance="/api/v1/health/ready", checks=checks)
+        body = problem_body(
+            NOT_READY, "Unavailable: database.", instance="/api/v1/health/ready", checks=checks, breakers=breakers
+        )
         return body, 503, {"Content-Type": PROBLEM_JSON, "Retry-After": "5"}
-    status = "ready" if checks["redis"] != "unavailable" else "degraded"
+    status = health.readiness_status(checks, breakers)
     return json_answer(
-        {"status": status, "version": app.service_info.version, "timestamp": now_timestamp(), "checks": checks}
+        {
+            "status": status,
+            "version": app.service_info.version,
+            "timestamp": now_timestamp(),
+            "checks": checks,
+            "breakers": breakers,
+        }
     )

@@ -28,5 +28,6 @@ def get_metrics() -> tuple:
     settings = state().settings
     if not settings.metrics_enabled:
         raise NotFound("Metrics are not served by this instance.")
+    metrics.record_breakers(state().breaker_states())
     body, content_type = metrics.exposition(settings.prometheus_multiproc_dir)
     return body, 200, {"Content-Type": content_type}

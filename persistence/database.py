@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVarTuple, cast
 
@@ -13,8 +14,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.sql.base import Executable
 
 _Ts = TypeVarTuple("_Ts")
 log = structlog.get_logger(__name__)
@@ -109,9 +111,62 @@ def make_session_factory(engine: Engine, *, autocommit: bool = False) -> session
 
     With `autocommit`, each statement commits on its own and no BEGIN/COMMIT is sent: for
     requests that only read (a read needs no transaction, and skipping it saves two round trips).
+    Such a session retries a SELECT once when its connection was lost (`_retry_read_once`);
+    a transactional session never retries anything.
     """
     bind = engine.execution_options(isolation_level="AUTOCOMMIT") if autocommit else engine
-    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+    factory = sessionmaker(bind=bind, expire_on_commit=False, autoflush=False, info={RETRY_READS: autocommit})
+    if autocommit:
+        event.listen(factory, "do_orm_execute", _retry_read_once)
+    return factory
+
+
+RETRY_READS = "charter_retry_reads"
+"""`Session.info` key: True on the autocommit (read-only) sessions, whose SELECTs are retried once
+after a lost connection (`_retry_read_once`, `read_rows`)."""
+
+
+def read_rows(
+    db: Session, statement: Executable, parameters: Mapping[str, Any] | None = None
+) -> Result[*tuple[Any, ...]]:
+    """Execute a Core SELECT on `db`'s connection (the hot paths read Core rows, bypassing the
+    ORM and so its `do_orm_execute` hook), retried once after a lost connection exactly as
+    `_retry_read_once` retries an ORM read: only on an autocommit (read-only) session, and only a
+    SELECT. Elsewhere it is ``db.connection().execute(statement, parameters)``."""
+    try:
+        return db.connection().execute(statement, parameters)
+    except exc.DBAPIError as error:
+        retry = db.info.get(RETRY_READS) and getattr(statement, "is_select", False) and error.connection_invalidated
+        if not retry:
+            raise
+        log.warning("database_read_retried", error=type(error.orig).__name__ if error.orig else None)
+        db.rollback()
+        return db.connection().execute(statement, parameters)
+
+
+def _retry_read_once(state: ORMExecuteState) -> Result[Any] | None:
+    """Run a SELECT of an autocommit (read-only) session once more when it failed because the
+    connection was lost (`DBAPIError.connection_invalidated`: the database restarted, a proxy
+    dropped the connection). SQLAlchemy has by then discarded the pool's connections, so the
+    second attempt opens a fresh one; when the database is still gone it fails again and the
+    request answers 503 with Retry-After (`server/integration/problems.py`).
+
+    Safe because the statement is a read in a session without a transaction: running it again
+    changes nothing and sees no half-finished transaction. Writes (INSERT, UPDATE, DELETE, in
+    any session) and every statement of a transactional session are never retried silently: a
+    lost connection may have lost or kept the write, and only the client, told by the 503, can
+    decide to repeat it.
+    """
+    if not state.is_select:
+        return None
+    try:
+        return state.invoke_statement()
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        log.warning("database_read_retried", error=type(error.orig).__name__ if error.orig else None)
+        state.session.rollback()  # drop the invalidated connection; autocommit: nothing is undone
+        return state.invoke_statement()
 
 
 def hold_write_lock(db: Session) -> None:

@@ -16,6 +16,7 @@ from connexion.jsonifier import Jsonifier
 from connexion.options import SwaggerUIOptions
 from sqlalchemy import Engine
 
+from adapters import resilience
 from persistence.database import database_answers, make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.contract import RouteTable, access_policies, api_key_scopes, bundle
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         jobs=job_engine,
         webhooks=webhooks_config,
         publish_events=lambda uow, events: None,
+        breaker_states=resilience.states,
     )
     app_context = flask_app.extensions[context.EXTENSION]
     app_context.publish_events = event_publisher(job_engine, lambda: app_context.clock)

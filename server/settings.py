@@ -253,6 +253,15 @@ class Settings(BaseSettings):
     llm_breaker_reset_seconds: float = Field(
         30.0, gt=0, le=3600, description="How long the open breaker fails fast before a trial call."
     )
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failures in a row that open a dependency's breaker (SMTP, clamd, webhook, crawl).",
+    )
+    breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long an open dependency breaker fails fast before a trial call."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )

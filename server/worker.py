@@ -22,6 +22,7 @@ import structlog
 from huey.consumer import Consumer
 
 import jobs
+from adapters import resilience
 from adapters.address_guard import AddressGuard
 from adapters.answer_extractive import ExtractiveAnswerProvider
 from adapters.clamd import ClamdScanner
@@ -122,6 +123,10 @@ def make_backup_config(settings: Settings) -> backups.BackupConfig:
         app_version=contract_version(),
         schedule=CronSchedule(settings.backup_schedule) if settings.backup_schedule else None,
     )
+def breaker_policy(settings: Settings) -> dict[str, Any]:
+    """A dependency breaker's thresholds (BREAKER_FAILURES, BREAKER_RESET_SECONDS), as keyword
+    arguments of `adapters.resilience.join` and `join_family`."""
+    return {"failures": settings.breaker_failures, "reset_seconds": settings.breaker_reset_seconds}
 
 
 def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
@@ -131,6 +136,9 @@ def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
     ultimate-sitemap-parser and trafilatura, the system's monotonic clock, and the crawl's
     pacing and time budget (CRAWLER_MIN_DELAY_SECONDS, CRAWLER_MAX_SECONDS)."""
     guard = AddressGuard(allow_private=settings.crawler_allow_private_addresses)
+    breakers = resilience.join_family(
+        "web_fetch", fallback="the page is recorded as failed and the crawl continues", **breaker_policy(settings)
+    )
 
     def make_fetcher() -> HttpxFetcher:
         return HttpxFetcher(
@@ -140,6 +148,7 @@ def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
             total_seconds=settings.crawler_page_seconds,
             max_html_bytes=settings.crawler_max_page_bytes,
             max_pdf_bytes=settings.crawler_max_pdf_bytes,
+            breakers=breakers,
         )
 
     return websites.CrawlerConfig(
@@ -166,6 +175,9 @@ def make_mailer(settings: Settings) -> SmtpMailer | LogMailer:
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         sender=settings.mail_from,
         timeout=settings.smtp_timeout_seconds,
+        breaker=resilience.join(
+            "smtp", fallback="the mail job is retried later with backoff", **breaker_policy(settings)
+        ),
     )
 
 
@@ -188,6 +200,12 @@ def make_chat_client(settings: Settings) -> OpenAIChatClient | None:
         retry_max_wait_seconds=settings.llm_retry_max_wait_seconds,
         breaker_failures=settings.llm_breaker_failures,
         breaker_reset_seconds=settings.llm_breaker_reset_seconds,
+        breaker=resilience.join(
+            "answer_provider",
+            failures=settings.llm_breaker_failures,
+            reset_seconds=settings.llm_breaker_reset_seconds,
+            fallback="the extractive provider answers (fallback: true)",
+        ),
     )
 
 
@@ -205,6 +223,11 @@ def make_webhook_config(settings: Settings) -> webhooks.WebhookConfig:
             guard,
             timeout_seconds=settings.webhook_timeout_seconds,
             max_response_bytes=settings.webhook_max_response_bytes,
+            breakers=resilience.join_family(
+                "webhook_delivery",
+                fallback="the delivery is retried by its schedule, then dead-lettered",
+                **breaker_policy(settings),
+            ),
         ),
         box=FernetBox(settings.encryption_key_list),
     )
@@ -220,7 +243,14 @@ def make_document_config(settings: Settings) -> documents.DocumentConfig:
     return documents.DocumentConfig(
         store=LocalFileStore(settings.documents_dir),
         max_bytes=settings.document_max_bytes,
-        scanner=ClamdScanner(settings.clamd_url) if settings.clamd_url else None,
+        scanner=ClamdScanner(
+            settings.clamd_url,
+            breaker=resilience.join(
+                "clamd", fallback="the document is held (scanning) and its job retried", **breaker_policy(settings)
+            ),
+        )
+        if settings.clamd_url
+        else None,
         block_unscannable=settings.document_block_unscannable,
     )
 

@@ -18,3 +18,25 @@ def check_dependencies(probes: Mapping[str, Callable[[], bool] | None]) -> dict[
         name: "not_configured" if probe is None else ("ok" if probe() else "unavailable")
         for name, probe in probes.items()
     }
+
+
+def readiness_status(checks: Mapping[str, str], breakers: Mapping[str, str]) -> str:
+    """``degraded`` when Redis does not answer or a dependency's circuit breaker is ``open`` or
+    ``half_open``, else ``ready`` (the database is checked first: without it the instance is not
+    ready at all). A breaker family's ``partly_open`` (some webhook receivers or crawled sites
+    failing) is reported but is not this instance's degradation.
+
+    The rule (README, "Resilience"): degraded still answers 200, so a load balancer keeps the
+    instance: every dependency behind a breaker has a fallback, and every instance shares the
+    same dependencies, so taking this one out would only move the same fault elsewhere.
+
+    Args:
+        checks: `check_dependencies`' answer.
+        breakers: each dependency breaker's state by name (``closed``, ``open``, ``half_open``,
+            ``partly_open``).
+    """
+    if checks.get("redis") == "unavailable":
+        return "degraded"
+    if any(state in ("open", "half_open") for state in breakers.values()):
+        return "degraded"
+    return "ready"

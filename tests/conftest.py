@@ -15,6 +15,7 @@ import pytest
 from openapi_core import Config, OpenAPI
 from starlette.testclient import TestClient
 
+from adapters import resilience
 from persistence.accounts.models import User
 from persistence.unit_of_work import UnitOfWork
 from server.app import create_app
@@ -34,6 +35,15 @@ from tests.helpers import (
     register_and_login,
     root_logging_kept,
 )
+
+
+@pytest.fixture(autouse=True)
+def closed_breakers() -> Iterator[None]:
+    """Every test starts and ends with the process's dependency breakers closed: a breaker one
+    test opened must not make another's readiness `degraded` (`adapters.resilience`)."""
+    resilience.reset_all()
+    yield
+    resilience.reset_all()
 
 
 @pytest.fixture(scope="session")

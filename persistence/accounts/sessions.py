@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from persistence.accounts.models import AuthSession, RefreshToken, User
-from persistence.database import affected_rows
+from persistence.database import affected_rows, read_rows
 
 
 class AuthSessionRepository:
@@ -40,11 +40,7 @@ class AuthSessionRepository:
         loaded object (changes to it are saved as usual) without the ORM's loading machinery,
         which cost half of this check's CPU (issue 13).
         """
-        row = (
-            self.db.connection()
-            .execute(_ACTIVE_USER, {"session_id": session_id, "user_id": user_id, "now": now})
-            .one_or_none()
-        )
+        row = read_rows(self.db, _ACTIVE_USER, {"session_id": session_id, "user_id": user_id, "now": now}).one_or_none()
         if row is None:
             return None
         user = self.db.identity_map.get(self.db.identity_key(User, row[0]))  # already in this unit of work

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
-from persistence.database import affected_rows
+from persistence.database import affected_rows, read_rows
 from persistence.notifications.models import Notification
 
 
@@ -54,7 +54,7 @@ class NotificationRepository:
         if before is not None:
             statement = statement.where(tuple_(Notification.created_at, Notification.id) < tuple_(*before))
         statement = statement.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
-        return list(self.db.connection().execute(statement))
+        return list(read_rows(self.db, statement))
 
     def all_of_owner(self, owner_id: uuid.UUID) -> list[Notification]:
         """Every notification of the owner, oldest first (the data export)."""

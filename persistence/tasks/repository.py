@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from persistence.database import for_update
+from persistence.database import for_update, read_rows
 from persistence.tasks.models import TAG_SEPARATOR, Task, TaskTag
 
 SORT_COLUMNS = {
@@ -197,7 +197,7 @@ class TaskRepository:
         """
         statement, parameters = self._prepared_list(owner_id, limit, filters, order, after)
         page = []
-        for row in self.db.connection().execute(statement, parameters):
+        for row in read_rows(self.db, statement, parameters):
             (task_id, title, description, completed, completed_at, priority, due_at, recurrence, version, created) = (
                 row[:10]
             )

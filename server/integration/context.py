@@ -65,6 +65,9 @@ class AppContext:
         webhooks: the webhook adapters (SSRF guard, sender, secret box).
         publish_events: receives a request's unit of work and the events it recorded, at its
             commit and in its transaction (`UnitOfWork.publish`).
+        breaker_states: the state of each outside dependency's circuit breaker in this process,
+            by name (``closed``, ``open``, ``half_open``; a family ``closed`` or
+            ``partly_open``): `adapters.resilience.states`.
     """
 
     settings: Settings
@@ -81,6 +84,7 @@ class AppContext:
     webhooks: WebhookConfig
     publish_events: Callable[[UnitOfWork, list[Any]], None]
     api_key_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
+    breaker_states: Callable[[], dict[str, str]] = dict
 
 
 def state() -> AppContext:

@@ -65,6 +65,22 @@ DB_POOL_CONNECTS = Counter(
     "the threads that use it (connections are opened and closed instead of reused).",
 )
 
+BREAKER_STATE = Gauge(
+    "charter_dependency_breaker_state",
+    "Circuit breaker of each outside dependency: 0 closed, 1 half-open (next call is a trial), "
+    "2 open (failing fast; its fallback applies). A per-target family (webhook_delivery, web_fetch) "
+    "is 1 while some targets' breakers are open.",
+    ["dependency"],
+    multiprocess_mode="livemax",
+)
+BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "partly_open": 1, "open": 2}
+
+
+def record_breakers(states: dict[str, str]) -> None:
+    """Set the breaker gauge from each dependency's state (read at scrape time, by name)."""
+    for name, state in states.items():
+        BREAKER_STATE.labels(dependency=name).set(BREAKER_STATE_VALUES.get(state, 0))
+
 
 def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
     """Keep the pool's gauges and counters current from the engine's pool events: connections

@@ -124,6 +124,7 @@ def cluster(kind: str, workdir: Path, redis_url: str | None = None) -> Iterator[
             made.close()
 
 
+@pytest.mark.chaos  # also in `make chaos`: a worker SIGKILLed mid-job
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_killed_workers_job_runs_again_after_its_lease_and_its_effect_happens_once(database, tmp_path):
     with cluster(database, tmp_path) as jobs_here:
