@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
     metrics_enabled: bool = Field(True, description="Serve GET /metrics.")
+    compression_enabled: bool = Field(
+        True, description="gzip JSON and text answers of 1 KiB or more for clients that accept it."
+    )
     login_max_failures: int = Field(5, ge=1, le=1000, description="Failed logins that lock an account.")
     login_failure_window_seconds: int = Field(900, ge=1, le=86400, description="Window the failures count in.")
     login_lockout_seconds: int = Field(900, ge=1, le=86400, description="How long a lockout lasts.")
