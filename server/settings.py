@@ -256,9 +256,24 @@ class Settings(BaseSettings):
     llm_breaker_reset_seconds: float = Field(
         30.0, gt=0, le=3600, description="How long the open breaker fails fast before a trial call."
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=500,
+        description="OTLP/HTTP collector base URL (spans go to <url>/v1/traces); unset or empty: no tracing at all.",
+    )
+    otel_service_name: str = Field(
+        "charter", min_length=1, max_length=100, description="`service.name` of the exported spans."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty OTEL_EXPORTER_OTLP_ENDPOINT (compose's `${OTEL_EXPORTER_OTLP_ENDPOINT:-}`) is unset."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("answer_provider")
     @classmethod
