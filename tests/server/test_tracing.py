@@ -20,6 +20,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from persistence.unit_of_work import UnitOfWork
@@ -255,3 +256,16 @@ def test_without_an_endpoint_no_instrumentation_is_imported(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-2:] == ["False", "[]"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", None), ("  ", None), ("http://collector:4318", "http://collector:4318")]
+)
+def test_an_empty_endpoint_is_unset(tmp_path, value: str, expected: str | None) -> None:
+    settings = make_settings("sqlite:///unused.db", tmp_path, otel_exporter_otlp_endpoint=value)
+    assert settings.otel_exporter_otlp_endpoint == expected
+
+
+def test_an_endpoint_that_is_not_http_is_refused(tmp_path) -> None:
+    with pytest.raises(ValidationError, match="otel_exporter_otlp_endpoint"):
+        make_settings("sqlite:///unused.db", tmp_path, otel_exporter_otlp_endpoint="grpc://collector:4317")
