@@ -8,8 +8,9 @@ BASE argument then names it. With `--base IMAGE` an existing image is used inste
 Then, in one working container of the built image (buildah's chroot isolation: this machine's
 cgroups v1/v2 hybrid stops crun, and the container shares the host's network):
 `charter migrate`, `charter serve --host 0.0.0.0 --port PORT` and `charter worker`, on SQLite
-under the image's VAR_DIR; the image's HEALTHCHECK command; and over HTTP from here: liveness,
-readiness, register, log in, me, create a task, list, complete, log out, and the 401 after it.
+under the image's VAR_DIR (or `--database-url`, e.g. an empty PostgreSQL database); the image's
+HEALTHCHECK command; and over HTTP from here: liveness, readiness, register, log in, me, create
+a task, list, complete, log out, and the 401 after it.
 
 Needs root, buildah (Debian package) and, without `--base`, mmdebstrap (Debian package) and the
 Debian mirror; pip in the build needs PyPI. Exit status 0 when every step passed.
@@ -139,17 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="localhost/charter:latest")
     parser.add_argument("--port", type=int, default=18741)
     parser.add_argument("--logs", type=Path, default=ROOT / "test-artifacts" / "image-smoke")
+    parser.add_argument(
+        "--database-url",
+        default="sqlite:////var/lib/charter/charter.db",
+        help="DATABASE_URL inside the container (default: SQLite under its VAR_DIR); an empty PostgreSQL "
+        "database on 127.0.0.1 works too (the container shares the host's network)",
+    )
+    parser.add_argument("--skip-build", action="store_true", help="use the image already tagged --tag")
     args = parser.parse_args(argv)
     if shutil.which("buildah") is None:
         raise SystemExit("buildah is not installed: apt-get install -y buildah")
-    build_image(args.base or build_base(), args.tag)
+    if not args.skip_build:
+        build_image(args.base or build_base(), args.tag)
     args.logs.mkdir(parents=True, exist_ok=True)
     container = run("buildah", "from", args.tag, capture=True)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         config = json.loads(run("buildah", "inspect", "--type", "image", args.tag, capture=True))
         health = config["Docker"]["config"]["Healthcheck"]["Test"]
-        env = {"DATABASE_URL": "sqlite:////var/lib/charter/charter.db", "RATE_LIMIT_ENABLED": "false"}
+        env = {"DATABASE_URL": args.database_url, "RATE_LIMIT_ENABLED": "false"}
         settings = [item for name, value in env.items() for item in ("-e", f"{name}={value}")]
         run("buildah", "run", "--isolation", "chroot", *settings, container, "--", "charter", "migrate", capture=True)
         serve = ["charter", "serve", "--host", "0.0.0.0", "--port", str(args.port)]  # noqa: S104 - as in a container
