@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export REDOCLY_TELEMETRY := off
 export REDOCLY_SUPPRESS_UPDATE_NOTICE := true
 
-.PHONY: run test lint migrate fuzz bench spec docs sdk spec-diff chaos clean
+.PHONY: run test lint migrate fuzz bench spec docs sdk spec-diff chaos image-smoke clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,12 +45,14 @@ SPEC_BASE ?=
 spec-diff: $(BIN)/.installed node_modules/.installed
 	$(BIN)/python scripts/spec_diff.py $(if $(SPEC_BASE),--base $(SPEC_BASE))
 
-## lint: ruff on the code; mypy --strict on services, persistence, adapters ([tool.mypy]); the import layers (import-linter, [tool.importlinter]); Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
+## lint: ruff on the code; mypy --strict on services, persistence, adapters ([tool.mypy]); the import layers (import-linter, [tool.importlinter]); hadolint on the Dockerfile (0 warnings); compose.yaml against the Compose specification and our rules (scripts/check_compose.py); Spectral (spectral:oas + OWASP) and Redocly (`all` rules, redocly.yaml) on the bundled contract
 lint: $(BIN)/.installed node_modules/.installed spec
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy services persistence adapters jobs
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold info Dockerfile
+	$(BIN)/python scripts/check_compose.py compose.yaml
 	npx --no-install spectral lint build/openapi.json --fail-severity=warn
 	npx --no-install redocly lint build/openapi.json --max-problems 1000
 
@@ -68,7 +70,7 @@ chaos: $(BIN)/.installed
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness, knowledge search, pages crawled per second, documents processed per minute, and answers per second and time to first delta (extractive and openai on a fake server, next to health) and streamed answers over HTTP (PostgreSQL and Redis; installs wrk when missing)
+## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness, knowledge search, pages crawled per second, documents processed per minute, and answers per second and time to first delta (extractive and openai on a fake server, next to health), streamed answers over HTTP (PostgreSQL and Redis), and a page of 100 tasks with and without gzip (installs wrk when missing)
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: $(BIN)/.installed
 	scripts/install_wrk.sh
@@ -87,6 +89,12 @@ bench: $(BIN)/.installed
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answers
 	$(BIN)/python -m bench.answer_stream
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answer_stream
+	$(BIN)/python -m bench.compression
+
+## image-smoke: build the image with buildah (its base made from Debian's packages with mmdebstrap unless BASE names one) and run migrate, serve, worker and the README flow in it (root; apt-get install -y buildah mmdebstrap)
+BASE ?=
+image-smoke: $(BIN)/.installed
+	$(BIN)/python scripts/image_smoke.py $(if $(BASE),--base $(BASE))
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:

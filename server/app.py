@@ -6,6 +6,7 @@ import gc
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import connexion
 import flask
@@ -13,6 +14,7 @@ import redis
 import structlog
 from connexion import context as connexion_context
 from connexion.jsonifier import Jsonifier
+from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from sqlalchemy import Engine
 
@@ -35,6 +37,7 @@ from server.integration.validation import VALIDATORS, ProblemParameterValidator,
 from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
 from server.settings import Settings
+from server.tracing import add_trace_ids, start_tracing
 from server.worker import event_publisher, make_job_engine, make_mailer
 from services import public_chatbots
 from services.accounts import AuthConfig, Lockout, PasswordReset
@@ -47,13 +50,15 @@ log = structlog.get_logger(__name__)
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None, *, edge: bool = True) -> connexion.FlaskApp:
+def create_app(settings: Settings | None = None, *, edge: bool = True, span_exporter: Any = None) -> connexion.FlaskApp:
     """Build the ASGI application.
 
     Args:
         settings: the configuration; read from the environment (and `.env`) when omitted.
         edge: install the edge (request id, access log and metrics, security headers, CORS,
             rate limits, body limit). Only `bench/` turns it off, to measure what it costs.
+        span_exporter: trace with this OpenTelemetry span exporter (tests: InMemorySpanExporter),
+            as OTEL_EXPORTER_OTLP_ENDPOINT would with OTLP (`server.tracing`); neither: no tracing.
 
     Raises:
         server.settings.ConfigurationError: e.g. production without JWT_SECRET.
@@ -61,7 +66,12 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
             an `x-api-key-scopes` that names an unknown scope or opens a key-less operation to keys.
     """
     settings = settings or Settings()
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    tracing = start_tracing(
+        service_name=settings.otel_service_name, endpoint=settings.otel_exporter_otlp_endpoint, exporter=span_exporter
+    )
+    configure_logging(
+        level=settings.log_level, fmt=settings.log_format, trace_ids=add_trace_ids if tracing is not None else None
+    )
     spec = bundle()
     engine = make_engine(
         settings.database_url,
@@ -72,6 +82,8 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         connect_timeout=settings.db_connect_timeout_seconds,
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
+    if tracing is not None:
+        tracing.instrument_engine(engine)
     tokens = TokenIssuer(
         key=settings.signing_key,
         issuer=settings.jwt_issuer,
@@ -126,6 +138,9 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         ping_seconds=settings.sse_ping_seconds,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
     )
+    if tracing is not None:  # outermost: every request gets a server span, whoever answers it
+        middleware, options = tracing.asgi_middleware(RouteTable(spec))
+        app.add_middleware(middleware, position=MiddlewarePosition.BEFORE_EXCEPTION, **options)
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
     if edge:
         install_edge(
@@ -134,6 +149,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     install_problem_handlers(app, spec)
 
     flask_app = app.app
+    flask_app.extensions["charter_tracing"] = tracing
     redis_client = (
         redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
         if settings.redis_url

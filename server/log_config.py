@@ -8,22 +8,27 @@ import logging
 import sys
 
 import structlog
+from structlog.typing import Processor
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
+def configure_logging(*, level: str = "INFO", fmt: str = "console", trace_ids: Processor | None = None) -> None:
     """Route structlog and stdlib logging to standard error as JSON lines or console text.
 
     Args:
         level: DEBUG, INFO, WARNING or ERROR.
         fmt: ``json`` (one object per line, for production) or ``console`` (for people).
+        trace_ids: with tracing on, the processor that adds `trace_id` and `span_id` to lines
+            logged inside a span (`server.tracing.add_trace_ids`); None: no such step at all.
     """
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+    if trace_ids is not None:
+        shared.append(trace_ids)
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

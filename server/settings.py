@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
     metrics_enabled: bool = Field(True, description="Serve GET /metrics.")
+    compression_enabled: bool = Field(
+        True, description="gzip JSON and text answers of 1 KiB or more for clients that accept it."
+    )
     login_max_failures: int = Field(5, ge=1, le=1000, description="Failed logins that lock an account.")
     login_failure_window_seconds: int = Field(900, ge=1, le=86400, description="Window the failures count in.")
     login_lockout_seconds: int = Field(900, ge=1, le=86400, description="How long a lockout lasts.")
@@ -262,6 +265,15 @@ class Settings(BaseSettings):
     breaker_reset_seconds: float = Field(
         30.0, gt=0, le=3600, description="How long an open dependency breaker fails fast before a trial call."
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=500,
+        description="OTLP/HTTP collector base URL (spans go to <url>/v1/traces); unset or empty: no tracing at all.",
+    )
+    otel_service_name: str = Field(
+        "charter", min_length=1, max_length=100, description="`service.name` of the exported spans."
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
@@ -280,6 +292,12 @@ class Settings(BaseSettings):
         max_length=200,
         description="Cron expression (UTC, five fields) of scheduled backups, e.g. `0 3 * * *`; empty: none.",
     )
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty OTEL_EXPORTER_OTLP_ENDPOINT (compose's `${OTEL_EXPORTER_OTLP_ENDPOINT:-}`) is unset."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("answer_provider")
     @classmethod

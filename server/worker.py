@@ -43,6 +43,7 @@ from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
+from server.tracing import add_trace_ids, name_job_span, start_tracing
 from services import backups, conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
@@ -321,8 +322,15 @@ class Worker:
         clock: the time the services see.
     """
 
-    def __init__(self, settings: Settings, *, threads: int, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, threads: int, clock: Clock | None = None, span_exporter: Any = None
+    ) -> None:
         self.settings = settings
+        self.tracing = start_tracing(
+            service_name=f"{settings.otel_service_name}-worker",
+            endpoint=settings.otel_exporter_otlp_endpoint,
+            exporter=span_exporter,
+        )
         self.clock = clock or SystemClock()
         self.db = make_engine(
             settings.database_url,
@@ -333,6 +341,8 @@ class Worker:
             connect_timeout=settings.db_connect_timeout_seconds,
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
+        if self.tracing is not None:
+            self.tracing.instrument_engine(self.db)
         self.session_factory = make_session_factory(self.db)
         self.engine, self.queue = make_job_engine(settings, self.handle)
         self.identity = f"{socket.gethostname()}/{os.getpid()}"
@@ -343,6 +353,17 @@ class Worker:
         return UnitOfWork(self.session_factory, publish=self.publish)
 
     def handle(self, job_id: str) -> None:
+        """Run one delivery (`_deliver`), in a span of its own when tracing is on (its queries and
+        outgoing calls are its children), named by the job's kind."""
+        if self.tracing is None:
+            self._deliver(job_id)
+            return
+        with self.tracing.job_span(job_id) as span:
+            report = self._deliver(job_id)
+            outcome = str(report.outcome)
+            name_job_span(span, kind=report.kind, outcome=outcome, attempt=report.attempt, error=report.error)
+
+    def _deliver(self, job_id: str) -> job_services.RunReport:
         """Run one delivery (`services.jobs.run`), renewing the lease every third of it while the
         job function runs, and log the outcome (a failure with its traceback)."""
         worker_id = f"{self.identity}/{threading.current_thread().name}"
@@ -380,6 +401,7 @@ class Worker:
             log.warning("job_attempt_failed", **fields, exc_info=report.error)
         elif report.outcome is not job_services.Outcome.NOT_CLAIMED:
             log.info("job_attempt_ended", **fields)
+        return report
 
     def sweep(self) -> None:
         """One sweep (`services.jobs.sweep`), logged when it changed anything."""
@@ -423,7 +445,11 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
     running jobs finish) or SIGTERM (at once; their leases expire and the sweep re-queues them).
     With `parent_pid`, stop when that process is gone (the worker `charter serve --with-worker`
     starts). Returns the exit status."""
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        trace_ids=add_trace_ids if settings.otel_exporter_otlp_endpoint else None,
+    )
     worker = Worker(settings, threads=threads)
     consumer: Consumer = worker.queue.huey.create_consumer(
         workers=threads,

@@ -22,6 +22,7 @@ wiring and handed to the engine; job functions receive a `JobRun` and call servi
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -405,6 +406,8 @@ class RunReport:
     outcome: Outcome
     attempt: int = 0
     error: BaseException | None = None
+    kind: str | None = None
+    """The job's kind, once it was claimed (for the worker's log and trace)."""
 
 
 @dataclass
@@ -481,6 +484,23 @@ def run(
         job = uow.jobs.get(job_id) if claimed else None
     if job is None:
         return RunReport(Outcome.NOT_CLAIMED)
+    report = _run_claimed(
+        engine=engine, unit_of_work=unit_of_work, clock=clock, job=job, worker_id=worker_id, on_claimed=on_claimed
+    )
+    return dataclasses.replace(report, kind=job.kind)
+
+
+def _run_claimed(
+    *,
+    engine: JobEngine,
+    unit_of_work: Callable[[], UnitOfWork],
+    clock: Clock,
+    job: Job,
+    worker_id: str,
+    on_claimed: Callable[[int], None] | None,
+) -> RunReport:
+    """`run` once `job` is claimed: run its kind's function and write the outcome."""
+    job_id = job.id
     attempt = job.attempts
     if on_claimed is not None:
         on_claimed(attempt)

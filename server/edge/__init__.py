@@ -7,16 +7,20 @@ Outermost first (each layer sees what the ones inside it answer):
 2. `EdgeMiddleware` (`middleware`): the request id (`request_id`), the access log and the
    request metrics (`access_log`), the security headers (`security_headers`); one layer for the
    three, as they only read the request and add to the answer.
-3. `PublicChatbotCORSMiddleware` (`public_cors`): CORS for the public chatbots' visitor
+3. `CompressionMiddleware` (`compression`), unless COMPRESSION_ENABLED is false: gzip for
+   JSON and other text answers of 1 KiB or more when accepted; never an event stream, an
+   answer with an ETag, or what is not text. Inside the access log, which so counts the bytes
+   sent on the wire.
+4. `PublicChatbotCORSMiddleware` (`public_cors`): CORS for the public chatbots' visitor
    paths by each chatbot's `allowed_origins` (they never reach the next layer's CORS).
    `AllowListCORSMiddleware` (`cors`), only with CORS_ORIGINS: outside the limits, so a
    preflight spends no budget and a 429 or 413 is readable cross-origin.
-4. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
+5. `EdgeRateLimitMiddleware` (`rate_limit`), unless RATE_LIMIT_ENABLED is false: every request
    counts against its client, oversized ones included.
-5. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES (a document upload:
+6. `BodyLimitMiddleware` (`body_limit`): 413 for a body over MAX_BODY_BYTES (a document upload:
    DOCUMENT_MAX_BYTES plus `UPLOAD_FRAMING_BYTES`), after the rate
    limit so that refusing (and draining) large bodies is rate limited too.
-6. `ContractDocumentMiddleware` and `ReferencePageMiddleware` (`docs`): the bundled contract
+7. `ContractDocumentMiddleware` and `ReferencePageMiddleware` (`docs`): the bundled contract
    and the Redoc page, answered before connexion routes.
 
 The layers sit before connexion's exception middleware: an error raised inside connexion is
@@ -35,6 +39,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from server.contract import RouteTable
 from server.edge.access_log import AccessLog
 from server.edge.body_limit import BodyLimitMiddleware
+from server.edge.compression import CompressionMiddleware
 from server.edge.cors import (
     ALLOWED_HEADERS,
     EXPOSED_HEADERS,
@@ -70,7 +75,8 @@ def install_edge(
 
     Args:
         app: the connexion app, before its middleware stack is built.
-        settings: TRUSTED_PROXIES, CORS_ORIGINS, the RATE_LIMIT_* values and MAX_BODY_BYTES.
+        settings: TRUSTED_PROXIES, COMPRESSION_ENABLED, CORS_ORIGINS, the RATE_LIMIT_* values and
+            MAX_BODY_BYTES.
         spec: the bundled contract: the access log's route names, the methods CORS allows and
             the document served at ``<api_prefix>/openapi.{json,yaml}``.
         storage: where the edge rate limit keeps its counters.
@@ -82,6 +88,8 @@ def install_edge(
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
     app.add_middleware(EdgeMiddleware, position=here, access_log=AccessLog(routes=RouteTable(spec)))
+    if settings.compression_enabled:
+        app.add_middleware(CompressionMiddleware, position=here)
     if public_origins is not None:
         app.add_middleware(PublicChatbotCORSMiddleware, position=here, prefix=api_prefix, origins_of=public_origins)
     if settings.cors_origins:

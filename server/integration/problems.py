@@ -2,7 +2,8 @@
 security, the router, the services' domain errors, the database, and unexpected exceptions.
 
 Every problem carries `type` (a relative URI documented in the README), `title`, `status`,
-`detail`, `instance` (the request path) and `request_id`. Unexpected errors are logged with
+`detail`, `instance` (the request path) and `request_id`, plus `trace_id` when tracing is on
+(`server.tracing`). Unexpected errors are logged with
 their traceback under the request id and answered with no internals (Zalando rule 177).
 """
 
@@ -22,7 +23,7 @@ from starlette.types import Send
 
 from server.contract import RouteTable
 from server.integration import metrics
-from server.integration.request_context import current_request_id
+from server.integration.request_context import current_request_id, current_trace_id
 from services import errors
 from services.errors import ProblemType
 
@@ -123,6 +124,9 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body["request_id"] = current_request_id()
+    trace_id = current_trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
     body.update({key: value for key, value in extensions.items() if value is not None})
     return ConnexionResponse(
         status_code=kind.status,
@@ -143,6 +147,9 @@ def problem_body(kind: ProblemType, detail: str, *, instance: str, **extensions:
         "instance": instance,
         "request_id": current_request_id(),
     }
+    trace_id = current_trace_id()
+    if trace_id is not None:
+        body["trace_id"] = trace_id
     body.update(extensions)
     return body
 

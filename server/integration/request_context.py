@@ -8,6 +8,7 @@ the security handler, handlers' audit metadata) and must not depend on the edge 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
@@ -50,3 +51,19 @@ def leave_request(token: Token[RequestState | None]) -> None:
     """End what `enter_request` started: the previous state (usually none) is current again."""
     structlog.contextvars.unbind_contextvars("request_id")
     _state.reset(token)
+
+
+_trace_id_reader: Callable[[], str | None] | None = None
+"""Reads the current trace id; set by `server.tracing` only when tracing is on."""
+
+
+def set_trace_id_reader(reader: Callable[[], str | None] | None) -> None:
+    """Install (or, with None, remove) what `current_trace_id` asks: `server.tracing` does when
+    tracing is on, so nothing here imports OpenTelemetry."""
+    global _trace_id_reader
+    _trace_id_reader = reader
+
+
+def current_trace_id() -> str | None:
+    """The trace id of the span being served (32 hex digits), or None: tracing off, or no span."""
+    return _trace_id_reader() if _trace_id_reader is not None else None
