@@ -64,6 +64,42 @@ DB_POOL_CONNECTS = Counter(
     "Database connections opened. Growing under a steady load means the pool is smaller than "
     "the threads that use it (connections are opened and closed instead of reused).",
 )
+JOBS = Gauge(
+    "charter_jobs",
+    "Jobs queued or running now, by kind and status (read from the jobs table at each scrape).",
+    ["kind", "status"],
+    multiprocess_mode="mostrecent",
+)
+JOB_OLDEST_DUE_AGE = Gauge(
+    "charter_job_oldest_due_age_seconds",
+    "How long the oldest queued job that is due has waited (0: none waits). Growing: no worker takes jobs.",
+    multiprocess_mode="mostrecent",
+)
+DATABASE_UP = Gauge(
+    "charter_database_up",
+    "1 if the database answered the last scrape's queries, else 0.",
+    multiprocess_mode="mostrecent",
+)
+
+
+def record_queue(queued: dict[str, int], running: dict[str, int], oldest_due_age_seconds: float) -> None:
+    """Set the job gauges from one reading of the queue (`services.jobs.queue_statistics`).
+    Kinds that had jobs at an earlier scrape and have none now read 0, not their old count."""
+    seen = {labels for labels in _JOB_LABELS_SEEN}
+    for kind, count in queued.items():
+        JOBS.labels(kind=kind, status="queued").set(count)
+        seen.discard((kind, "queued"))
+        _JOB_LABELS_SEEN.add((kind, "queued"))
+    for kind, count in running.items():
+        JOBS.labels(kind=kind, status="running").set(count)
+        seen.discard((kind, "running"))
+        _JOB_LABELS_SEEN.add((kind, "running"))
+    for kind, status in seen:
+        JOBS.labels(kind=kind, status=status).set(0)
+    JOB_OLDEST_DUE_AGE.set(oldest_due_age_seconds)
+
+
+_JOB_LABELS_SEEN: set[tuple[str, str]] = set()
 
 
 def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
