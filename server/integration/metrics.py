@@ -84,22 +84,19 @@ DATABASE_UP = Gauge(
 
 def record_queue(queued: dict[str, int], running: dict[str, int], oldest_due_age_seconds: float) -> None:
     """Set the job gauges from one reading of the queue (`services.jobs.queue_statistics`).
-    Kinds that had jobs at an earlier scrape and have none now read 0, not their old count."""
-    seen = {labels for labels in _JOB_LABELS_SEEN}
-    for kind, count in queued.items():
-        JOBS.labels(kind=kind, status="queued").set(count)
-        seen.discard((kind, "queued"))
-        _JOB_LABELS_SEEN.add((kind, "queued"))
-    for kind, count in running.items():
-        JOBS.labels(kind=kind, status="running").set(count)
-        seen.discard((kind, "running"))
-        _JOB_LABELS_SEEN.add((kind, "running"))
-    for kind, status in seen:
+    A (kind, status) that had jobs at an earlier scrape and has none now reads 0, not its old count."""
+    now = {(kind, "queued"): count for kind, count in queued.items()}
+    now |= {(kind, "running"): count for kind, count in running.items()}
+    for kind, status in _JOB_LABELS_SEEN - now.keys():
         JOBS.labels(kind=kind, status=status).set(0)
+    for (kind, status), count in now.items():
+        JOBS.labels(kind=kind, status=status).set(count)
+    _JOB_LABELS_SEEN.update(now)
     JOB_OLDEST_DUE_AGE.set(oldest_due_age_seconds)
 
 
 _JOB_LABELS_SEEN: set[tuple[str, str]] = set()
+"""Every (kind, status) the job gauge has had, so an emptied one is set back to 0."""
 
 
 def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
