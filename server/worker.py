@@ -124,6 +124,8 @@ def make_backup_config(settings: Settings) -> backups.BackupConfig:
         app_version=contract_version(),
         schedule=CronSchedule(settings.backup_schedule) if settings.backup_schedule else None,
     )
+
+
 def breaker_policy(settings: Settings) -> dict[str, Any]:
     """A dependency breaker's thresholds (BREAKER_FAILURES, BREAKER_RESET_SECONDS), as keyword
     arguments of `adapters.resilience.join` and `join_family`."""

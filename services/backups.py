@@ -741,6 +741,17 @@ def list_backups(*, directory: Path, limit: int = 20, cursor: str | None = None)
     return BackupPage(items=items, next_cursor=next_cursor)
 
 
+def newest_valid_backup_at(*, directory: Path, look_at: int = 5) -> datetime | None:
+    """When the newest archive of `directory` that reads as whole (`summarize`'s `valid`) was
+    made, among its `look_at` newest; None when there is none. What `/metrics` exports as
+    `charter_backup_last_success_timestamp_seconds` for the backup-age alert (ops/prometheus)."""
+    for path in _archives(directory)[:look_at]:
+        summary = summarize(path)
+        if summary.valid:
+            return summary.created_at
+    return None
+
+
 def prune_backups(*, directory: Path, keep: int) -> list[str]:
     """Delete all but the `keep` newest archives of `directory` (by name, `ARCHIVE_NAME` only);
     returns the names deleted. Called only after a backup succeeded, so a failing backup never

@@ -195,6 +195,28 @@ def problem_object(problem: ProblemType, detail: str) -> dict[str, Any]:
 # --- starting work -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class QueueStatistics:
+    """The job queue at one moment (what `/metrics` exports and the alert rules in
+    ops/prometheus watch): jobs queued and running by kind, and how long the oldest due job has
+    waited, in seconds (0 when none waits)."""
+
+    queued: dict[str, int]
+    running: dict[str, int]
+    oldest_due_age_seconds: float
+
+
+def queue_statistics(*, uow: UnitOfWork, clock: Clock) -> QueueStatistics:
+    """The queue now, from the jobs table (the source of truth: the huey queue only carries
+    deliveries). A due job older than a few minutes means no worker is taking jobs."""
+    now = clock.now()
+    counts, oldest = uow.jobs.queue_statistics(now=now)
+    queued = {kind: count for (kind, status), count in counts.items() if status == "queued"}
+    running = {kind: count for (kind, status), count in counts.items() if status == "running"}
+    age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    return QueueStatistics(queued=queued, running=running, oldest_due_age_seconds=age)
+
+
 def enqueue(
     *,
     uow: UnitOfWork,

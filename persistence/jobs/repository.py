@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select, tuple_, update
+from sqlalchemy import ColumnElement, exists, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from persistence.database import affected_rows, for_update
@@ -141,3 +141,17 @@ class JobRepository:
     def pending_of_kind(self, kind: str) -> bool:
         """Whether a job of `kind` is queued or running."""
         return bool(self.db.scalar(select(exists().where(Job.kind == kind, Job.status.in_(("queued", "running"))))))
+
+    def queue_statistics(self, *, now: datetime) -> tuple[dict[tuple[str, str], int], datetime | None]:
+        """How many jobs are queued and running now, by (kind, status), and when the oldest
+        queued job that is due (`next_attempt_at` at or before `now`) became due, or None.
+        Two aggregate queries on the status indexes (what `/metrics` asks at each scrape)."""
+        counts = self.db.execute(
+            select(Job.kind, Job.status, func.count())
+            .where(Job.status.in_(("queued", "running")))
+            .group_by(Job.kind, Job.status)
+        )
+        oldest = self.db.scalar(
+            select(func.min(Job.next_attempt_at)).where(Job.status == "queued", Job.next_attempt_at <= now)
+        )
+        return {(kind, status): int(count) for kind, status, count in counts}, oldest

@@ -64,6 +64,45 @@ DB_POOL_CONNECTS = Counter(
     "Database connections opened. Growing under a steady load means the pool is smaller than "
     "the threads that use it (connections are opened and closed instead of reused).",
 )
+JOBS = Gauge(
+    "charter_jobs",
+    "Jobs queued or running now, by kind and status (read from the jobs table at each scrape).",
+    ["kind", "status"],
+    multiprocess_mode="mostrecent",
+)
+JOB_OLDEST_DUE_AGE = Gauge(
+    "charter_job_oldest_due_age_seconds",
+    "How long the oldest queued job that is due has waited (0: none waits). Growing: no worker takes jobs.",
+    multiprocess_mode="mostrecent",
+)
+DATABASE_UP = Gauge(
+    "charter_database_up",
+    "1 if the database answered the last scrape's queries, else 0.",
+    multiprocess_mode="mostrecent",
+)
+
+BACKUP_LAST_SUCCESS = Gauge(
+    "charter_backup_last_success_timestamp_seconds",
+    "Unix time the newest valid archive in BACKUP_DIR was made (0: none).",
+    multiprocess_mode="mostrecent",
+)
+
+
+def record_queue(queued: dict[str, int], running: dict[str, int], oldest_due_age_seconds: float) -> None:
+    """Set the job gauges from one reading of the queue (`services.jobs.queue_statistics`).
+    A (kind, status) that had jobs at an earlier scrape and has none now reads 0, not its old count."""
+    now = {(kind, "queued"): count for kind, count in queued.items()}
+    now |= {(kind, "running"): count for kind, count in running.items()}
+    for kind, status in _JOB_LABELS_SEEN - now.keys():
+        JOBS.labels(kind=kind, status=status).set(0)
+    for (kind, status), count in now.items():
+        JOBS.labels(kind=kind, status=status).set(count)
+    _JOB_LABELS_SEEN.update(now)
+    JOB_OLDEST_DUE_AGE.set(oldest_due_age_seconds)
+
+
+_JOB_LABELS_SEEN: set[tuple[str, str]] = set()
+"""Every (kind, status) the job gauge has had, so an emptied one is set back to 0."""
 
 BREAKER_STATE = Gauge(
     "charter_dependency_breaker_state",
