@@ -38,7 +38,7 @@ from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
-from services import conversations, documents, webhooks, websites
+from services import analytics, conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
@@ -49,6 +49,8 @@ log = structlog.get_logger(__name__)
 MAINTENANCE_KIND = "maintenance.purge_expired"
 MAINTENANCE_EVERY_SECONDS = 3600.0
 """Each worker queues `maintenance.purge_expired` this often (unless one is pending)."""
+ANALYTICS_ROLLUP_KIND = "analytics.rollup"
+"""Queued by each worker every ANALYTICS_ROLLUP_INTERVAL_SECONDS (unless one is pending)."""
 _RANDOM = random.Random()  # noqa: S311 - retry jitter, not a secret
 
 
@@ -73,6 +75,7 @@ def make_job_engine(
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
             "conversations": make_conversation_config(settings),
+            "analytics": analytics.AnalyticsConfig(retention_days=settings.analytics_retention_days),
         },
     )
     return engine, queue
@@ -325,8 +328,12 @@ class Worker:
 
     def queue_maintenance(self) -> None:
         """Queue `maintenance.purge_expired` unless one is queued or running."""
+        self.queue_periodic(MAINTENANCE_KIND)
+
+    def queue_periodic(self, kind: str) -> None:
+        """Queue a job of the service's own `kind` unless one is queued or running."""
         with self.unit_of_work() as uow:
-            job_services.enqueue_unless_pending(uow=uow, clock=self.clock, engine=self.engine, kind=MAINTENANCE_KIND)
+            job_services.enqueue_unless_pending(uow=uow, clock=self.clock, engine=self.engine, kind=kind)
 
 
 def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = None) -> int:
@@ -345,6 +352,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         max_delay=1.0,
     )
     last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
+    last_rollup = [-settings.analytics_rollup_interval_seconds]
 
     orphaned = threading.Event()
 
@@ -363,6 +371,9 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         if time.monotonic() - last_maintenance[0] >= MAINTENANCE_EVERY_SECONDS:
             last_maintenance[0] = time.monotonic()
             worker.queue_maintenance()
+        if time.monotonic() - last_rollup[0] >= settings.analytics_rollup_interval_seconds:
+            last_rollup[0] = time.monotonic()
+            worker.queue_periodic(ANALYTICS_ROLLUP_KIND)
 
     sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
     reminder_sweeper = Repeating(
