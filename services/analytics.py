@@ -393,7 +393,10 @@ def report(*, uow: UnitOfWork, clock: Clock, since: str | None, until: str | Non
             `MAX_RANGE_DAYS` days (issue 18: the range is bounded).
     """
     last = _parse_day(until, "until") if until else clock.now().astimezone(UTC).date()
-    first = _parse_day(since, "since") if since else last - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if since:
+        first = _parse_day(since, "since")
+    else:
+        first = date.fromordinal(max(1, last.toordinal() - (DEFAULT_RANGE_DAYS - 1)))  # from 0001-01-01 at the earliest
     if first > last:
         raise InvalidInput("since must not be after until.", parameter="since")
     if (last - first).days + 1 > MAX_RANGE_DAYS:

@@ -244,3 +244,6 @@ def test_the_longest_range_and_the_default_range(new_uow):
         default = analytics.report(uow=uow, clock=clock, since=None, until=None)
     assert (longest.since, longest.until) == (date(2024, 1, 1), date(2024, 12, 31))
     assert (default.since, default.until) == (date(2025, 5, 3), date(2025, 6, 1))
+    with new_uow() as uow:
+        earliest = analytics.report(uow=uow, clock=clock, since=None, until="0001-01-05")
+    assert (earliest.since, earliest.until) == (date(1, 1, 1), date(1, 1, 5))
