@@ -306,9 +306,11 @@ def roll_up(*, uow: UnitOfWork, clock: Clock, retention_days: int) -> dict[str, 
     (`quantile` of its histogram, in whole microseconds); the distinct users recorded as
     active; per job kind, the jobs whose `finished_at` is in that day by outcome (the status they
     have now: a failed job retried since counts as its new outcome when its day is recomputed).
+    Rollups running at once take turns (`lock_rollups`).
 
     Returns ``{"days": [ISO dates recomputed], "pruned_rows": n, "pruned_active_users": m}``.
     """
+    uow.analytics.lock_rollups()
     now = clock.now()
     today = now.astimezone(UTC).date()
     yesterday = today - timedelta(days=1)

@@ -9,15 +9,17 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from persistence.analytics.models import ActiveUser, DayJobs, DayOperation, DayRollup, LatencyBucket, RequestCount
-from persistence.database import affected_rows
+from persistence.database import affected_rows, hold_write_lock
 from persistence.jobs.models import FINISHED_STATUSES, Job
 
+ROLLUP_LOCK_KEY = 0x616E616C79746963  # "analytic"
+"""The PostgreSQL advisory lock key that serialises rollups (`lock_rollups`)."""
 CHUNK_ROWS = 200
 """Rows per INSERT statement: SQLite allows 32,766 parameters per statement (999 before 3.32)."""
 
@@ -77,6 +79,16 @@ class AnalyticsRepository:
             self.db.execute(statement.on_conflict_do_nothing(index_elements=["day", "user_id"]))
 
     # --- the rollup -------------------------------------------------------------------------
+
+    def lock_rollups(self) -> None:
+        """Keep other rollups out until this unit of work ends, so two at once (two workers
+        queued one each) run one after the other instead of colliding on a day's rows: a
+        transaction-scoped advisory lock on PostgreSQL, the write lock on SQLite
+        (`persistence.database.hold_write_lock`)."""
+        if self.db.get_bind().dialect.name == "postgresql":
+            self.db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROLLUP_LOCK_KEY})
+        else:
+            hold_write_lock(self.db)
 
     def request_counts(self, day: date) -> list[tuple[str, int, int, int]]:
         """(operation_id, requests, errors_4xx, errors_5xx) of `day`, by operation_id."""

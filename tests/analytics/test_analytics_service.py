@@ -247,3 +247,31 @@ def test_the_longest_range_and_the_default_range(new_uow):
     with new_uow() as uow:
         earliest = analytics.report(uow=uow, clock=clock, since=None, until="0001-01-05")
     assert (earliest.since, earliest.until) == (date(1, 1, 1), date(1, 1, 5))
+
+
+def test_rollups_at_the_same_instant_take_turns(new_uow):
+    day = date(2025, 7, 1)
+    stats = analytics.RequestStats(now=lambda: _at(day))
+    stats.record("listTasks", 200, 0.001, str(uuid.uuid4()))
+    analytics.flush(unit_of_work=new_uow, stats=stats)
+    clock = FrozenClock(datetime(2025, 7, 1, 5, tzinfo=UTC))
+    start = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def roll_up() -> None:
+        start.wait(timeout=10)
+        try:
+            with new_uow() as uow:
+                analytics.roll_up(uow=uow, clock=clock, retention_days=400)
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=roll_up) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with new_uow() as uow:
+        got = analytics.report(uow=uow, clock=clock, since="2025-07-01", until="2025-07-01")
+    assert [(d.requests, d.active_users) for d in got.days] == [(1, 1)]
