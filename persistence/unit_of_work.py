@@ -16,6 +16,7 @@ from persistence.accounts.login_throttles import LoginThrottleRepository
 from persistence.accounts.password_resets import PasswordResetRepository
 from persistence.accounts.sessions import AuthSessionRepository
 from persistence.accounts.users import UserRepository
+from persistence.analytics.repository import AnalyticsRepository
 from persistence.api_keys.repository import ApiKeyRepository
 from persistence.audit.repository import AuditRepository
 from persistence.billing.invoices import InvoiceRepository
@@ -221,6 +222,11 @@ class UnitOfWork:
     def usage(self) -> UsageRepository:
         """Usage events and counters per meter (billing quotas)."""
         return UsageRepository(self.session)
+
+    @cached_property
+    def analytics(self) -> AnalyticsRepository:
+        """Usage analytics: per-day request counts, latency histograms, active users, rollups."""
+        return AnalyticsRepository(self.session)
 
     def record_event(self, event: Any) -> None:
         """Keep a domain event (`services.events.Event`) for `publish`, which gets every event of

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from adapters import resilience
 from persistence.database import database_answers, make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
+from server import analytics as analytics_wiring
 from server.contract import RouteTable, access_policies, api_key_scopes, bundle
 from server.edge import install_edge
 from server.edge.docs import SWAGGER_UI_PATH, connexion_middlewares
@@ -41,6 +42,7 @@ from server.tracing import add_trace_ids, start_tracing
 from server.worker import event_publisher, make_job_engine, make_mailer
 from services import public_chatbots
 from services.accounts import AuthConfig, Lockout, PasswordReset
+from services.analytics import RequestStats
 from services.clock import SystemClock
 from services.passwords import PasswordHasher, PasswordPolicy
 from services.tokens import TokenIssuer
@@ -109,11 +111,16 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
 
     job_engine = make_job_engine(settings)[0]
     webhooks_config = job_engine.context["webhooks"]  # ConfigurationError here: no ENCRYPTION_KEYS in production
+    request_stats = RequestStats()
+    analytics_flusher = analytics_wiring.AnalyticsFlusher(
+        request_stats, make_session_factory(engine), interval=settings.analytics_flush_seconds
+    )
     app = connexion.FlaskApp(
         __name__,
         specification_dir=str(settings.var_dir.resolve()),
         jsonifier=Jsonifier(OrjsonModule),
         middlewares=connexion_middlewares(),
+        lifespan=analytics_wiring.lifespan(analytics_flusher),
     )
     ProblemParameterValidator.routes = RouteTable(spec)
     app.add_api(
@@ -144,7 +151,13 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
     if edge:
         install_edge(
-            app, settings, spec, edge_storage, api_prefix=API_PREFIX, public_origins=public_origins_reader(engine)
+            app,
+            settings,
+            spec,
+            edge_storage,
+            api_prefix=API_PREFIX,
+            public_origins=public_origins_reader(engine),
+            request_stats=request_stats,
         )
     install_problem_handlers(app, spec)
 
@@ -181,6 +194,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
         publish_events=lambda uow, events: None,
         breaker_states=resilience.states,
     )
+    flask_app.extensions[analytics_wiring.EXTENSION] = analytics_flusher
     app_context = flask_app.extensions[context.EXTENSION]
     app_context.publish_events = event_publisher(job_engine, lambda: app_context.clock)
     flask_app.before_request(context.load_principal)

@@ -299,6 +299,19 @@ class Settings(BaseSettings):
         """An empty OTEL_EXPORTER_OTLP_ENDPOINT (compose's `${OTEL_EXPORTER_OTLP_ENDPOINT:-}`) is unset."""
         return None if isinstance(value, str) and not value.strip() else value
 
+    analytics_flush_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How often each API process adds its in-memory request counts to the analytics tables.",
+    )
+    analytics_rollup_interval_seconds: float = Field(
+        3600.0, ge=60, le=86400, description="How often each worker queues the analytics rollup job."
+    )
+    analytics_retention_days: int = Field(
+        400, ge=2, le=3660, description="Days of raw analytics counts and rollups kept (older ones are deleted)."
+    )
+
     @field_validator("answer_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:

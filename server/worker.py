@@ -44,7 +44,7 @@ from persistence.unit_of_work import UnitOfWork
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from server.tracing import add_trace_ids, name_job_span, start_tracing
-from services import backups, conversations, documents, webhooks, websites
+from services import analytics, backups, conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
@@ -55,6 +55,8 @@ log = structlog.get_logger(__name__)
 MAINTENANCE_KIND = "maintenance.purge_expired"
 MAINTENANCE_EVERY_SECONDS = 3600.0
 """Each worker queues `maintenance.purge_expired` this often (unless one is pending)."""
+ANALYTICS_ROLLUP_KIND = "analytics.rollup"
+"""Queued by each worker every ANALYTICS_ROLLUP_INTERVAL_SECONDS (unless one is pending)."""
 _RANDOM = random.Random()  # noqa: S311 - retry jitter, not a secret
 
 
@@ -80,6 +82,7 @@ def make_job_engine(
             "crawler": make_crawler_config(settings),
             "conversations": make_conversation_config(settings),
             **({"backups": make_backup_config(settings)} if handler is not None else {}),
+            "analytics": analytics.AnalyticsConfig(retention_days=settings.analytics_retention_days),
         },
     )
     return engine, queue
@@ -438,8 +441,12 @@ class Worker:
 
     def queue_maintenance(self) -> None:
         """Queue `maintenance.purge_expired` unless one is queued or running."""
+        self.queue_periodic(MAINTENANCE_KIND)
+
+    def queue_periodic(self, kind: str) -> None:
+        """Queue a job of the service's own `kind` unless one is queued or running."""
         with self.unit_of_work() as uow:
-            job_services.enqueue_unless_pending(uow=uow, clock=self.clock, engine=self.engine, kind=MAINTENANCE_KIND)
+            job_services.enqueue_unless_pending(uow=uow, clock=self.clock, engine=self.engine, kind=kind)
 
 
 def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = None) -> int:
@@ -463,6 +470,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
     )
     last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
     last_backup_check = [worker.clock.now()]
+    last_rollup = [-settings.analytics_rollup_interval_seconds]
 
     orphaned = threading.Event()
 
@@ -484,6 +492,9 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         now = worker.clock.now()
         worker.queue_scheduled_backup(last_backup_check[0])
         last_backup_check[0] = now
+        if time.monotonic() - last_rollup[0] >= settings.analytics_rollup_interval_seconds:
+            last_rollup[0] = time.monotonic()
+            worker.queue_periodic(ANALYTICS_ROLLUP_KIND)
 
     sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
     reminder_sweeper = Repeating(

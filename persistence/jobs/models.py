@@ -36,6 +36,7 @@ class Job(Base):
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ix_jobs_finished_at", "finished_at"),  # the analytics rollup's jobs per day
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)

@@ -52,6 +52,7 @@ from server.edge.middleware import EdgeMiddleware
 from server.edge.public_cors import OriginsOf, PublicChatbotCORSMiddleware
 from server.edge.rate_limit import EdgeLimiter, EdgeRateLimitMiddleware, FallbackStorage
 from server.settings import Settings
+from services.analytics import RequestStats
 
 __all__ = ["install_edge"]
 
@@ -70,6 +71,7 @@ def install_edge(
     *,
     api_prefix: str,
     public_origins: OriginsOf | None = None,
+    request_stats: RequestStats | None = None,
 ) -> None:
     """Add the edge's layers to `app`, in the order the module documentation gives.
 
@@ -83,11 +85,14 @@ def install_edge(
         api_prefix: the API's path prefix, e.g. ``/api/v1``.
         public_origins: reads a public chatbot's allowed origins, for the visitor paths' CORS
             (None: no such layer; visitors' browsers then get no CORS headers).
+        request_stats: the usage analytics' in-memory counts, which the access log feeds
+            (None: not counted).
     """
     here = MiddlewarePosition.BEFORE_EXCEPTION
     if settings.trusted_proxies:
         app.add_middleware(ProxyHeadersMiddleware, position=here, trusted_hosts=settings.trusted_proxies)
-    app.add_middleware(EdgeMiddleware, position=here, access_log=AccessLog(routes=RouteTable(spec)))
+    access_log = AccessLog(routes=RouteTable(spec), request_stats=request_stats)
+    app.add_middleware(EdgeMiddleware, position=here, access_log=access_log)
     if settings.compression_enabled:
         app.add_middleware(CompressionMiddleware, position=here)
     if public_origins is not None:

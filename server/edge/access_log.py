@@ -14,6 +14,7 @@ from starlette.types import Scope
 from server.contract import RouteTable
 from server.integration import metrics
 from server.integration.request_context import current_state
+from services.analytics import RequestStats
 
 LOGGER = "charter.access"
 log = structlog.get_logger(LOGGER)
@@ -39,10 +40,14 @@ class AccessLog:
     Args:
         routes: the contract's operations, to name requests connexion did not route (answered
             by the rate limit or the body limit, or refused before routing).
+        request_stats: where each request is also counted for the usage analytics, in memory
+            (`services.analytics.RequestStats`; flushed to the database by a thread of its own,
+            never per request); None: not counted.
     """
 
-    def __init__(self, *, routes: RouteTable) -> None:
+    def __init__(self, *, routes: RouteTable, request_stats: RequestStats | None = None) -> None:
         self.routes = routes
+        self.request_stats = request_stats
         self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         """(operationId, method, status) -> its request counter and latency histogram: looked up
         once, not through `labels()` (a lock and a tuple of strings) on every request."""
@@ -80,9 +85,11 @@ class AccessLog:
             )
         series[0].inc()
         series[1].observe(duration)
+        state = current_state()
+        if self.request_stats is not None:
+            self.request_stats.record(operation_id, status, duration, state.user_id if state else None)
         if not _stdlib_log.isEnabledFor(logging.INFO):
             return
-        state = current_state()
         log.info(
             "request_completed",
             method=method,
