@@ -74,6 +74,7 @@ def test_a_new_account_is_on_the_free_plan_with_every_meter(client, account, new
     assert found["messages"]["reset_at"] == found["crawled_pages"]["reset_at"] == body["period_end"]
     assert (found["storage_bytes"]["unit"], found["messages"]["periodic"]) == ("bytes", True)
     assert client.get(USAGE).status_code == 401
+    assert_problem(client.get(USAGE, params={"meter": "messages"}, headers=account.headers), 400)
 
 
 def test_the_third_chatbot_is_402_creates_nothing_and_a_deletion_frees_a_place(client, account, database):
