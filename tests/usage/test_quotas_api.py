@@ -225,3 +225,35 @@ def test_a_bigger_plan_shows_its_limits(client, account, app, plan):
     found = meters(client, account)
     assert found["chatbots"]["limit"] == {"pro_monthly": 10, "business_yearly": 50}[plan]
     assert found["messages"]["limit"] == {"pro_monthly": 5_000, "business_yearly": 600_000}[plan]
+
+
+def test_the_threshold_reaches_a_subscribed_webhook_and_the_notifications(client, account, app, monkeypatch):
+    from tests.webhooks.test_ssrf_guard import fake_resolver
+
+    monkeypatch.setattr(app.app.extensions["charter"].webhooks.guard, "resolver", fake_resolver)
+    endpoint = client.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "https://hooks.example.com/charter", "events": ["usage.threshold_reached"]},
+        headers=account.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    client.post(CHATBOTS, json={"name": "One"}, headers=account.headers)
+    client.post(CHATBOTS, json={"name": "Two"}, headers=account.headers)  # 2 of 2: 100 %
+
+    log = client.get(f"/api/v1/webhook-endpoints/{endpoint.json()['id']}/deliveries", headers=account.headers).json()
+    [delivery] = log["items"]
+    assert delivery["event_type"] == "usage.threshold_reached"
+    assert delivery["payload"]["data"] == {
+        "meter": "chatbots",
+        "unit": "chatbots",
+        "threshold": 100,
+        "used": 2,
+        "limit": 2,
+        "plan_code": "free",
+        "period_start": None,
+        "reset_at": None,
+    }
+    notified = client.get("/api/v1/users/me/notifications", headers=account.headers).json()["items"]
+    assert [(n["type"], n["title"]) for n in notified] == [
+        ("usage_threshold", "You have used 100% of your chatbots quota")
+    ]
