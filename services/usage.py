@@ -222,8 +222,8 @@ def record_usage(
         meter: a declared meter's name.
         quantity: signed: positive is a use (checked against the limit), negative a release
             (a deletion; never refused, the counter stays at 0 or more).
-        idempotency_key: what makes a retry count once (e.g. ``message:<id>``), at most 200
-            characters; the same key again returns False and changes nothing.
+        idempotency_key: what makes a retry count once (e.g. ``message:<id>``); its first 200
+            characters are kept; the same key again returns False and changes nothing.
 
     Returns:
         Whether this call counted (False: the key was counted before).
@@ -233,11 +233,12 @@ def record_usage(
         KeyError: an undeclared meter.
     """
     declared = meter_named(meter)
+    key = idempotency_key[:200]  # the column's length: a longer key is known by its first 200 characters
     plan = current_plan(uow, owner_id=owner_id, clock=clock)
     now = clock.now()
     period_start = _period_start(plan, declared)
     counter = uow.usage.locked_counter(owner_id=owner_id, meter=meter, period_start=period_start, now=now)
-    if uow.usage.has_event(owner_id=owner_id, meter=meter, idempotency_key=idempotency_key):
+    if uow.usage.has_event(owner_id=owner_id, meter=meter, idempotency_key=key):
         return False
     limit = _limit(plan, declared)
     if quantity > 0 and limit is not None and counter.used + quantity > limit:
@@ -248,7 +249,7 @@ def record_usage(
             owner_id=owner_id,
             meter=meter,
             quantity=quantity,
-            idempotency_key=idempotency_key[:200],
+            idempotency_key=key,
             period_start=period_start,
             occurred_at=now,
         )

@@ -56,10 +56,12 @@ def test_a_use_counts_once_per_idempotency_key(new_uow, clock, owner):
     assert record(new_uow, clock, owner, "messages", 1, key="message:1") is True
     assert record(new_uow, clock, owner, "messages", 1, key="message:1") is False
     assert record(new_uow, clock, owner, "messages", 1, key="message:2") is True
-    assert used(new_uow, clock, owner, "messages") == 2
+    assert record(new_uow, clock, owner, "messages", 1, key="k" * 250) is True  # known by its first 200
+    assert record(new_uow, clock, owner, "messages", 1, key="k" * 250) is False
+    assert used(new_uow, clock, owner, "messages") == 3
     with new_uow() as uow:
         events = uow.session.scalar(select(func.count()).select_from(UsageEvent).where(UsageEvent.owner_id == owner.id))
-    assert events == 2
+    assert events == 3
 
 
 def test_over_quota_is_refused_with_the_meter_limit_used_and_no_reset_for_what_exists(new_uow, clock, owner):
