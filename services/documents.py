@@ -27,7 +27,8 @@ Rules and where they come from:
   ``storage_bytes`` (`USAGE_METERS`, `services.usage`) from its upload to its deletion (or its
   chatbot's). An upload over either limit is 402 `/problems/quota-exceeded`: checked before
   the file is read (from the part's size), then counted under the counters' lock once stored;
-  over quota there, the stored file is released and nothing is kept.
+  over quota there, no document is written and the file, named by nothing, goes with the
+  hourly sweep of unreferenced files (`services.maintenance`).
 * **Deletion** removes the document's passages, its row, and its stored file unless another
   document has the same bytes (content addressing shares one file).
 """
@@ -193,7 +194,7 @@ def upload_document(
         DocumentTypeMismatch, UnsupportedDocumentType: the bytes are not an accepted kind, or
             the name or declared type claims another (415).
         QuotaExceeded: the owner's plan allows no more documents, or not this many more bytes
-            (402); nothing is kept.
+            (402); no document is written.
     """
     chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id)
     if title is not None and len(title) > MAX_TITLE_LENGTH:
@@ -214,12 +215,10 @@ def upload_document(
     stream.seek(0)
     stored = store_upload(store=config.store, chunks=_chunks(stream), max_bytes=config.max_bytes)
     document_id = uuid.uuid4()
-    try:
-        _count_upload(uow=uow, clock=clock, owner_id=chatbot.owner_id, document_id=document_id, size=stored.size)
-    except usage.QuotaExceeded:
-        if not uow.documents.key_in_use(stored.key):  # the same bytes may be another document's
-            config.store.delete(stored.key)
-        raise
+    # over quota here, the stored file is named by nothing: the hourly sweep removes it, as it
+    # removes a failed upload transaction's (deleting it now could take a concurrent upload's
+    # file of the same bytes, whose row is not committed yet)
+    _count_upload(uow=uow, clock=clock, owner_id=chatbot.owner_id, document_id=document_id, size=stored.size)
     now = clock.now()
     document = Document(
         id=document_id,
