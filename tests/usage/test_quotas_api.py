@@ -75,6 +75,9 @@ def test_a_new_account_is_on_the_free_plan_with_every_meter(client, account, new
     assert (found["storage_bytes"]["unit"], found["messages"]["periodic"]) == ("bytes", True)
     assert client.get(USAGE).status_code == 401
     assert_problem(client.get(USAGE, params={"meter": "messages"}, headers=account.headers), 400)
+    key = client.post("/api/v1/api-keys", json={"name": "script", "scopes": ["chat"]}, headers=account.headers)
+    by_key = client.get(USAGE, headers={"Authorization": f"Bearer {key.json()['key']}"})
+    assert_problem(by_key, 403, "/problems/insufficient-scope")  # usage is account data: access tokens only
 
 
 def test_the_third_chatbot_is_402_creates_nothing_and_a_deletion_frees_a_place(client, account, database):
