@@ -35,10 +35,14 @@ from bench.knowledge_search import PASSWORD, login, temporary_database
 from persistence.database import make_engine, make_session_factory
 from persistence.seed import seed
 from persistence.unit_of_work import UnitOfWork
-from services import chatbots, knowledge
+from services import chatbots, knowledge, subscriptions
 from services.audit import RequestMeta
 from services.clock import SystemClock
 from services.passwords import PasswordHasher
+
+BENCH_PLAN = "business_yearly"
+"""The plan the bench user is on: it measures the work, not the quotas (a free plan allows 100
+messages and 100 crawled pages a month; this one 600,000 of each a year)."""
 
 TOPICS = ["refunds", "shipping", "warranty", "payment", "delivery", "returns", "accounts", "orders"]
 QUESTIONS = [f"How long do {topic} take and what do they cost?" for topic in TOPICS]
@@ -68,6 +72,7 @@ def load(url: str, *, passages: int) -> tuple[str, uuid.UUID]:
         with UnitOfWork(make_session_factory(engine)) as uow:
             owner = uow.users.get(user_id)
             assert owner is not None
+            subscriptions.current_subscription(uow, owner_id=owner.id, clock=clock, lock=True).plan_code = BENCH_PLAN
             chatbot = chatbots.create_chatbot(
                 uow=uow, clock=clock, caller=owner, data={"name": "Bench"}, meta=RequestMeta()
             )

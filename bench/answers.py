@@ -42,12 +42,16 @@ from persistence.database import make_engine, make_session_factory
 from persistence.seed import seed
 from persistence.unit_of_work import UnitOfWork
 from server.worker import make_conversation_config
-from services import chatbots, conversations, knowledge
+from services import chatbots, conversations, knowledge, subscriptions
 from services.audit import RequestMeta
 from services.clock import SystemClock
 from services.passwords import PasswordHasher
 from tests.helpers import make_settings
 from tests.llm_double import FakeLLM
+
+BENCH_PLAN = "business_yearly"
+"""The plan the bench user is on: it measures the work, not the quotas (a free plan allows 100
+messages and 100 crawled pages a month; this one 600,000 of each a year)."""
 
 HERE = Path(__file__).resolve().parent
 QUESTION = "When are refunds paid and how long does shipping take?"
@@ -82,6 +86,7 @@ def load(url: str, *, conversation_count: int) -> tuple[str, uuid.UUID, list[uui
         with UnitOfWork(make_session_factory(engine)) as uow:
             owner = uow.users.get(user_id)
             assert owner is not None
+            subscriptions.current_subscription(uow, owner_id=owner.id, clock=clock, lock=True).plan_code = BENCH_PLAN
             chatbot = chatbots.create_chatbot(uow=uow, clock=clock, caller=owner, data={"name": "Bench"}, meta=meta)
             chatbots.update_chatbot(
                 uow=uow,

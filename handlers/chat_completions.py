@@ -65,6 +65,7 @@ def create_chat_completion(chatbot_id: str, body: dict[str, Any]) -> Any:
     commit_request_unit()  # the session check: no transaction stays open while the provider writes
     events = conversations.stateless_answer_stream(
         units=fresh_units(),
+        clock=clock(),
         config=conversations.config_of(job_engine()),
         caller=principal(),
         chatbot_id=uuid.UUID(chatbot_id),

@@ -135,6 +135,7 @@ def delete_document(chatbot_id: str, document_id: str) -> tuple:
     and its file when no other document has the same bytes."""
     documents.delete_document(
         uow=unit_of_work(),
+        clock=clock(),
         config=_config(),
         caller=principal(),
         chatbot_id=uuid.UUID(chatbot_id),

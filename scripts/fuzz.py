@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,23 @@ def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 30) -> N
         except OSError:
             time.sleep(0.2)
     raise SystemExit(f"the server did not answer {url} within {seconds} s")
+
+
+def _on_big_plan(database_url: str, user_id: str) -> None:
+    """Put the fuzz account on the business plan, as a paid subscription would: on the free plan
+    (2 chatbots, 2 API keys, 100 messages…) most creations would soon answer 402 and go no deeper."""
+    from persistence.database import make_engine, make_session_factory
+    from persistence.unit_of_work import UnitOfWork
+    from services.clock import SystemClock
+    from services.subscriptions import current_subscription
+
+    engine = make_engine(database_url)
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            owner_id = uuid.UUID(user_id)
+            current_subscription(uow, owner_id=owner_id, clock=SystemClock(), lock=True).plan_code = "business_monthly"
+    finally:
+        engine.dispose()
 
 
 def main() -> int:
@@ -116,6 +134,7 @@ def main() -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+            _on_big_plan(env["DATABASE_URL"], user["id"])
             # A chatbot of the fuzz account, so the documents operations (paths under a chatbot)
             # are fuzzed past their 404: uploads with generated multipart bodies included.
             token = _post(f"{base}/api/v1/auth/login", {"email": email, "password": password})["access_token"]

@@ -24,6 +24,10 @@ Rules and where they come from:
 * **A cap per user** (`MAX_ACTIVE_KEYS_PER_USER`, 25 keys neither revoked nor expired): one more is
   409 `/problems/api-key-limit-reached`. The owner's account row is locked for the count (README,
   "Read, check, write: locked"), so concurrent creations cannot pass it together.
+* **Quota** (issue 17): a key counts on the owner's ``api_keys`` meter (`USAGE_METERS`,
+  `services.usage`) from its creation until it is revoked or expires (an expired key is given
+  back at the owner's next creation, before the check, so the meter and the cap above agree);
+  a creation over the plan's limit is 402 `/problems/quota-exceeded`.
 * **`last_used_at`** is written at most once a minute per key (`LAST_USED_RESOLUTION`, as a
   session's), by a statement of its own outside the request's transaction.
 * **Revocation keeps the row** (`revoked_at`): revoked keys are not listed nor readable (404), but
@@ -47,7 +51,7 @@ from enum import StrEnum
 from persistence.accounts.models import User
 from persistence.api_keys.models import ApiKey
 from persistence.unit_of_work import UnitOfWork
-from services import audit
+from services import audit, usage
 from services.accounts import LAST_USED_RESOLUTION
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
@@ -86,6 +90,15 @@ MAX_ACTIVE_KEYS_PER_USER = 25
 """A user's keys that are neither revoked nor expired, at most."""
 MAX_NAME_LENGTH = 100
 """A key's name, in characters (the contract's `maxLength`)."""
+USAGE_METERS = [
+    usage.Meter(
+        name="api_keys",
+        unit="keys",
+        periodic=False,
+        description="Your API keys that are not revoked (an expired one stops counting when you next create a key).",
+    )
+]
+"""The meter this area counts (`services.usage`)."""
 
 
 class ApiKeyLimitReached(Conflict):
@@ -187,6 +200,7 @@ def create_key(
     Raises:
         InvalidInput: no scope, an unknown one, or an `expires_at` not after now (400, naming the member).
         ApiKeyLimitReached: the owner already has `MAX_ACTIVE_KEYS_PER_USER` active keys (409).
+        QuotaExceeded: the owner's plan allows no more keys (402).
     """
     chosen = _checked_scopes(scopes)
     now = clock.now()
@@ -197,9 +211,16 @@ def create_key(
         raise ApiKeyLimitReached(
             f"You have {MAX_ACTIVE_KEYS_PER_USER} active API keys, the most allowed; revoke one first."
         )
+    for old in uow.api_keys.all_of(owner.id):
+        if old.revoked_at is None and not is_active(old, now=now):  # expired: no longer counted
+            _release_usage(uow=uow, clock=clock, owner_id=owner.id, key_id=old.id)
     secret, prefix = new_key()
+    key_id = uuid.uuid4()
+    usage.record_usage(
+        uow, owner_id=owner.id, meter="api_keys", quantity=1, idempotency_key=f"api_key:{key_id}", clock=clock
+    )
     key = ApiKey(
-        id=uuid.uuid4(),
+        id=key_id,
         owner_id=owner.id,
         name=name,
         prefix=prefix,
@@ -221,6 +242,12 @@ def create_key(
         details=_audit_details(key),
     )
     return CreatedKey(key, secret)
+
+
+def _release_usage(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    """Give back a key's place on the ``api_keys`` meter, once, whether it expired or was revoked first."""
+    key = f"api_key:{key_id}:released"
+    usage.record_usage(uow, owner_id=owner_id, meter="api_keys", quantity=-1, idempotency_key=key, clock=clock)
 
 
 def _audit_details(key: ApiKey) -> dict[str, object]:
@@ -261,6 +288,7 @@ def revoke_key(*, uow: UnitOfWork, clock: Clock, owner: User, key_id: uuid.UUID,
     now = clock.now()
     if not uow.api_keys.revoke(owner_id=owner.id, key_id=key_id, now=now):
         raise NotFound("No API key with this id exists for you.")  # revoked by a concurrent request
+    _release_usage(uow=uow, clock=clock, owner_id=owner.id, key_id=key_id)
     details = _audit_details(key)
     audit.record(
         uow, EventType.API_KEY_REVOKED, meta=meta, now=now, actor_id=owner.id, subject_id=owner.id, details=details

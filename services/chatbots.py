@@ -24,6 +24,10 @@ Rules and where they come from:
   (gone for every read from then on) and queues `chatbots.delete`; `purge_chatbot`, its
   function, removes the row (and, when they exist, its sources, files and index rows).
   Idempotent: a second run finds nothing to delete.
+* **Quota** (issue 17): a chatbot counts on the owner's ``chatbots`` meter (`USAGE_METERS`,
+  `services.usage`) from its creation (checked with the count: over the plan's limit is 402
+  `/problems/quota-exceeded` and nothing is created) until its deletion is asked for, when
+  its documents' ``documents`` and ``storage_bytes`` are given back too.
 * **Audit** (brief 004): `chatbot_created`, `chatbot_updated` (the fields changed) and
   `chatbot_deleted` events name the actor and, as subject, the chatbot's owner.
 """
@@ -40,7 +44,7 @@ from persistence.chatbots.models import Chatbot
 from persistence.chatbots.repository import ANY_OWNER
 from persistence.jobs.models import Job
 from persistence.unit_of_work import UnitOfWork
-from services import audit
+from services import audit, usage
 from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
@@ -51,6 +55,15 @@ DELETE_KIND = "chatbots.delete"
 """The job kind that removes a chatbot (declared in jobs/chatbots.py)."""
 MAX_CHATBOTS_PER_USER = 50
 """A user's chatbots at most (each will hold crawls, documents and an index)."""
+USAGE_METERS = [
+    usage.Meter(
+        name="chatbots",
+        unit="chatbots",
+        periodic=False,
+        description="The chatbots you have (one being deleted no longer counts).",
+    )
+]
+"""The meter this area counts (`services.usage`)."""
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "draft": frozenset({"active", "archived"}),
@@ -199,6 +212,7 @@ def create_chatbot(
 
     Raises:
         ChatbotLimitReached: the caller already has `MAX_CHATBOTS_PER_USER` chatbots (409).
+        QuotaExceeded: the caller's plan allows no more chatbots (402).
     """
     uow.chatbots.lock_owner(caller.id)  # concurrent creations are counted one after the other
     if uow.chatbots.count(caller.id) >= MAX_CHATBOTS_PER_USER:
@@ -209,6 +223,9 @@ def create_chatbot(
     values = {name: _field_value(name, data[name]) if name in data else DEFAULTS.get(name) for name in SETTINGS}
     chatbot = Chatbot(
         id=uuid.uuid4(), owner_id=caller.id, status="draft", version=1, created_at=now, updated_at=now, **values
+    )
+    usage.record_usage(
+        uow, owner_id=caller.id, meter="chatbots", quantity=1, idempotency_key=f"chatbot:{chatbot.id}", clock=clock
     )
     uow.chatbots.add(chatbot)
     audit.record(
@@ -357,6 +374,18 @@ def delete_chatbot(
     now = clock.now()
     chatbot.deleting_since = now
     uow.flush()
+    usage.record_usage(
+        uow,
+        owner_id=chatbot.owner_id,
+        meter="chatbots",
+        quantity=-1,
+        idempotency_key=f"chatbot:{chatbot.id}:deleted",
+        clock=clock,
+    )
+    for document in uow.documents.of_chatbot(chatbot.id):  # gone with it: their quota is free again now
+        release_document_usage(
+            uow=uow, clock=clock, owner_id=chatbot.owner_id, document_id=document.id, size=document.size_bytes
+        )
     job = job_services.enqueue(
         uow=uow,
         clock=clock,
@@ -376,6 +405,17 @@ def delete_chatbot(
         details={"chatbot_id": str(chatbot.id), "job_id": str(job.id)},
     )
     return job
+
+
+def release_document_usage(
+    *, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, document_id: uuid.UUID, size: int
+) -> None:
+    """Give back a deleted document's use of the ``documents`` and ``storage_bytes`` meters
+    (declared by `services.documents`), once per document whichever deletion comes first: its
+    own (`services.documents.delete_document`) or its chatbot's (`delete_chatbot`)."""
+    key = f"document:{document_id}:deleted"
+    usage.record_usage(uow, owner_id=owner_id, meter="documents", quantity=-1, idempotency_key=key, clock=clock)
+    usage.record_usage(uow, owner_id=owner_id, meter="storage_bytes", quantity=-size, idempotency_key=key, clock=clock)
 
 
 def purge_chatbot(*, uow: UnitOfWork, chatbot_id: uuid.UUID) -> bool:

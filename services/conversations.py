@@ -38,6 +38,13 @@ Rules and where they come from:
 * **Stored with everything needed to show it again** (dify#10861, #12636): citations, usage
   (passages given, words in and out), provider, latency and finish reason are columns of the
   message, so `GET …/messages` shows an answer as it was given.
+* **Quota** (issue 17): every question a chatbot answers counts one on its *owner's*
+  ``messages`` meter (`USAGE_METERS`, `services.usage`; per billing period) — the owner's own,
+  their visitors' (`services.public_chatbots`) and the OpenAI-compatible endpoint's
+  (`stateless_answer_stream`) alike. It is counted with the question, before any provider is
+  asked: over the plan's limit is 402 `/problems/quota-exceeded`, raised when the first event
+  is asked for (so before a stream starts), and nothing is stored. A question counts however
+  its answer ends (a `DONT_KNOW`, a cut, a provider's failure).
 * **Feedback** (issue 16): one per answer; a second replaces the first. Only an assistant's
   message takes feedback (a question's is 409).
 * **Audit** (brief 004): `conversation_deleted` names the actor, the conversation's owner as
@@ -61,7 +68,7 @@ from persistence.conversations.models import Conversation, Message
 from persistence.conversations.repository import ANY_OWNER
 from persistence.knowledge.repository import PassageHit
 from persistence.unit_of_work import UnitOfWork
-from services import audit, chatbots
+from services import audit, chatbots, usage
 from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
@@ -89,6 +96,19 @@ ungrounded answer (issue 16). The README quotes it."""
 FINISH_REASONS = ("stop", "length", "cancelled", "error")
 """How an answer ended: complete, cut at `MAX_ANSWER_WORDS`, its consumer stopped reading, or
 its provider failed (the contract's open enum `FinishReason`)."""
+
+USAGE_METERS = [
+    usage.Meter(
+        name="messages",
+        unit="messages",
+        periodic=True,
+        description=(
+            "Questions your chatbots answered this billing period: yours, your public chatbots' visitors' "
+            "and the chat completions endpoint's."
+        ),
+    )
+]
+"""The meter this area counts (`services.usage`)."""
 
 TOKEN_KEYS = ("tokens_in", "tokens_out")
 """The token counts a provider's ``usage`` event may give, stored in the answer's `usage`."""
@@ -549,7 +569,16 @@ def _store_question(
     history = uow.conversations.last_messages(
         conversation.id, limit=HISTORY_MESSAGES, before=conversation.message_count + 1
     )
-    message = _append(uow, clock, conversation, role="user", content=content)
+    question_id = uuid.uuid4()
+    usage.record_usage(
+        uow,
+        owner_id=chatbot.owner_id,
+        meter="messages",
+        quantity=1,
+        idempotency_key=f"message:{question_id}",
+        clock=clock,
+    )
+    message = _append(uow, clock, conversation, id=question_id, role="user", content=content)
     question = _Question(
         conversation_id=conversation.id,
         chatbot_id=chatbot.id,
@@ -710,6 +739,7 @@ def answer_stream(
         NotFound: as `get_conversation`.
         ChatbotNotActive: the chatbot is not `active` (409).
         InvalidInput: a blank or over-long message (pointer ``/content``).
+        QuotaExceeded: the chatbot's owner has no ``messages`` left this period (402).
     """
     text = _checked_content(content)
     with units() as uow:
@@ -777,6 +807,7 @@ class AnswerDone:
 def stateless_answer_stream(
     *,
     units: UnitsOfWork,
+    clock: Clock,
     config: ConversationConfig,
     caller: User,
     chatbot_id: uuid.UUID,
@@ -792,7 +823,8 @@ def stateless_answer_stream(
     `DONT_KNOW`, the provider's fallback answers when it fails before any text.
 
     Nothing runs until the first event is asked for; the errors below are raised then. Every
-    read of the database (the chatbot, the retrieval) happens before the `Citations` event is
+    read of the database (the chatbot, the retrieval) and the question's count on the owner's
+    ``messages`` meter happen before the `Citations` event is
     yielded, in units of work from `units`; after it only the provider runs, so a stream may go
     on after the request's unit of work is closed. Closing the generator early just stops it.
 
@@ -807,12 +839,22 @@ def stateless_answer_stream(
         NotFound: no chatbot the caller may read (as `services.chatbots.get_chatbot`).
         ChatbotNotActive: the chatbot is not `active` (409).
         InvalidInput: a blank or over-long question (pointer ``/content``).
+        QuotaExceeded: the chatbot's owner has no ``messages`` left this period (402; counted
+            in a unit of work of its own before the provider is asked).
     """
     text = _checked_content(content)
     with units() as uow:
         chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id)
         if chatbot.status != "active":
             raise ChatbotNotActive(f"This chatbot is {chatbot.status}: only an active chatbot answers.")
+        usage.record_usage(
+            uow,
+            owner_id=chatbot.owner_id,
+            meter="messages",
+            quantity=1,
+            idempotency_key=f"completion:{uuid.uuid4()}",
+            clock=clock,
+        )
         instructions = "\n\n".join(part for part in (chatbot.instructions, extra_instructions.strip()) if part)
         question = _Question(
             conversation_id=None,

@@ -34,8 +34,10 @@ What `crawl` does, and where each rule comes from:
   Last-Modified are sent, and an unchanged page is ``not_modified``.
 * **Bounded**: at most `max_pages` page fetches, `max_urls` URLs considered, `max_sitemap_files`
   sitemap documents and `max_seconds` of the clock; `should_stop` is asked before every request
-  (cancellation); `checkpoint` is told the progress after every page. The crawl always returns a
-  `CrawlReport` saying why it stopped ("never stuck in running": firecrawl#1347, #1679).
+  (cancellation); `admit` is asked before every page fetch (the account's quota of crawled
+  pages: False stops the crawl, ``quota``); `checkpoint` is told the progress after every page.
+  The crawl always returns a `CrawlReport` saying why it stopped ("never stuck in running":
+  firecrawl#1347, #1679).
 """
 
 from __future__ import annotations
@@ -299,7 +301,8 @@ class CrawlReport:
 
     Attributes:
         stopped: ``done`` (nothing left), ``page_limit``, ``url_limit`` (`max_urls` reached:
-            more was linked than considered), ``time_limit`` or ``cancelled``.
+            more was linked than considered), ``time_limit``, ``cancelled`` or ``quota`` (`admit`
+            refused a page: the account's quota of crawled pages is used up).
         found: URLs recorded or replayed (pages of this crawl).
         indexed / skipped / failed: recorded pages by status (replayed ones included).
         fetched: page fetches made by this run.
@@ -366,6 +369,7 @@ class _Crawl:
         record: Callable[[PageResult], None],
         checkpoint: Callable[[int, int], None] | None,
         should_stop: Callable[[], bool] | None,
+        admit: Callable[[str], bool] | None,
         already_done: Callable[[str], PriorPage | None] | None,
         known: Callable[[str], PriorPage | None] | None,
     ) -> None:
@@ -386,6 +390,7 @@ class _Crawl:
         self.record_page = record
         self.checkpoint = checkpoint
         self.should_stop = should_stop
+        self.admit = admit
         self.already_done = already_done
         self.known = known
         self.deadline = clock.monotonic() + limits.max_seconds
@@ -547,6 +552,9 @@ class _Crawl:
         if not self.pace(url):
             self.queue.appendleft((url, depth))
             raise _Stop("time_limit")
+        if self.admit is not None and not self.admit(url):
+            self.queue.appendleft((url, depth))
+            raise _Stop("quota")
         known = self.known(url) if self.known is not None else None
         fetched = self.fetcher.fetch_page(
             url,
@@ -680,6 +688,7 @@ def crawl(
     should_stop: Callable[[], bool] | None = None,
     already_done: Callable[[str], PriorPage | None] | None = None,
     known: Callable[[str], PriorPage | None] | None = None,
+    admit: Callable[[str], bool] | None = None,
 ) -> CrawlReport:
     """Crawl the website at `start_url` (the module docstring's rules), calling `record` once per
     URL with what became of it.
@@ -700,6 +709,9 @@ def crawl(
             page is not fetched again, its stored links are followed.
         known: a URL's stored result from the previous crawl (a recrawl), or None: its ETag and
             Last-Modified make the request conditional.
+        admit: asked with a URL right before it is fetched (after robots.txt and the pace);
+            False stops the crawl there (``quota``), the URL not fetched. The caller counts the
+            fetch it admits (the account's ``crawled_pages``).
 
     Returns:
         A `CrawlReport` (why it stopped, counts, robots-blocked URLs, crawl-level errors).
@@ -723,4 +735,5 @@ def crawl(
         should_stop=should_stop,
         already_done=already_done,
         known=known,
+        admit=admit,
     ).run()

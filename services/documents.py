@@ -23,6 +23,12 @@ Rules and where they come from:
   chatbot's documents are 404; administrators see every chatbot's.
 * **Content** is served only when `ready` (409 `/problems/document-not-ready` otherwise): a
   quarantined or unprocessed file is never handed out.
+* **Quota** (issue 17): a document counts 1 on the owner's ``documents`` meter and its size on
+  ``storage_bytes`` (`USAGE_METERS`, `services.usage`) from its upload to its deletion (or its
+  chatbot's). An upload over either limit is 402 `/problems/quota-exceeded`: checked before
+  the file is read (from the part's size), then counted under the counters' lock once stored;
+  over quota there, no document is written and the file, named by nothing, goes with the
+  hourly sweep of unreferenced files (`services.maintenance`).
 * **Deletion** removes the document's passages, its row, and its stored file unless another
   document has the same bytes (content addressing shares one file).
 """
@@ -40,7 +46,7 @@ from persistence.accounts.models import User
 from persistence.documents.models import DOCUMENT_STATUSES, IN_PROGRESS_STATUSES, Document
 from persistence.jobs.models import Job
 from persistence.unit_of_work import UnitOfWork
-from services import chatbots, knowledge
+from services import chatbots, knowledge, usage
 from services import jobs as job_services
 from services.clock import Clock
 from services.cursors import decode_cursor, page
@@ -59,6 +65,21 @@ READ_CHUNK_BYTES = 64 * 1024
 """How much of an upload is read at a time while it is stored."""
 MAX_FILENAME_LENGTH = 255
 MAX_TITLE_LENGTH = 200
+USAGE_METERS = [
+    usage.Meter(
+        name="documents",
+        unit="documents",
+        periodic=False,
+        description="The documents your chatbots hold, whatever their state (a deleted one no longer counts).",
+    ),
+    usage.Meter(
+        name="storage_bytes",
+        unit="bytes",
+        periodic=False,
+        description="The bytes of the documents your chatbots hold, as uploaded.",
+    ),
+]
+"""The meters this area counts (`services.usage`)."""
 
 
 class DocumentNotReady(Conflict):
@@ -172,6 +193,8 @@ def upload_document(
         EmptyDocument: zero bytes (422).
         DocumentTypeMismatch, UnsupportedDocumentType: the bytes are not an accepted kind, or
             the name or declared type claims another (415).
+        QuotaExceeded: the owner's plan allows no more documents, or not this many more bytes
+            (402); no document is written.
     """
     chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id)
     if title is not None and len(title) > MAX_TITLE_LENGTH:
@@ -183,15 +206,22 @@ def upload_document(
         raise DocumentTooLarge(
             f"The file is larger than {config.max_bytes} bytes, the most accepted.", max_bytes=config.max_bytes
         )
+    usage.check_quota(uow, owner_id=chatbot.owner_id, meter="documents", quantity=1, clock=clock)
+    usage.check_quota(uow, owner_id=chatbot.owner_id, meter="storage_bytes", quantity=size or 0, clock=clock)
     name = clean_filename(filename)
     head = stream.read(SNIFF_BYTES)
     stream.seek(0)
     sniffed = sniff_document_type(head, filename=name, declared_type=declared_type, stream=stream)
     stream.seek(0)
     stored = store_upload(store=config.store, chunks=_chunks(stream), max_bytes=config.max_bytes)
+    document_id = uuid.uuid4()
+    # over quota here, the stored file is named by nothing: the hourly sweep removes it, as it
+    # removes a failed upload transaction's (deleting it now could take a concurrent upload's
+    # file of the same bytes, whose row is not committed yet)
+    _count_upload(uow=uow, clock=clock, owner_id=chatbot.owner_id, document_id=document_id, size=stored.size)
     now = clock.now()
     document = Document(
-        id=uuid.uuid4(),
+        id=document_id,
         chatbot_id=chatbot.id,
         owner_id=chatbot.owner_id,
         title=(title.strip() if title and title.strip() else name)[:MAX_TITLE_LENGTH],
@@ -218,6 +248,14 @@ def upload_document(
     document.job_id = job.id
     uow.flush()
     return document, job
+
+
+def _count_upload(*, uow: UnitOfWork, clock: Clock, owner_id: uuid.UUID, document_id: uuid.UUID, size: int) -> None:
+    """Count a new document on ``documents`` and ``storage_bytes`` (locked, checked: over either
+    limit raises `usage.QuotaExceeded`)."""
+    key = f"document:{document_id}"
+    usage.record_usage(uow, owner_id=owner_id, meter="documents", quantity=1, idempotency_key=key, clock=clock)
+    usage.record_usage(uow, owner_id=owner_id, meter="storage_bytes", quantity=size, idempotency_key=key, clock=clock)
 
 
 def get_document(*, uow: UnitOfWork, caller: User, chatbot_id: uuid.UUID, document_id: uuid.UUID) -> Document:
@@ -296,9 +334,16 @@ def release_files(*, unit_of_work: Callable[[], UnitOfWork], store: FileStore, k
 
 
 def delete_document(
-    *, uow: UnitOfWork, config: DocumentConfig, caller: User, chatbot_id: uuid.UUID, document_id: uuid.UUID
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    config: DocumentConfig,
+    caller: User,
+    chatbot_id: uuid.UUID,
+    document_id: uuid.UUID,
 ) -> None:
-    """Delete the document's passages and its row, commit, then delete its stored file unless
+    """Delete the document's passages and its row (giving back its ``documents`` and
+    ``storage_bytes`` usage), commit, then delete its stored file unless
     another document names the same bytes (content addressing shares one file). The file goes
     only after the commit: a rolled-back deletion never leaves a row without its file.
 
@@ -308,6 +353,9 @@ def delete_document(
     document = get_document(uow=uow, caller=caller, chatbot_id=chatbot_id, document_id=document_id)
     knowledge.remove_source(uow=uow, chatbot_id=document.chatbot_id, source_type=SOURCE_TYPE, source_id=document.id)
     key = document.sha256
+    chatbots.release_document_usage(
+        uow=uow, clock=clock, owner_id=document.owner_id, document_id=document.id, size=document.size_bytes
+    )
     uow.documents.delete(document)
     uow.commit()
     if not uow.documents.key_in_use(key):

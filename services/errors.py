@@ -10,7 +10,7 @@ checked against these declarations by a test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class DomainError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    def members(self) -> dict[str, Any]:
+        """The problem's extension members (RFC 9457 section 3.2) beyond type, title, status,
+        detail and instance, answered as they are (a null value included); none by default."""
+        return {}
 
 
 class NotFound(DomainError):

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
     REMINDER_FIRED = "reminder.fired"
+    USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
 
 
 @dataclass(frozen=True)

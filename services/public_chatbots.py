@@ -25,6 +25,9 @@ Rules and where they come from:
   retrieval, provider, fallback, citations and size limit (`MAX_CONTENT_CHARS`); what a
   visitor sees is the question, the answer and its citations' sources, nothing else of the
   owner's.
+* **Quota** (issue 17): a visitor's question counts on the chatbot *owner's* ``messages``
+  meter (`services.conversations`' rule); over the owner's limit the visitor gets 402
+  `/problems/quota-exceeded` and nothing is stored.
 * **Audit**: none for visitors (brief 004 audits account and security events; a visitor has
   no account); the owner sees visitor conversations themselves.
 """
@@ -183,6 +186,7 @@ def answer_stream(
         NotFound: the conversation or its owner went meanwhile, or its chatbot stopped
             being `active` (404, as every chatbot closed to visitors is).
         InvalidInput: a blank or over-long message (pointer ``/content``).
+        QuotaExceeded: the owner has no ``messages`` left this period (402).
     """
     with units() as uow:
         owner = uow.users.get(owner_id)

@@ -30,6 +30,13 @@ Rules and where they come from:
   ``not_modified`` skip that keeps its passages; pages the new crawl no longer reaches are
   removed with their passages when it finishes its walk (`stopped: done`). A recrawl while a
   crawl is queued or running is 409 `/problems/website-crawl-running`.
+* **Quota** (issue 17): every page fetch a crawl makes counts one on the owner's
+  ``crawled_pages`` meter (`USAGE_METERS`, `services.usage`; per billing period), counted
+  before the fetch, once per page and crawl (a resumed crawl does not count a page again).
+  Adding a website or asking for a recrawl when the meter is already used up is 402
+  `/problems/quota-exceeded` (nothing queued); a crawl that reaches the quota stops there,
+  ``completed`` with `stopped: quota` and the reason in `error` (not a failure: what it
+  found is kept).
 * **Owner-scoped** through the chatbot (`services.chatbots.get_chatbot`): another user's
   chatbot's websites are 404; administrators see every chatbot's.
 """
@@ -45,7 +52,7 @@ from persistence.accounts.models import User
 from persistence.jobs.models import Job
 from persistence.unit_of_work import UnitOfWork
 from persistence.websites.models import FINAL_STATUSES, WebPage, Website
-from services import chatbots, knowledge
+from services import chatbots, knowledge, usage
 from services import jobs as job_services
 from services.clock import Clock, CrawlClock
 from services.crawl_scope import normalize_url, url_key
@@ -66,6 +73,15 @@ from services.errors import Conflict, InvalidInput, NotFound, ProblemType
 
 CRAWL_KIND = "websites.crawl"
 """The job kind that crawls a website (declared in jobs/websites.py)."""
+USAGE_METERS = [
+    usage.Meter(
+        name="crawled_pages",
+        unit="pages",
+        periodic=True,
+        description="Pages your websites' crawls fetched this billing period.",
+    )
+]
+"""The meter this area counts (`services.usage`)."""
 MAX_WEBSITES_PER_CHATBOT = 20
 """A chatbot's website sources at most."""
 MAX_ROBOTS_BLOCKED = 100
@@ -221,11 +237,13 @@ def create_website(
         UnsafeCrawlUrl: the start URL is no http(s) URL with a host, or the SSRF guard refuses
             it (422, naming the rule; pointer ``/start_url``).
         WebsiteLimitReached: the chatbot has `MAX_WEBSITES_PER_CHATBOT` websites (409).
+        QuotaExceeded: the owner's ``crawled_pages`` are used up for this period (402).
     """
     chatbot = chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id, lock=True)
     start_url = _checked_start_url(config_of(engine), str(data["start_url"]))
     if uow.websites.count(chatbot.id) >= MAX_WEBSITES_PER_CHATBOT:
         raise WebsiteLimitReached(f"A chatbot has at most {MAX_WEBSITES_PER_CHATBOT} websites; delete one first.")
+    usage.check_quota(uow, owner_id=chatbot.owner_id, meter="crawled_pages", quantity=0, clock=clock)
     settings = {name: data.get(name, default) for name, default in DEFAULTS.items()}
     settings["include_paths"] = list(settings["include_paths"])
     settings["exclude_paths"] = list(settings["exclude_paths"])
@@ -318,11 +336,13 @@ def recrawl_website(
     Raises:
         NotFound: as `get_website`.
         WebsiteCrawlRunning: its crawl is queued or running (409): cancel its job first.
+        QuotaExceeded: the owner's ``crawled_pages`` are used up for this period (402).
     """
     chatbots.get_chatbot(uow=uow, caller=caller, chatbot_id=chatbot_id, lock=True)
     website = get_website(uow=uow, caller=caller, chatbot_id=chatbot_id, website_id=website_id)
     if observed_status(uow=uow, websites=[website])[website.id] not in FINAL_STATUSES:
         raise WebsiteCrawlRunning("This website's crawl is queued or running; wait for it or cancel its job.")
+    usage.check_quota(uow, owner_id=website.owner_id, meter="crawled_pages", quantity=0, clock=clock)
     now = clock.now()
     website.crawl_number += 1
     website.status = "queued"
@@ -439,6 +459,7 @@ class _CrawlRun:
         self.current: dict[str, _Prior] = {}
         self.previous: dict[str, _Prior] = {}
         self.gone = False
+        self.over_quota: str | None = None
 
     def website(self, uow: UnitOfWork) -> Website:
         website = uow.websites.get(self.website_id)
@@ -521,6 +542,25 @@ class _CrawlRun:
         website.pages_skipped = counts.get("skipped", 0)
         website.pages_failed = counts.get("failed", 0)
         website.pages_found = sum(counts.values())
+
+    def admit(self, url: str) -> bool:
+        """Count the page about to be fetched on the owner's ``crawled_pages`` (once per page
+        and crawl), in a unit of work of its own; False, keeping why, when the quota is used up."""
+        with self.run.unit_of_work() as uow:
+            website = self.website(uow)
+            try:
+                usage.record_usage(
+                    uow,
+                    owner_id=website.owner_id,
+                    meter="crawled_pages",
+                    quantity=1,
+                    idempotency_key=f"crawl:{website.id}:{self.number}:{url_key(url)}"[:200],
+                    clock=self.run.clock,
+                )
+            except usage.QuotaExceeded as exceeded:
+                self.over_quota = f"The crawl stopped at your plan's quota of crawled pages. {exceeded.detail}"
+                return False
+        return True
 
     def should_stop(self) -> bool:
         if self.gone:
@@ -615,6 +655,7 @@ def crawl_website(run: job_services.JobRun) -> dict[str, Any]:
                 clock=state.config.crawl_clock,
                 checkpoint=state.checkpoint,
                 should_stop=state.should_stop,
+                admit=state.admit,
                 already_done=lambda url: state.current.get(url_key(url)),
                 known=lambda url: state.previous.get(url_key(url)),
             )
@@ -645,7 +686,6 @@ def crawl_website(run: job_services.JobRun) -> dict[str, Any]:
     if report.stopped == "cancelled":
         state.finish("cancelled", stopped="cancelled")
         raise job_services.JobCancelled(str(run.job_id))
-    state.finish(
-        "completed", stopped=report.stopped, error="\n".join(report.errors) or None, prune=report.stopped == "done"
-    )
+    errors = [*report.errors, *([state.over_quota] if report.stopped == "quota" and state.over_quota else [])]
+    state.finish("completed", stopped=report.stopped, error="\n".join(errors) or None, prune=report.stopped == "done")
     return state.result("completed", report.stopped)

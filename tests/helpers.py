@@ -518,3 +518,23 @@ def run_job(app: Any, job_id: str, worker_id: str = "test") -> Any:
         job_id=uuid.UUID(job_id),
         worker_id=worker_id,
     )
+
+
+BIG_PLAN = "business_monthly"
+"""The plan `on_plan` puts an account on for tests that use more than the free plan allows
+(its quotas: 50 chatbots, 50,000 messages and crawled pages a month, 5,000 documents, 20 GiB,
+25 API keys) but are not about quotas."""
+
+
+def on_plan(app: Any, user_id: str | uuid.UUID, plan_code: str = BIG_PLAN) -> None:
+    """Put the account on `plan_code` directly in the database (its subscription, made on the
+    free plan first if it has none), as a paid subscription would: for tests that need more
+    than the free plan's quotas and are not about subscribing."""
+    from persistence.unit_of_work import UnitOfWork
+    from services.subscriptions import current_subscription
+
+    context = app.app.extensions["charter"]
+    owner_id = user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(user_id)
+    with UnitOfWork(context.session_factory) as uow:
+        subscription = current_subscription(uow, owner_id=owner_id, clock=context.clock, lock=True)
+        subscription.plan_code = plan_code

@@ -3,7 +3,7 @@ latency histogram buckets, active users), the daily rollups the `analytics.rollu
 and an index on `jobs.finished_at` for the rollup's count of finished jobs per day.
 
 Revision ID: 0022
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-03
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from persistence.types import UTCDateTime
 
 revision = "0022"
-down_revision = "0015"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

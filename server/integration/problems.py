@@ -117,9 +117,11 @@ def problem_response(
     *,
     instance: str | None = None,
     headers: dict[str, str] | None = None,
+    members: dict[str, Any] | None = None,
     **extensions: Any,
 ) -> ConnexionResponse:
-    """A problem+json response of `kind` with `detail` and extension members."""
+    """A problem+json response of `kind` with `detail` and extension members (`extensions`
+    without their None values; `members` as they are, nulls included)."""
     body: dict[str, Any] = {"type": kind.type, "title": kind.title, "status": kind.status, "detail": detail}
     if instance:
         body["instance"] = instance
@@ -128,6 +130,7 @@ def problem_response(
     if trace_id is not None:
         body["trace_id"] = trace_id
     body.update({key: value for key, value in extensions.items() if value is not None})
+    body.update(members or {})
     return ConnexionResponse(
         status_code=kind.status,
         mimetype=PROBLEM_JSON,
@@ -211,7 +214,7 @@ def _http_exception_handler(routes: RouteTable):
 
 def problem_body_for(exc: errors.DomainError, *, instance: str) -> dict[str, Any]:
     """The problem body a domain error would be answered with (for a bulk result)."""
-    return problem_body(exc.problem, exc.detail, instance=instance, **_domain_extensions(exc))
+    return problem_body(exc.problem, exc.detail, instance=instance, **_domain_extensions(exc), **exc.members())
 
 
 def _domain_extensions(exc: errors.DomainError) -> dict[str, Any]:
@@ -236,7 +239,9 @@ def _on_domain_error(request: ConnexionRequest, exc: errors.DomainError) -> Conn
     headers = _unauthorized_headers(kind.status)
     if isinstance(exc, errors.LoginLocked):
         headers["Retry-After"] = str(exc.retry_after)
-    return problem_response(kind, exc.detail, instance=request.url.path, headers=headers, **extra)
+    return problem_response(
+        kind, exc.detail, instance=request.url.path, headers=headers, members=exc.members(), **extra
+    )
 
 
 def _on_unicode_error(request: ConnexionRequest, exc: UnicodeError) -> ConnexionResponse:

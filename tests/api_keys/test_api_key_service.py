@@ -17,6 +17,7 @@ from services import api_keys
 from services.api_keys import MAX_ACTIVE_KEYS_PER_USER, ApiKeyLimitReached, InsufficientScope, Scope
 from services.audit import RequestMeta
 from services.errors import InvalidInput, InvalidToken, NotFound
+from tests.helpers import on_plan
 
 META = RequestMeta(client_address="203.0.113.9", user_agent="pytest", request_id="req-api-keys")
 
@@ -162,7 +163,8 @@ def test_another_users_key_is_not_found(new_uow, clock, owner, other_account):
     _authenticate(new_uow, clock, created.secret)  # still works
 
 
-def test_the_cap_counts_active_keys_only(new_uow, clock, owner):
+def test_the_cap_counts_active_keys_only(new_uow, clock, owner, app):
+    on_plan(app, owner.id)  # the cap, not a quota: a plan that allows 25
     made = [_create(new_uow, clock, owner, name=f"k{n}") for n in range(MAX_ACTIVE_KEYS_PER_USER - 1)]
     expiring = _create(new_uow, clock, owner, name="short", expires_at=clock.now() + timedelta(minutes=5))
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from persistence.api_keys.models import ApiKey
 from services.api_keys import MAX_ACTIVE_KEYS_PER_USER
 from tests.api_keys.conftest import key_headers, make_key
-from tests.helpers import assert_problem, collect_pages, create_task
+from tests.helpers import assert_problem, collect_pages, create_task, on_plan
 
 
 def test_the_key_is_shown_once_and_never_listed_or_read_again(client, account, database):
@@ -197,7 +197,8 @@ def test_bad_input_is_refused_and_makes_no_key(client, account):
     assert client.get("/api/v1/api-keys", headers=account.headers).json()["items"] == []
 
 
-def test_the_cap_of_active_keys_is_409(client, account):
+def test_the_cap_of_active_keys_is_409(client, account, app):
+    on_plan(app, account.id)  # the cap, not a quota: a plan that allows 25
     for number in range(MAX_ACTIVE_KEYS_PER_USER):
         make_key(client, account, "chat", name=f"key {number}")
 

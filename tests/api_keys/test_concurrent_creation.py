@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 
 from persistence.api_keys.models import ApiKey
 from services.api_keys import MAX_ACTIVE_KEYS_PER_USER
-from tests.helpers import register_and_login
+from tests.helpers import on_plan, register_and_login
 from tests.served import Served, at_once
 
 
 def test_creations_at_once_stop_at_the_cap(served: Served):
     with served.client() as http:
         account = register_and_login(http)
+        on_plan(served.app, account.id)  # the cap, not a quota: a plan that allows as many
         for number in range(MAX_ACTIVE_KEYS_PER_USER - 3):
             created = http.post(
                 "/api/v1/api-keys", json={"name": f"key {number}", "scopes": ["chat"]}, headers=account.headers

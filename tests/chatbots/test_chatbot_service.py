@@ -13,7 +13,7 @@ from services import chatbots
 from services import jobs as job_services
 from services.audit import RequestMeta
 from services.errors import Forbidden, InvalidInput, NotFound, PreconditionFailed
-from tests.helpers import register_and_login
+from tests.helpers import on_plan, register_and_login
 
 META = RequestMeta(client_address="203.0.113.7", user_agent="pytest", request_id="req-chatbots")
 
@@ -161,7 +161,10 @@ def test_another_users_chatbot_is_not_found_and_an_administrator_sees_and_change
     assert (event.actor_id, event.subject_id) == (administrator.id, owner.id)
 
 
-def test_the_list_is_the_callers_own_and_an_administrators_is_everyones(new_uow, clock, owner, other, administrator):
+def test_the_list_is_the_callers_own_and_an_administrators_is_everyones(
+    new_uow, clock, owner, other, administrator, app
+):
+    on_plan(app, owner.id)  # three chatbots: more than the free plan allows
     mine = [_create(new_uow, clock, owner).id for _ in range(3)]
     theirs = _create(new_uow, clock, other).id
     with new_uow() as uow:
@@ -182,7 +185,8 @@ def test_the_list_is_the_callers_own_and_an_administrators_is_everyones(new_uow,
             chatbots.list_chatbots(uow=uow, caller=owner, limit=10, cursor="bm9wZQ")
 
 
-def test_the_fifty_first_chatbot_is_refused_and_a_deleted_one_frees_its_place(new_uow, clock, owner, engine):
+def test_the_fifty_first_chatbot_is_refused_and_a_deleted_one_frees_its_place(new_uow, clock, owner, engine, app):
+    on_plan(app, owner.id)  # the cap, not a quota: a plan that allows 50
     with new_uow() as uow:
         for number in range(chatbots.MAX_CHATBOTS_PER_USER):
             chatbots.create_chatbot(uow=uow, clock=clock, caller=owner, data={"name": f"Bot {number}"}, meta=META)

@@ -21,6 +21,7 @@ from tests.helpers import (
     VALIDATION,
     assert_problem,
     collect_pages,
+    on_plan,
     register_and_login,
     run_job,
 )
@@ -165,7 +166,8 @@ def test_invalid_creations_are_400_problems_that_create_nothing(client, account)
     assert client.get(BASE, headers=account.headers).json()["items"] == []
 
 
-def test_the_list_is_paginated_newest_first_and_holds_only_the_callers_own(client, account, other_account):
+def test_the_list_is_paginated_newest_first_and_holds_only_the_callers_own(client, account, other_account, app):
+    on_plan(app, account.id)  # three chatbots: more than the free plan allows
     ids = [create(client, account, name=f"Bot {n}").json()["id"] for n in range(3)]
     create(client, other_account)
     first = client.get(BASE, params={"limit": 2}, headers=account.headers).json()
@@ -235,7 +237,8 @@ def test_delete_answers_202_with_its_job_and_the_job_removes_the_chatbot(client,
     assert (done["status"], done["result"]) == ("succeeded", {"chatbot_id": chatbot_id, "deleted": True})
 
 
-def test_the_fifty_first_chatbot_is_a_409_problem_and_creates_nothing(client, account, database):
+def test_the_fifty_first_chatbot_is_a_409_problem_and_creates_nothing(client, account, database, app):
+    on_plan(app, account.id)  # the cap, not a quota: a plan that allows 50
     for number in range(chatbot_services.MAX_CHATBOTS_PER_USER):
         create(client, account, name=f"Bot {number}")
     refused = client.post(BASE, json={"name": "One too many"}, headers=account.headers)

@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 
 from persistence.chatbots.models import Chatbot
 from services.chatbots import MAX_CHATBOTS_PER_USER
-from tests.helpers import register_and_login
+from tests.helpers import on_plan, register_and_login
 from tests.served import Served, at_once
 
 
 def test_creations_at_once_stop_at_the_cap(served: Served):
     with served.client() as http:
         account = register_and_login(http)
+        on_plan(served.app, account.id)  # the cap, not a quota: a plan that allows as many
         for number in range(MAX_CHATBOTS_PER_USER - 2):
             created = http.post("/api/v1/chatbots", json={"name": f"Bot {number}"}, headers=account.headers)
             assert created.status_code == 201, created.text

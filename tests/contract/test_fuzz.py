@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from persistence.unit_of_work import UnitOfWork
 from server.contract import bundle
 from services.accounts import email_digest
-from tests.helpers import create_admin, login, register_and_login, unique_email
+from tests.helpers import create_admin, login, on_plan, register_and_login, unique_email
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 OPERATIONS = [
@@ -56,6 +56,7 @@ def fuzz_user(app) -> dict[str, str]:
     # `current_password` too), so a fuzzed password change would succeed and lock the fuzzer out.
     password = f"fuzzing passphrase {uuid.uuid4().hex}"
     user_id = create_admin(app, email, display_name="Fuzz", password=password)
+    on_plan(app, user_id)  # the free plan's quotas would answer most creations 402 after two
     return {"id": user_id, "email": email, "password": password}
 
 
