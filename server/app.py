@@ -162,6 +162,8 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
         jobs=job_engine,
         webhooks=webhooks_config,
         publish_events=lambda uow, events: None,
+        payment_provider=job_engine.context["billing"].provider,
+        billing=job_engine.context["billing"],
     )
     app_context = flask_app.extensions[context.EXTENSION]
     app_context.publish_events = event_publisher(job_engine, lambda: app_context.clock)

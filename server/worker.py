@@ -36,12 +36,14 @@ from adapters.web_sitemaps import UspSitemapReader
 from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
+from server.integration.payments import build_payment_provider
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from services import conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
+from services.billing_state import BillingConfig
 from services.clock import Clock, SystemClock, SystemCrawlClock
 
 log = structlog.get_logger(__name__)
@@ -49,6 +51,8 @@ log = structlog.get_logger(__name__)
 MAINTENANCE_KIND = "maintenance.purge_expired"
 MAINTENANCE_EVERY_SECONDS = 3600.0
 """Each worker queues `maintenance.purge_expired` this often (unless one is pending)."""
+BILLING_CYCLE_KIND = "billing.cycle"
+"""Queued every BILLING_CYCLE_INTERVAL_SECONDS by each worker (unless one is pending)."""
 _RANDOM = random.Random()  # noqa: S311 - retry jitter, not a secret
 
 
@@ -73,9 +77,20 @@ def make_job_engine(
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
             "conversations": make_conversation_config(settings),
+            "billing": make_billing_config(settings),
         },
     )
     return engine, queue
+
+
+def make_billing_config(settings: Settings) -> BillingConfig:
+    """The billing configuration: the payment provider PAYMENT_PROVIDER names (one per process,
+    shared by the API and the jobs of the process), TRIAL_DAYS and DUNNING_RETRY_DAYS."""
+    return BillingConfig(
+        provider=build_payment_provider(settings),
+        trial_days=settings.trial_days,
+        retry_days=tuple(settings.dunning_retry_days),
+    )
 
 
 def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
@@ -323,6 +338,11 @@ class Worker:
         if fired:
             log.info("reminder_sweep", fired=fired)
 
+    def queue_billing_cycle(self) -> None:
+        """Queue `billing.cycle` unless one is queued or running."""
+        with self.unit_of_work() as uow:
+            job_services.enqueue_unless_pending(uow=uow, clock=self.clock, engine=self.engine, kind=BILLING_CYCLE_KIND)
+
     def queue_maintenance(self) -> None:
         """Queue `maintenance.purge_expired` unless one is queued or running."""
         with self.unit_of_work() as uow:
@@ -345,6 +365,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         max_delay=1.0,
     )
     last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
+    last_billing_cycle = [-settings.billing_cycle_interval_seconds]
 
     orphaned = threading.Event()
 
@@ -363,6 +384,9 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         if time.monotonic() - last_maintenance[0] >= MAINTENANCE_EVERY_SECONDS:
             last_maintenance[0] = time.monotonic()
             worker.queue_maintenance()
+        if time.monotonic() - last_billing_cycle[0] >= settings.billing_cycle_interval_seconds:
+            last_billing_cycle[0] = time.monotonic()
+            worker.queue_billing_cycle()
 
     sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
     reminder_sweeper = Repeating(

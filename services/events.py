@@ -29,6 +29,9 @@ class EventType(StrEnum):
     JOB_SUCCEEDED = "job.succeeded"
     JOB_FAILED = "job.failed"
     REMINDER_FIRED = "reminder.fired"
+    SUBSCRIPTION_UPDATED = "subscription.updated"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from persistence.billing.models import Plan, Subscription
@@ -50,6 +51,26 @@ class SubscriptionRepository:
         """Stage a new subscription and write it now."""
         self.db.add(subscription)
         self.db.flush()
+
+    def due_for_roll(self, now: datetime, *, limit: int) -> list[uuid.UUID]:
+        """Owners of up to `limit` subscriptions (active or trialing) whose current period ended
+        at or before `now`, the longest ended first (the period roll's batch)."""
+        statement = (
+            select(Subscription.owner_id)
+            .where(Subscription.current_period_end <= now, Subscription.status.in_(("active", "trialing")))
+            .order_by(Subscription.current_period_end, Subscription.id)
+            .limit(limit)
+        )
+        return list(self.db.scalars(statement))
+
+    def active_per_plan(self) -> dict[str, int]:
+        """How many subscriptions are active, trialing or past due, by plan code."""
+        statement = (
+            select(Subscription.plan_code, func.count())
+            .where(Subscription.status.in_(("active", "trialing", "past_due")))
+            .group_by(Subscription.plan_code)
+        )
+        return {code: count for code, count in self.db.execute(statement).tuples()}
 
     def add_if_absent(self, values: dict[str, object]) -> None:
         """Write the subscription `values` (every column) unless the account already has one
