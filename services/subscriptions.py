@@ -420,3 +420,9 @@ def roll_subscription(*, uow: UnitOfWork, config: BillingConfig, clock: Clock, o
 def due_for_roll(*, uow: UnitOfWork, clock: Clock, limit: int) -> list[uuid.UUID]:
     """Owners of up to `limit` active or trialing subscriptions whose period has ended."""
     return uow.subscriptions.due_for_roll(clock.now(), limit=limit)
+
+
+def exported_subscription(*, uow: UnitOfWork, owner_id: uuid.UUID) -> list[Subscription]:
+    """The account's subscription, if it has one (none is made): its data export's section."""
+    subscription = uow.subscriptions.of_owner(owner_id)
+    return [subscription] if subscription is not None else []

@@ -63,14 +63,12 @@ class SubscriptionRepository:
         )
         return list(self.db.scalars(statement))
 
-    def active_per_plan(self) -> dict[str, int]:
-        """How many subscriptions are active, trialing or past due, by plan code."""
-        statement = (
-            select(Subscription.plan_code, func.count())
-            .where(Subscription.status.in_(("active", "trialing", "past_due")))
-            .group_by(Subscription.plan_code)
+    def counts_by_plan_and_status(self) -> dict[tuple[str, str], int]:
+        """How many subscriptions there are, by (plan code, status)."""
+        statement = select(Subscription.plan_code, Subscription.status, func.count()).group_by(
+            Subscription.plan_code, Subscription.status
         )
-        return {code: count for code, count in self.db.execute(statement).tuples()}
+        return {(code, status): count for code, status, count in self.db.execute(statement)}
 
     def add_if_absent(self, values: dict[str, object]) -> None:
         """Write the subscription `values` (every column) unless the account already has one
