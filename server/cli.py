@@ -152,6 +152,28 @@ def rotate_encryption_key(settings: Settings) -> int:
     return 0
 
 
+def sync_plans(settings: Settings) -> int:
+    """`charter plans sync`: upsert the plan catalogue of `services/plans.py` (missing plans made,
+    changed ones rewritten; nothing deleted or deactivated: administrators' plans stay) and print
+    what changed. Safe to run again. Returns the exit status."""
+    from persistence.database import make_engine, make_session_factory
+    from persistence.unit_of_work import UnitOfWork
+    from services.clock import SystemClock
+    from services.plans import sync_catalogue
+
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            report = sync_catalogue(uow=uow, clock=SystemClock())
+    finally:
+        engine.dispose()
+    print(
+        f"plans: created {', '.join(report.created) or 'none'}; updated {', '.join(report.updated) or 'none'}; "
+        f"unchanged {len(report.unchanged)}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `charter` console script."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__.splitlines()[0])
@@ -182,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         "rotate-encryption-key",
         help="re-encrypt stored secrets (webhook signing secrets) with the first key of ENCRYPTION_KEYS",
     )
+    plans = commands.add_parser("plans", help="the plan catalogue")
+    plan_commands = plans.add_subparsers(dest="plans_command", required=True)
+    plan_commands.add_parser(
+        "sync", help="upsert the catalogue of services/plans.py (never deletes or deactivates other plans)"
+    )
     worker = commands.add_parser("worker", help="run background jobs (a huey consumer)")
     worker.add_argument("--threads", type=int, default=2, help="jobs run at once (default 2)")
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -203,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif args.command == "create-admin":
         return create_admin(settings, email=args.email, display_name=args.display_name, from_stdin=args.password_stdin)
+    elif args.command == "plans":
+        return sync_plans(settings)
     elif args.command == "rotate-encryption-key":
         return rotate_encryption_key(settings)
     elif args.command == "worker":

@@ -33,12 +33,22 @@ class BillingSummary:
     failed_payments: int
 
 
+def monthly_recurring_revenue(billed: list[tuple[int, str, str, int]]) -> dict[str, int]:
+    """MRR per currency from (price in minor units, interval, currency, subscriptions) rows: a
+    yearly price counts price / 12 per month; each currency's exact sum is rounded once, half to
+    even (e.g. three yearly 29000 and one 2900 monthly: 3 * 29000 / 12 + 2900 = 10150 exactly)."""
+    exact: dict[str, Fraction] = defaultdict(Fraction)
+    for price, interval, currency, count in billed:
+        exact[currency] += Fraction(price * count, 12 if interval == "year" else 1)
+    return {currency: round(amount) for currency, amount in sorted(exact.items())}
+
+
 def summary(*, uow: UnitOfWork, since: datetime, until: datetime) -> BillingSummary:
     """The billing summary. MRR: each billed subscription's monthly price (a yearly price / 12),
     summed exactly per currency (fractions) and rounded once, half to even. Churn: paid
     subscriptions that ended in the period (the history's ``canceled``) / accounts on a paid plan
     (active, trialing or past due) at `since` (0 when there were none). Failed payments: the
-    history's ``payment_failed`` entries in the period.
+    history's ``charge_failed`` entries in the period.
 
     Raises:
         InvalidInput: `until` is not after `since`.
@@ -47,22 +57,22 @@ def summary(*, uow: UnitOfWork, since: datetime, until: datetime) -> BillingSumm
         raise InvalidInput("until must be after since.", parameter="until")
     counts = uow.subscriptions.counts_by_plan_and_status()
     active: dict[str, int] = defaultdict(int)
-    exact_mrr: dict[str, Fraction] = defaultdict(Fraction)
+    billed: list[tuple[int, str, str, int]] = []
     for (code, status), count in counts.items():
         if status in LIVE_STATUSES:
             active[code] += count
         plan = uow.plans.get(code)
         if plan is not None and plan.price > 0 and status in BILLED_STATUSES:
-            exact_mrr[plan.currency] += Fraction(plan.price * count, 12 if plan.interval == "year" else 1)
+            billed.append((plan.price, plan.interval, plan.currency, count))
     cancellations = uow.invoices.history_count(kind="canceled", since=since, until=until)
     paying = uow.invoices.paying_at(since)
     return BillingSummary(
         since=since,
         until=until,
         active_subscriptions=dict(sorted(active.items())),
-        mrr={currency: round(amount) for currency, amount in sorted(exact_mrr.items())},
+        mrr=monthly_recurring_revenue(billed),
         cancellations=cancellations,
         paying_at_start=paying,
         churn_rate=cancellations / paying if paying else 0.0,
-        failed_payments=uow.invoices.history_count(kind="payment_failed", since=since, until=until),
+        failed_payments=uow.invoices.history_count(kind="charge_failed", since=since, until=until),
     )

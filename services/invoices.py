@@ -218,7 +218,7 @@ def settle(
         return
     plan = uow.plans.get(subscription.plan_code)
     assert plan is not None
-    record_history(uow, subscription=subscription, plan=plan, kind="payment_succeeded", now=now, invoice_id=invoice.id)
+    record_history(uow, subscription=subscription, plan=plan, kind="charge_succeeded", now=now, invoice_id=invoice.id)
     if subscription.status == "past_due" and invoice.subscription_id == subscription.id:
         subscription.status = "active"
         subscription.dunning_attempts = 0
@@ -293,7 +293,7 @@ def fail(
         return
     plan = uow.plans.get(subscription.plan_code)
     assert plan is not None
-    record_history(uow, subscription=subscription, plan=plan, kind="payment_failed", now=now, invoice_id=invoice.id)
+    record_history(uow, subscription=subscription, plan=plan, kind="charge_failed", now=now, invoice_id=invoice.id)
     if final:
         to_free_plan(uow, clock=clock, subscription=subscription, at=now, reason="canceled")
         notify(

@@ -223,8 +223,8 @@ class BillingHistory(Base):
     """What happened to an account's billing, append-only (migration 0016): each change of its
     subscription (`kind` ``subscribed``, ``plan_changed``, ``downgrade_scheduled``,
     ``cancel_scheduled``, ``resumed``, ``renewed``, ``trial_ended``, ``canceled``,
-    ``recovered``) with the plan and status after it and whether that plan is `paid`, and each
-    payment (``payment_succeeded``, ``payment_failed``) with its `invoice_id`. `sequence` orders
+    ``recovered``, ``payment_failed``) with the plan and status after it and whether that plan is
+    `paid`, and each charge (``charge_succeeded``, ``charge_failed``) with its `invoice_id`. `sequence` orders
     an account's entries. The administrators' summary (churn, failed payments) reads it."""
 
     __tablename__ = "billing_history"

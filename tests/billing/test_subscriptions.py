@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from persistence.audit.models import AuditEvent
 from persistence.notifications.models import Notification
+from persistence.unit_of_work import UnitOfWork
 from services import invoices as invoice_services
 from services import subscriptions
 from services.audit import RequestMeta
@@ -349,3 +350,39 @@ def test_concurrent_upgrades_of_one_account_serialise_and_charge_once(new_uow, c
     assert len(updates) == 1 and updates[0].total == 3500
     assert len(provider.charges) == 2
     assert subscription_of(new_uow, april, owner.id).plan_code == "business_monthly"
+
+
+def test_changes_and_payments_publish_their_webhook_events(app, new_uow, config, provider, april, owner):
+    published: list = []
+    factory = app.app.extensions["charter"].session_factory
+
+    def recording_uow():
+        return UnitOfWork(factory, publish=lambda _uow, events: published.extend(events))
+
+    card = attach_card(new_uow, provider, owner.id, april)
+    change(recording_uow, config, april, owner.id, "pro_monthly")
+    assert [event.type for event in published] == ["subscription.updated", "invoice.paid"]
+    assert published[1].data["invoice"]["total"] == 2900
+    provider.cards[card] = "declined"
+    april.advance(days=30)
+    published.clear()
+    roll(recording_uow, config, april, owner.id)
+    types = [event.type for event in published]
+    assert types == ["subscription.updated", "invoice.payment_failed", "subscription.updated"]
+    assert (
+        published[-1].data["reason"] == "payment_failed" and published[-1].data["subscription"]["status"] == "past_due"
+    )
+
+
+def test_the_billing_cycle_job_kind_runs_through_the_job_engine(app, new_uow, provider, owner):
+    from services import jobs as job_services
+    from tests.helpers import run_job
+
+    engine = app.app.extensions["charter"].jobs
+    assert "billing.cycle" in engine.kinds
+    with new_uow() as uow:
+        job = job_services.enqueue(
+            uow=uow, clock=app.app.extensions["charter"].clock, engine=engine, kind="billing.cycle", owner_id=None
+        )
+    report = run_job(app, str(job.id))
+    assert str(report.outcome) == "succeeded", report
