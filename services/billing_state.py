@@ -48,10 +48,13 @@ class PaymentMethodRequired(DomainError):
 
 
 class PaymentDeclined(DomainError):
-    """The charge of a change of plan was declined (or needs the cardholder); nothing changed.
-    `decline_code` is the provider's reason."""
+    """The charge of a change of plan was declined (or needs the cardholder); the plan did not
+    change. The attempt stays on record as a ``void`` invoice (`persist_changes`), so the next
+    try is charged under a new idempotency key. `decline_code` is the provider's reason."""
 
     problem = ProblemType("/problems/payment-declined", "Payment declined", 402)
+
+    persist_changes = True
 
     def __init__(self, detail: str, *, decline_code: str | None) -> None:
         super().__init__(detail)

@@ -158,6 +158,19 @@ def charge(uow: UnitOfWork, *, config: BillingConfig, invoice: Invoice, subscrip
     return outcome
 
 
+def void_declined(uow: UnitOfWork, *, clock: Clock, invoice: Invoice, outcome: ChargeOutcome) -> None:
+    """The invoice of a change of plan whose charge was declined: ``void``, with the attempt and
+    its error (the change itself is not made; `PaymentDeclined` keeps this record). The next try
+    makes a new invoice, charged under a new key (a retry of the same key would only repeat the
+    decline)."""
+    invoice.status = "void"
+    invoice.voided_at = clock.now()
+    invoice.amount_due = 0
+    invoice.last_payment_error = f"{outcome.failure_code or outcome.status}: {outcome.failure_message or ''}"[:500]
+    invoice.provider_payment_id = outcome.payment_id
+    uow.flush()
+
+
 def collect(
     uow: UnitOfWork, *, config: BillingConfig, clock: Clock, invoice: Invoice, subscription: Subscription
 ) -> str:

@@ -211,7 +211,8 @@ def create_plan(
         active=values.get("active", True),
         created_at=clock.now(),
     )
-    uow.plans.add(plan)
+    if not uow.plans.add_unless_taken(plan):  # taken meanwhile by a concurrent request
+        raise PlanExists(f"A plan with code {code!r} exists already; plan codes are never reused.")
     audit.record(
         uow,
         audit.EventType.PLAN_CREATED,

@@ -27,7 +27,7 @@ from services.billing_state import (
 )
 from services.clock import Clock
 from services.errors import Conflict, InvalidInput
-from services.invoices import charge, collect, derived_invoice_id, make_invoice, settle
+from services.invoices import charge, collect, derived_invoice_id, make_invoice, settle, void_declined
 from services.payments import PaymentProviderUnavailable
 from services.proration import ChangeKind, Line, PlanTerms, change_kind, new_cycle_lines, total, upgrade_lines
 
@@ -243,7 +243,9 @@ def change_plan(
             uow,
             clock=clock,
             subscription=subscription,
-            invoice_id=derived_invoice_id(subscription, subscription.version, reason),
+            invoice_id=derived_invoice_id(
+                subscription, subscription.version, reason, uow.invoices.count_of_owner(owner_id)
+            ),
             billing_reason=reason,
             currency=new.currency,
             lines=lines,
@@ -255,6 +257,7 @@ def change_plan(
                 "The payment provider did not answer; nothing was charged. Retry later."
             ) from None
         if outcome.status != "succeeded":
+            void_declined(uow, clock=clock, invoice=invoice, outcome=outcome)
             raise PaymentDeclined(
                 f"The charge was declined ({outcome.failure_code or outcome.status}): {outcome.failure_message or ''} "
                 "Nothing changed.".strip(),

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence.billing.models import Plan, Subscription
-from persistence.database import for_update, insert_if_absent
+from persistence.database import for_update, insert_if_absent, savepoint
 
 
 class PlanRepository:
@@ -31,6 +32,17 @@ class PlanRepository:
         """Stage a new plan and write it now."""
         self.db.add(plan)
         self.db.flush()
+
+    def add_unless_taken(self, plan: Plan) -> bool:
+        """Write a new plan now unless its code is taken (also by a concurrent writer, whose
+        insert this waits for); False, and nothing written, when it is."""
+        try:
+            with savepoint(self.db):
+                self.db.add(plan)
+                self.db.flush()
+        except IntegrityError:  # the savepoint's rollback made `plan` transient again
+            return False
+        return True
 
 
 class SubscriptionRepository:

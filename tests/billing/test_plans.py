@@ -88,3 +88,41 @@ def test_billing_settings(monkeypatch):
     monkeypatch.setenv("PAYMENT_PROVIDER", "paypal")
     with pytest.raises(ValidationError, match="PAYMENT_PROVIDER"):
         Settings(_env_file=None)
+
+
+def test_concurrent_creations_of_one_code_make_one_plan(new_uow, clock, admin):
+    import threading
+
+    from services.audit import RequestMeta
+
+    code = f"t_{uuid.uuid4().hex[:10]}"
+    values = {
+        "code": code,
+        "name": "Race",
+        "interval": "month",
+        "price": 100,
+        "currency": "USD",
+        "tier": 1,
+        "quotas": dict.fromkeys(plans.METERS, 1),
+        "active": False,
+    }
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        try:
+            barrier.wait(timeout=10)
+            with new_uow() as uow:
+                plans.create_plan(uow=uow, clock=clock, actor_id=uuid.UUID(admin.id), values=values, meta=RequestMeta())
+            outcomes.append("created")
+        except plans.PlanExists:
+            outcomes.append("exists")
+        except BaseException as error:
+            outcomes.append(repr(error))
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["created", "exists", "exists", "exists"]

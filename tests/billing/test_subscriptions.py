@@ -98,7 +98,7 @@ def test_an_upgrade_on_a_third_of_a_31_day_month_is_exact_to_the_cent(new_uow, c
     assert invoice is not None and invoice.total == 4667
 
 
-def test_a_declined_upgrade_changes_nothing(new_uow, config, provider, april, owner):
+def test_a_declined_upgrade_changes_no_plan_and_a_later_try_is_charged_anew(new_uow, config, provider, april, owner):
     card = attach_card(new_uow, provider, owner.id, april)
     change(new_uow, config, april, owner.id, "pro_monthly")
     provider.cards[card] = "declined"
@@ -106,7 +106,19 @@ def test_a_declined_upgrade_changes_nothing(new_uow, config, provider, april, ow
     with pytest.raises(PaymentDeclined):
         change(new_uow, config, april, owner.id, "business_monthly")
     assert subscription_of(new_uow, april, owner.id).plan_code == "pro_monthly"
-    assert len(invoices_of(new_uow, owner.id)) == 1
+    assert [
+        (i.status, i.last_payment_error[:13] if i.last_payment_error else None)
+        for i, _ in invoices_of(new_uow, owner.id)
+    ] == [
+        ("paid", None),
+        ("void", "card_declined"),
+    ]
+    # the card works again: the next try is a new invoice under a new key, charged
+    provider.cards[card] = "succeeded"
+    april.advance(minutes=1)
+    result = change(new_uow, config, april, owner.id, "business_monthly")
+    assert result.invoice is not None and result.invoice.status == "paid" and result.invoice.number.endswith("-0003")
+    assert subscription_of(new_uow, april, owner.id).plan_code == "business_monthly"
 
 
 def test_downgrade_waits_for_the_period_end_and_the_roll_invoices_the_new_plan(new_uow, config, provider, april, owner):
