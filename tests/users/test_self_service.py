@@ -259,4 +259,6 @@ def test_exported_json_is_a_plain_document(client, account):
         "websites",
         "api_keys",
         "conversations",
+        "subscription",
+        "invoices",
     }
