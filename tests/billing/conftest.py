@@ -76,3 +76,15 @@ def invoices_of(new_uow: Callable[[], UnitOfWork], owner_id: uuid.UUID) -> list[
     """The account's invoices, oldest first, each with its lines."""
     with new_uow() as uow:
         return [(invoice, uow.invoices.lines(invoice.id)) for invoice in uow.invoices.all_of_owner(owner_id)]
+
+
+@pytest.fixture
+def app_clock(app):
+    """Freeze the session app's clock (the one its requests and jobs read) at an instant, moved
+    with `.advance(...)`; the system clock is put back after the test."""
+    state = app.app.extensions["charter"]
+    original = state.clock
+    frozen = FrozenClock(at("2027-04-01T00:00:00"))
+    state.clock = frozen
+    yield frozen
+    state.clock = original
