@@ -171,3 +171,40 @@ def test_the_summary_is_for_administrators(client, admin, account):
     backwards = {"since": params["until"], "until": params["since"]}
     assert_problem(client.get("/api/v1/admin/billing/summary", params=backwards, headers=admin.headers), 400)
     assert_problem(client.get("/api/v1/admin/billing/summary", headers=account.headers), 403)
+
+
+def test_dunning_notifications_and_events_are_listed_and_exported_per_the_contract(
+    client, account, owner, new_uow, provider, april
+):
+    from services import subscriptions
+    from services.audit import RequestMeta
+    from services.billing_state import BillingConfig
+
+    config = BillingConfig(provider=provider, trial_days=0, retry_days=(1,))
+    card = attach_card(new_uow, provider, owner.id, april)
+    with new_uow() as uow:
+        subscriptions.change_plan(
+            uow=uow, config=config, clock=april, owner_id=owner.id, plan_code="pro_monthly", meta=RequestMeta()
+        )
+    provider.cards[card] = "declined"
+    april.advance(days=30)
+    with new_uow() as uow:
+        subscriptions.roll_subscription(uow=uow, config=config, clock=april, owner_id=owner.id)
+    april.advance(days=1)
+    from services.billing_cycle import run_cycle
+
+    run_cycle(unit_of_work=new_uow, config=config, clock=april)  # the last retry fails: back to free
+
+    listed = client.get("/api/v1/users/me/notifications", headers=account.headers)
+    assert listed.status_code == 200, listed.text
+    assert {item["type"] for item in listed.json()["items"]} == {
+        "billing_payment_failed",
+        "billing_subscription_canceled",
+    }
+    export = client.get("/api/v1/users/me/export", headers=account.headers)
+    assert export.status_code == 200, export.text
+    statuses = [item["status"] for item in export.json()["invoices"]]
+    assert statuses == ["paid", "uncollectible"]
+    assert export.json()["subscription"][0]["plan_code"] == "free"
+    audit = client.get("/api/v1/users/me/audit-events", headers=account.headers)
+    assert audit.status_code == 200, audit.text

@@ -384,6 +384,15 @@ def test_changes_and_payments_publish_their_webhook_events(app, new_uow, config,
     assert (
         published[-1].data["reason"] == "payment_failed" and published[-1].data["subscription"]["status"] == "past_due"
     )
+    # every payload is a WebhookEvent of the contract (its oneOf: exactly one variant matches)
+    from connexion.json_schema import resolve_refs
+    from openapi_schema_validator import OAS30Validator
+
+    from server.contract import bundle
+
+    validator = OAS30Validator(resolve_refs(bundle())["components"]["schemas"]["WebhookEvent"])
+    for event in published:
+        assert list(validator.iter_errors(event.payload())) == [], event.type
 
 
 def test_the_billing_cycle_job_kind_runs_through_the_job_engine(app, new_uow, provider, owner):
