@@ -407,3 +407,39 @@ def test_the_billing_cycle_job_kind_runs_through_the_job_engine(app, new_uow, pr
         )
     report = run_job(app, str(job.id))
     assert str(report.outcome) == "succeeded", report
+
+
+def test_a_provider_that_does_not_answer_changes_nothing_and_a_renewal_waits_an_hour(
+    new_uow, config, provider, april, owner
+):
+    from services.billing_state import PaymentProviderDown
+    from services.payments import PaymentProviderUnavailable
+
+    attach_card(new_uow, provider, owner.id, april)
+    change(new_uow, config, april, owner.id, "pro_monthly")
+    real_charge = provider.charge
+
+    def down(**_arguments):
+        raise PaymentProviderUnavailable("no answer")
+
+    provider.charge = down  # type: ignore[method-assign]
+    april.advance(days=5)
+    with pytest.raises(PaymentProviderDown):
+        change(new_uow, config, april, owner.id, "business_monthly")
+    assert subscription_of(new_uow, april, owner.id).plan_code == "pro_monthly"
+    assert len(invoices_of(new_uow, owner.id)) == 1
+
+    april.at = at("2027-05-01T00:00:00")
+    roll(new_uow, config, april, owner.id)
+    invoice = invoices_of(new_uow, owner.id)[-1][0]
+    sub = subscription_of(new_uow, april, owner.id)
+    assert (invoice.status, invoice.attempt_count, invoice.next_payment_attempt_at) == (
+        "open",
+        0,
+        at("2027-05-01T01:00:00"),
+    )
+    assert sub.status == "active"  # not a failed payment: nothing was tried
+    provider.charge = real_charge  # type: ignore[method-assign]
+    april.advance(hours=1)
+    with new_uow() as uow:
+        assert invoice_services.retry_due_invoice(uow=uow, config=config, clock=april, invoice_id=invoice.id) == "paid"
