@@ -193,6 +193,8 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
         webhooks=webhooks_config,
         publish_events=lambda uow, events: None,
         breaker_states=resilience.states,
+        payment_provider=job_engine.context["billing"].provider,
+        billing=job_engine.context["billing"],
     )
     flask_app.extensions[analytics_wiring.EXTENSION] = analytics_flusher
     app_context = flask_app.extensions[context.EXTENSION]

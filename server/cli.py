@@ -227,6 +227,28 @@ def _dispose(config: object) -> None:
         engine.dispose()
 
 
+def sync_plans(settings: Settings) -> int:
+    """`charter plans sync`: upsert the plan catalogue of `services/plans.py` (missing plans made,
+    changed ones rewritten; nothing deleted or deactivated: administrators' plans stay) and print
+    what changed. Safe to run again. Returns the exit status."""
+    from persistence.database import make_engine, make_session_factory
+    from persistence.unit_of_work import UnitOfWork
+    from services.clock import SystemClock
+    from services.plans import sync_catalogue
+
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        with UnitOfWork(make_session_factory(engine)) as uow:
+            report = sync_catalogue(uow=uow, clock=SystemClock())
+    finally:
+        engine.dispose()
+    print(
+        f"plans: created {', '.join(report.created) or 'none'}; updated {', '.join(report.updated) or 'none'}; "
+        f"unchanged {len(report.unchanged)}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `charter` console script."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__.splitlines()[0])
@@ -273,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     restore_command.add_argument(
         "--verify-only", action="store_true", help="only check the archive's checksums; change nothing"
     )
+    plans = commands.add_parser("plans", help="the plan catalogue")
+    plan_commands = plans.add_subparsers(dest="plans_command", required=True)
+    plan_commands.add_parser(
+        "sync", help="upsert the catalogue of services/plans.py (never deletes or deactivates other plans)"
+    )
     worker = commands.add_parser("worker", help="run background jobs (a huey consumer)")
     worker.add_argument("--threads", type=int, default=2, help="jobs run at once (default 2)")
     worker.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -298,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         return backup(settings, output=args.output)
     elif args.command == "restore":
         return restore(settings, path=args.path, force=args.force, verify_only=args.verify_only)
+    elif args.command == "plans":
+        return sync_plans(settings)
     elif args.command == "rotate-encryption-key":
         return rotate_encryption_key(settings)
     elif args.command == "worker":

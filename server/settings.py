@@ -30,6 +30,10 @@ ANSWER_PROVIDERS = ("extractive", "openai")
 """The answer providers ANSWER_PROVIDER may name (server/worker.py builds each)."""
 
 
+PAYMENT_PROVIDERS = ("fake",)
+"""The payment providers PAYMENT_PROVIDER may name (server/integration/payments.py builds each)."""
+
+
 class ConfigurationError(RuntimeError):
     """The settings cannot be used to start the service (e.g. production without a secret)."""
 
@@ -311,6 +315,45 @@ class Settings(BaseSettings):
     analytics_retention_days: int = Field(
         400, ge=2, le=3660, description="Days of raw analytics counts and rollups kept (older ones are deleted)."
     )
+    payment_provider: str = Field(
+        "fake",
+        description="The payment provider invoices are charged through: `fake` (in memory, no network, test tokens).",
+    )
+    trial_days: int = Field(
+        14, ge=0, le=365, description="Days of trial on an account's first paid subscription (0: no trial)."
+    )
+    dunning_retry_days: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [1, 3, 5],
+        description="Days after a renewal's first failed charge when it is retried (comma-separated, increasing).",
+    )
+    billing_cycle_interval_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="How often each worker queues `billing.cycle` (period roll, renewals, dunning retries).",
+    )
+
+    @field_validator("payment_provider")
+    @classmethod
+    def _known_payment_provider(cls, value: str) -> str:
+        if value not in PAYMENT_PROVIDERS:
+            known = ", ".join(PAYMENT_PROVIDERS)
+            raise ValueError(f"PAYMENT_PROVIDER {value!r} is not a payment provider; use one of: {known}")
+        return value
+
+    @field_validator("dunning_retry_days", mode="before")
+    @classmethod
+    def _day_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(item.strip()) for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("dunning_retry_days")
+    @classmethod
+    def _increasing_days(cls, value: list[int]) -> list[int]:
+        if not 1 <= len(value) <= 10 or any(day < 1 or day > 60 for day in value) or value != sorted(set(value)):
+            raise ValueError("DUNNING_RETRY_DAYS: 1 to 10 increasing whole days, each 1 to 60 (e.g. 1,3,5)")
+        return value
 
     @field_validator("answer_provider")
     @classmethod

@@ -41,6 +41,7 @@ from adapters.webhook_http import HttpxSender
 from persistence.backups import DatabaseInventory, facts_of_sqlite_file
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
+from server.integration.payments import build_payment_provider
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from server.tracing import add_trace_ids, name_job_span, start_tracing
@@ -48,6 +49,7 @@ from services import analytics, backups, conversations, documents, webhooks, web
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
+from services.billing_state import BillingConfig
 from services.clock import Clock, SystemClock, SystemCrawlClock
 
 log = structlog.get_logger(__name__)
@@ -57,6 +59,8 @@ MAINTENANCE_EVERY_SECONDS = 3600.0
 """Each worker queues `maintenance.purge_expired` this often (unless one is pending)."""
 ANALYTICS_ROLLUP_KIND = "analytics.rollup"
 """Queued by each worker every ANALYTICS_ROLLUP_INTERVAL_SECONDS (unless one is pending)."""
+BILLING_CYCLE_KIND = "billing.cycle"
+"""Queued every BILLING_CYCLE_INTERVAL_SECONDS by each worker (unless one is pending)."""
 _RANDOM = random.Random()  # noqa: S311 - retry jitter, not a secret
 
 
@@ -83,6 +87,7 @@ def make_job_engine(
             "conversations": make_conversation_config(settings),
             **({"backups": make_backup_config(settings)} if handler is not None else {}),
             "analytics": analytics.AnalyticsConfig(retention_days=settings.analytics_retention_days),
+            "billing": make_billing_config(settings),
         },
     )
     return engine, queue
@@ -133,6 +138,16 @@ def breaker_policy(settings: Settings) -> dict[str, Any]:
     """A dependency breaker's thresholds (BREAKER_FAILURES, BREAKER_RESET_SECONDS), as keyword
     arguments of `adapters.resilience.join` and `join_family`."""
     return {"failures": settings.breaker_failures, "reset_seconds": settings.breaker_reset_seconds}
+
+
+def make_billing_config(settings: Settings) -> BillingConfig:
+    """The billing configuration: the payment provider PAYMENT_PROVIDER names (one per process,
+    shared by the API and the jobs of the process), TRIAL_DAYS and DUNNING_RETRY_DAYS."""
+    return BillingConfig(
+        provider=build_payment_provider(settings),
+        trial_days=settings.trial_days,
+        retry_days=tuple(settings.dunning_retry_days),
+    )
 
 
 def make_crawler_config(settings: Settings) -> websites.CrawlerConfig:
@@ -471,6 +486,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
     last_maintenance = [-MAINTENANCE_EVERY_SECONDS]
     last_backup_check = [worker.clock.now()]
     last_rollup = [-settings.analytics_rollup_interval_seconds]
+    last_billing_cycle = [-settings.billing_cycle_interval_seconds]
 
     orphaned = threading.Event()
 
@@ -495,6 +511,9 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
         if time.monotonic() - last_rollup[0] >= settings.analytics_rollup_interval_seconds:
             last_rollup[0] = time.monotonic()
             worker.queue_periodic(ANALYTICS_ROLLUP_KIND)
+        if time.monotonic() - last_billing_cycle[0] >= settings.billing_cycle_interval_seconds:
+            last_billing_cycle[0] = time.monotonic()
+            worker.queue_periodic(BILLING_CYCLE_KIND)
 
     sweeper = Repeating(background, settings.job_sweep_interval_seconds, name="job-sweeper").start()
     reminder_sweeper = Repeating(

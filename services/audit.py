@@ -44,6 +44,11 @@ class EventType(StrEnum):
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     CONVERSATION_DELETED = "conversation_deleted"
+    PLAN_CREATED = "plan_created"
+    PLANS_SYNCED = "plans_synced"
+    SUBSCRIPTION_UPDATED = "subscription_updated"
+    INVOICE_PAID = "invoice_paid"
+    INVOICE_PAYMENT_FAILED = "invoice_payment_failed"
 
 
 @dataclass(frozen=True)

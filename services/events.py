@@ -30,6 +30,9 @@ class EventType(StrEnum):
     JOB_FAILED = "job.failed"
     REMINDER_FIRED = "reminder.fired"
     USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
+    SUBSCRIPTION_UPDATED = "subscription.updated"
+    INVOICE_PAID = "invoice.paid"
+    INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ change. Downgrade removes those all-time counters and their usage events (they a
 from the data; upgrading again counts them again).
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-02
 """
 
@@ -27,7 +27,7 @@ from alembic import context, op
 from persistence.types import UTCDateTime
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

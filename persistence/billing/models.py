@@ -95,6 +95,9 @@ class Invoice(Base):
     __table_args__ = (
         Index("ix_invoices_owner_created", "owner_id", "created_at", "id"),
         Index("ix_invoices_status_next_attempt", "status", "next_payment_attempt_at"),
+        UniqueConstraint(
+            "subscription_id", "period_start", "billing_reason", name="uq_invoices_subscription_period_reason"
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -214,3 +217,28 @@ class UsageCounter(Base):
     used: Mapped[int] = mapped_column(BigInteger, default=0)
     notified_percent: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class BillingHistory(Base):
+    """What happened to an account's billing, append-only (migration 0016): each change of its
+    subscription (`kind` ``subscribed``, ``plan_changed``, ``downgrade_scheduled``,
+    ``cancel_scheduled``, ``resumed``, ``renewed``, ``trial_ended``, ``canceled``,
+    ``recovered``, ``payment_failed``) with the plan and status after it and whether that plan is
+    `paid`, and each charge (``charge_succeeded``, ``charge_failed``) with its `invoice_id`. `sequence` orders
+    an account's entries. The administrators' summary (churn, failed payments) reads it."""
+
+    __tablename__ = "billing_history"
+    __table_args__ = (
+        Index("ix_billing_history_owner_sequence", "owner_id", "sequence"),
+        Index("ix_billing_history_kind_occurred", "kind", "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(30))
+    plan_code: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    paid: Mapped[bool] = mapped_column(Boolean)
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from persistence.billing.models import Plan, Subscription
-from persistence.database import for_update, insert_if_absent
+from persistence.database import for_update, insert_if_absent, savepoint
 
 
 class PlanRepository:
@@ -31,6 +33,17 @@ class PlanRepository:
         self.db.add(plan)
         self.db.flush()
 
+    def add_unless_taken(self, plan: Plan) -> bool:
+        """Write a new plan now unless its code is taken (also by a concurrent writer, whose
+        insert this waits for); False, and nothing written, when it is."""
+        try:
+            with savepoint(self.db):
+                self.db.add(plan)
+                self.db.flush()
+        except IntegrityError:  # the savepoint's rollback made `plan` transient again
+            return False
+        return True
+
 
 class SubscriptionRepository:
     """Subscriptions (one per account) within the caller's unit of work."""
@@ -50,6 +63,24 @@ class SubscriptionRepository:
         """Stage a new subscription and write it now."""
         self.db.add(subscription)
         self.db.flush()
+
+    def due_for_roll(self, now: datetime, *, limit: int) -> list[uuid.UUID]:
+        """Owners of up to `limit` subscriptions (active or trialing) whose current period ended
+        at or before `now`, the longest ended first (the period roll's batch)."""
+        statement = (
+            select(Subscription.owner_id)
+            .where(Subscription.current_period_end <= now, Subscription.status.in_(("active", "trialing")))
+            .order_by(Subscription.current_period_end, Subscription.id)
+            .limit(limit)
+        )
+        return list(self.db.scalars(statement))
+
+    def counts_by_plan_and_status(self) -> dict[tuple[str, str], int]:
+        """How many subscriptions there are, by (plan code, status)."""
+        statement = select(Subscription.plan_code, Subscription.status, func.count()).group_by(
+            Subscription.plan_code, Subscription.status
+        )
+        return {(code, status): count for code, status, count in self.db.execute(statement)}
 
     def add_if_absent(self, values: dict[str, object]) -> None:
         """Write the subscription `values` (every column) unless the account already has one

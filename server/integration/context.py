@@ -23,9 +23,11 @@ from services import accounts, api_keys, public_chatbots
 from services.access import Access, authorize
 from services.accounts import AuthConfig
 from services.audit import RequestMeta
+from services.billing_state import BillingConfig
 from services.clock import Clock
 from services.errors import InvalidToken, NotFound
 from services.jobs import JobEngine
+from services.payments import PaymentProvider
 from services.tokens import AccessClaims
 from services.webhooks import WebhookConfig
 
@@ -68,6 +70,9 @@ class AppContext:
         breaker_states: the state of each outside dependency's circuit breaker in this process,
             by name (``closed``, ``open``, ``half_open``; a family ``closed`` or
             ``partly_open``): `adapters.resilience.states`.
+        payment_provider: the payment provider PAYMENT_PROVIDER names (the one `billing` holds).
+        billing: the billing configuration (provider, TRIAL_DAYS, DUNNING_RETRY_DAYS), the one
+            the job engine's context holds too.
     """
 
     settings: Settings
@@ -85,6 +90,8 @@ class AppContext:
     publish_events: Callable[[UnitOfWork, list[Any]], None]
     api_key_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
     breaker_states: Callable[[], dict[str, str]] = dict
+    payment_provider: PaymentProvider | None = None
+    billing: BillingConfig | None = None
 
 
 def state() -> AppContext:
@@ -101,6 +108,14 @@ def job_engine() -> JobEngine:
 def webhook_config() -> WebhookConfig:
     """The webhook adapters, for the webhook operations."""
     return state().webhooks
+
+
+def billing_config() -> BillingConfig:
+    """The billing configuration, for the billing operations."""
+    config = state().billing
+    if config is None:
+        raise RuntimeError("the app was built without a billing configuration")
+    return config
 
 
 def clock() -> Clock:

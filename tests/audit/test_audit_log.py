@@ -64,8 +64,12 @@ BY_THE_ACCOUNT = {
     "profile_updated",
     "data_exported",
     "account_deleted",
+    "subscription_updated",
 }
 """Events the account itself causes: actor and subject are the account."""
+OUTSIDE_AN_ACCOUNTS_REQUESTS = {"plan_created", "plans_synced", "invoice_paid", "invoice_payment_failed"}
+"""Billing events no request of the account causes alone (an administrator's plan, the CLI's sync,
+charges needing a card and the billing cycle): tests/billing checks them."""
 ANONYMOUS = {"login_failed", "locked_out", "refresh_token_reused", "password_reset_requested"}
 """Events of requests that prove no identity: no actor, the account as subject."""
 BY_THE_ADMINISTRATOR = {"role_changed", "user_deactivated", "user_reactivated"}
@@ -215,6 +219,14 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     assert key.status_code == 201, key.text
     key_path = f"/api/v1/api-keys/{key.json()['id']}"
     assert probe("DELETE", key_path, ["api_key_revoked"], token=latest["access_token"]).status_code == 204
+    trial = probe(
+        "POST",
+        "/api/v1/billing/subscription",
+        ["subscription_updated"],
+        token=latest["access_token"],
+        json={"plan_code": "pro_monthly"},
+    )
+    assert trial.status_code == 200, trial.text
 
     target = f"/api/v1/users/{user_id}"
     for body, expect in (
@@ -244,8 +256,8 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
 
     # Every event about the two accounts, read back through the administrators' listing.
     events = events_about(client, admin, user_id) + events_about(client, admin, victim_id)
-    assert {event["type"] for event in events} == {str(t) for t in EventType}
-    assert len(EventType) == 24
+    assert {event["type"] for event in events} == {str(t) for t in EventType} - OUTSIDE_AN_ACCOUNTS_REQUESTS
+    assert len(EventType) == 29
 
     seen: dict[str, list[str]] = {}
     for event in events:

@@ -62,7 +62,7 @@ def test_the_backfill_rebuilds_the_counters_of_what_exists(kind, tmp_path, resto
                 "api_keys": 1,
             }
 
-            command.downgrade(alembic_config(url), "0015")
+            command.downgrade(alembic_config(url), "0016")
             assert _counters(context.session_factory, owner) == {}
             command.upgrade(alembic_config(url), "head")
             assert _counters(context.session_factory, owner) == kept_by_the_areas

@@ -260,4 +260,6 @@ def test_exported_json_is_a_plain_document(client, account):
         "api_keys",
         "conversations",
         "usage",
+        "subscription",
+        "invoices",
     }
