@@ -36,6 +36,7 @@ from adapters.web_sitemaps import UspSitemapReader
 from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
+from server.integration.payments import FakeEventRelay, build_payment_provider, provider_event_config
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from services import conversations, documents, webhooks, websites
@@ -73,6 +74,7 @@ def make_job_engine(
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
             "conversations": make_conversation_config(settings),
+            "provider_events": provider_event_config(settings),
         },
     )
     return engine, queue
@@ -261,6 +263,10 @@ class Worker:
         self.engine, self.queue = make_job_engine(settings, self.handle)
         self.identity = f"{socket.gethostname()}/{os.getpid()}"
         self.publish = event_publisher(self.engine, lambda: self.clock)
+        # Payments (issue 17): billing's jobs charge through this; the fake's events become jobs.
+        self.engine.context["payments"] = build_payment_provider(
+            settings, emit=FakeEventRelay(units=self.unit_of_work, clock=lambda: self.clock, engine=self.engine)
+        )
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work on this worker's engine; its events go to webhooks at its commit."""

@@ -44,6 +44,9 @@ class EventType(StrEnum):
     API_KEY_CREATED = "api_key_created"
     API_KEY_REVOKED = "api_key_revoked"
     CONVERSATION_DELETED = "conversation_deleted"
+    PAYMENT_METHOD_ATTACHED = "payment_method_attached"
+    PAYMENT_METHOD_DETACHED = "payment_method_detached"
+    PAYMENT_METHOD_DEFAULT_CHANGED = "payment_method_default_changed"
 
 
 @dataclass(frozen=True)

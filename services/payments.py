@@ -1,53 +1,34 @@
 """The payment provider port (issue 17): what billing asks of a payment provider, whichever
-`PAYMENT_PROVIDER` serves it (``fake``: adapters/payments_fake.py, no network; ``stripe``: the
-`stripe` package). Shapes follow Stripe's objects (Customer, PaymentMethod, PaymentIntent)."""
+`PAYMENT_PROVIDER` serves it (``fake``: adapters/payments_fake.py, no network; ``stripe``:
+adapters/payments_stripe.py, the `stripe` package). Shapes follow Stripe's objects (Customer,
+PaymentMethod, PaymentIntent).
+
+The values and errors (`CardDetails`, `ChargeOutcome`, `PaymentMethodRejected`,
+`PaymentProviderUnavailable`) are defined in `adapters.payment_types`, so the adapters need not
+import services, and are re-exported here: import them from this module."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
-ChargeStatus = Literal["succeeded", "declined", "requires_action"]
+from adapters.payment_types import (
+    CardDetails,
+    ChargeOutcome,
+    ChargeStatus,
+    PaymentMethodRejected,
+    PaymentProviderUnavailable,
+)
 
-
-@dataclass(frozen=True)
-class CardDetails:
-    """What may be shown of an attached card: the provider's id for it, brand (``visa``,
-    ``mastercard``, …), last four digits and expiry."""
-
-    provider_payment_method_id: str
-    brand: str
-    last4: str
-    exp_month: int
-    exp_year: int
-
-
-@dataclass(frozen=True)
-class ChargeOutcome:
-    """The result of one charge attempt. `payment_id`: the provider's charge or payment intent
-    (also when declined, if the provider made one); `failure_code` and `failure_message` (the
-    provider's, e.g. ``card_declined``) when it did not succeed."""
-
-    status: ChargeStatus
-    payment_id: str | None
-    failure_code: str | None = None
-    failure_message: str | None = None
-
-
-class PaymentMethodRejected(Exception):
-    """The provider refused the token (unknown, expired or declined on attach); `code` is its
-    reason (e.g. ``card_declined``, ``invalid_token``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class PaymentProviderUnavailable(Exception):
-    """The provider could not be reached or answered an error that is not about the card (its
-    circuit breaker is open, a timeout, a 5xx): nothing is known to have been charged."""
+__all__ = [
+    "CardDetails",
+    "ChargeOutcome",
+    "ChargeStatus",
+    "PaymentMethodRejected",
+    "PaymentProvider",
+    "PaymentProviderUnavailable",
+]
 
 
 class PaymentProvider(Protocol):
@@ -91,9 +72,13 @@ class PaymentProvider(Protocol):
         currency: str,
         idempotency_key: str,
         description: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChargeOutcome:
         """Charge `amount` minor units of `currency` (ISO 4217) off-session. The same
-        `idempotency_key` again answers the first outcome without charging again.
+        `idempotency_key` again answers the first outcome without charging again. `metadata`
+        (optional, e.g. ``{"invoice_id": "<uuid>"}``) is stored on the provider's payment and
+        comes back in its events, which is how an inbound event finds our invoice (without it,
+        `services.provider_events` finds the invoice by the payment's id).
 
         Raises:
             PaymentProviderUnavailable: the provider did not answer (nothing charged).

@@ -26,6 +26,8 @@ from services.audit import RequestMeta
 from services.clock import Clock
 from services.errors import InvalidToken, NotFound
 from services.jobs import JobEngine
+from services.payments import PaymentProvider
+from services.provider_events import ProviderEventConfig
 from services.tokens import AccessClaims
 from services.webhooks import WebhookConfig
 
@@ -65,6 +67,8 @@ class AppContext:
         webhooks: the webhook adapters (SSRF guard, sender, secret box).
         publish_events: receives a request's unit of work and the events it recorded, at its
             commit and in its transaction (`UnitOfWork.publish`).
+        payment_provider: the payment provider PAYMENT_PROVIDER names (billing, issue 17).
+        provider_events: the inbound provider webhooks' secrets and tolerance (billing, issue 17).
     """
 
     settings: Settings
@@ -81,6 +85,8 @@ class AppContext:
     webhooks: WebhookConfig
     publish_events: Callable[[UnitOfWork, list[Any]], None]
     api_key_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
+    payment_provider: PaymentProvider | None = None
+    provider_events: ProviderEventConfig = field(default_factory=ProviderEventConfig)
 
 
 def state() -> AppContext:
@@ -273,3 +279,22 @@ def _path_uuid(name: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def payment_provider() -> PaymentProvider:
+    """The payment provider PAYMENT_PROVIDER names (set up by `create_app`)."""
+    provider = state().payment_provider
+    if provider is None:
+        raise LookupError("the app was built without a payment provider")
+    return provider
+
+
+def provider_event_config() -> ProviderEventConfig:
+    """The inbound provider webhooks' secrets and signature tolerance."""
+    return state().provider_events
+
+
+def raw_body() -> bytes:
+    """The request body exactly as received (for a signature over the bytes: the provider
+    webhooks, whose contract body is marked ``x-raw-body`` so nothing parses it before)."""
+    return flask.request.get_data(cache=True)

@@ -34,6 +34,7 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
             "websites",
             "api_keys",
             "conversations",
+            "payment_methods",
         }
     )
     # Sections added after the export shipped are optional (older exports lack them): additive.
@@ -43,6 +44,7 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
         "websites",
         "api_keys",
         "conversations",
+        "payment_methods",
     }
 
 
