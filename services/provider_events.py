@@ -238,6 +238,20 @@ def queue_fake_event(*, uow: UnitOfWork, clock: Clock, engine: jobs.JobEngine, e
     )
 
 
+def signed_fake_delivery(*, config: ProviderEventConfig, clock: Clock, event: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The bytes and the ``Stripe-Signature`` header of a delivery of the fake's `event`: compact
+    JSON, signed at the current time with the fake's first secret, as Stripe signs.
+
+    Raises:
+        InvalidSignature: no secret is configured for the fake provider.
+    """
+    secrets = list(config.secrets.get("fake", ()))
+    if not secrets:
+        raise InvalidSignature("FAKE_WEBHOOK_SECRET names no secret.")
+    payload = json.dumps(dict(event), separators=(",", ":")).encode("utf-8")
+    return payload, sign(payload, secrets=secrets[:1], timestamp=int(clock.now().timestamp()))
+
+
 def deliver_fake_event(
     *, uow: UnitOfWork, clock: Clock, config: ProviderEventConfig, event: Mapping[str, Any]
 ) -> Received:
@@ -250,11 +264,7 @@ def deliver_fake_event(
     Raises:
         InvalidSignature: no secret is configured for the fake provider.
     """
-    secrets = list(config.secrets.get("fake", ()))
-    if not secrets:
-        raise InvalidSignature("FAKE_WEBHOOK_SECRET names no secret.")
-    payload = json.dumps(dict(event), separators=(",", ":")).encode("utf-8")
-    header = sign(payload, secrets=secrets[:1], timestamp=int(clock.now().timestamp()))
+    payload, header = signed_fake_delivery(config=config, clock=clock, event=event)
     return receive_event(uow=uow, clock=clock, config=config, provider="fake", payload=payload, signature_header=header)
 
 
