@@ -48,9 +48,12 @@ def build_payment_provider(
 
 
 def provider_event_config(settings: Settings) -> provider_events.ProviderEventConfig:
-    """The inbound webhooks' secrets per provider (STRIPE_WEBHOOK_SECRET, FAKE_WEBHOOK_SECRET)."""
+    """The inbound webhooks' secrets per provider: STRIPE_WEBHOOK_SECRET's for ``stripe``, and
+    FAKE_WEBHOOK_SECRET's for ``fake`` only while PAYMENT_PROVIDER is ``fake`` (otherwise its
+    endpoint refuses every delivery: nothing but the fake should ever sign as the fake)."""
+    fake = tuple(settings.fake_webhook_secret_list) if settings.payment_provider == "fake" else ()
     return provider_events.ProviderEventConfig(
-        secrets={"stripe": tuple(settings.stripe_webhook_secret_list), "fake": tuple(settings.fake_webhook_secret_list)}
+        secrets={"stripe": tuple(settings.stripe_webhook_secret_list), "fake": fake}
     )
 
 
