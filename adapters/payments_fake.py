@@ -124,6 +124,11 @@ class FakePaymentProvider:
         self.events: list[dict[str, Any]] = []
         """Every event emitted, oldest first."""
 
+    def connect(self, emit: Callable[[dict[str, Any]], None] | None) -> None:
+        """Send the events of later charges to `emit` (None: keep them only in `events`); for
+        wiring that builds the provider before what receives its events."""
+        self._emit = emit
+
     def create_customer(self, *, owner_id: uuid.UUID, email: str) -> str:
         """A customer id derived from the account (the same account gets the same id)."""
         return "cus_" + hashlib.sha256(owner_id.bytes).hexdigest()[:14]

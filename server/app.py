@@ -26,7 +26,7 @@ from server.edge.rate_limit import FallbackStorage
 from server.integration import content_type, context, metrics
 from server.integration.idempotency import release_on_failure
 from server.integration.operations import prepare_operations
-from server.integration.payments import FakeEventRelay, build_payment_provider, provider_event_config
+from server.integration.payments import build_payment_provider, provider_event_config, relay_fake_events
 from server.integration.problems import install_problem_handlers
 from server.integration.resolver import OrjsonModule, TagResolver
 from server.integration.route_limits import install_route_limits, make_limiter
@@ -167,11 +167,12 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     app_context = flask_app.extensions[context.EXTENSION]
     app_context.publish_events = event_publisher(job_engine, lambda: app_context.clock)
     # Payments (issue 17): the provider, and the fake's events queued as jobs (FakeEventRelay).
-    app_context.payment_provider = build_payment_provider(
-        settings,
-        emit=FakeEventRelay(
-            units=lambda: UnitOfWork(app_context.session_factory), clock=lambda: app_context.clock, engine=job_engine
-        ),
+    app_context.payment_provider = build_payment_provider(settings)
+    relay_fake_events(
+        app_context.payment_provider,
+        units=lambda: UnitOfWork(app_context.session_factory),
+        clock=lambda: app_context.clock,
+        engine=job_engine,
     )
     app_context.provider_events = provider_event_config(settings)
     job_engine.context["payments"] = app_context.payment_provider

@@ -36,7 +36,7 @@ from adapters.web_sitemaps import UspSitemapReader
 from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
-from server.integration.payments import FakeEventRelay, build_payment_provider, provider_event_config
+from server.integration.payments import build_payment_provider, provider_event_config, relay_fake_events
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from services import conversations, documents, webhooks, websites
@@ -264,8 +264,9 @@ class Worker:
         self.identity = f"{socket.gethostname()}/{os.getpid()}"
         self.publish = event_publisher(self.engine, lambda: self.clock)
         # Payments (issue 17): billing's jobs charge through this; the fake's events become jobs.
-        self.engine.context["payments"] = build_payment_provider(
-            settings, emit=FakeEventRelay(units=self.unit_of_work, clock=lambda: self.clock, engine=self.engine)
+        self.engine.context["payments"] = build_payment_provider(settings)
+        relay_fake_events(
+            self.engine.context["payments"], units=self.unit_of_work, clock=lambda: self.clock, engine=self.engine
         )
 
     def unit_of_work(self) -> UnitOfWork:

@@ -57,6 +57,20 @@ def provider_event_config(settings: Settings) -> provider_events.ProviderEventCo
     )
 
 
+def relay_fake_events(
+    provider: PaymentProvider, *, units: Callable[[], UnitOfWork], clock: Callable[[], Clock], engine: JobEngine
+) -> FakeEventRelay | None:
+    """When `provider` is the fake, connect its events to a new `FakeEventRelay` (queued as jobs of
+    `engine`, in units of work from `units`); the relay, or None for another provider. Call it
+    once per process where the provider and a unit-of-work factory both exist (`create_app`,
+    `Worker`)."""
+    if not isinstance(provider, FakePaymentProvider):
+        return None
+    relay = FakeEventRelay(units=units, clock=clock, engine=engine)
+    provider.connect(relay)
+    return relay
+
+
 class FakeEventRelay:
     """What the fake provider hands its events to: each is queued as a
     `services.provider_events.FAKE_EVENT_KIND` job, in a unit of work of its own, on a thread of
