@@ -16,7 +16,7 @@ Rules and where they come from:
   again). If it was the default, the newest remaining method becomes the default (Stripe's
   customers keep a default source the same way). The **last** method cannot be removed while the
   account is on a paid plan that renews (status ``trialing``, ``active`` or ``past_due`` and not
-  cancelled at the period's end): 409 `/problems/payment-method-required` — the renewal would
+  cancelled at the period's end): 409 `/problems/last-payment-method` — the renewal would
   fail and send the account into dunning. Cancel (or move to the free plan) first.
 * **The provider's refusals** keep Stripe's meanings: a card error (declined, expired, wrong
   CVC: Stripe's 402 ``card_error``) is 402 `/problems/payment-method-declined` naming the code;
@@ -43,7 +43,7 @@ from services.clock import Clock
 from services.cursors import decode_cursor, page
 from services.errors import Conflict, DomainError, NotFound, ProblemType
 from services.payments import PaymentMethodRejected, PaymentProvider, PaymentProviderUnavailable
-from services.subscriptions import FREE_PLAN, current_subscription
+from services.subscriptions import current_subscription
 
 MAX_PAYMENT_METHODS = 10
 """Attached payment methods per account, at most."""
@@ -81,10 +81,10 @@ class PaymentMethodLimitReached(Conflict):
     problem = ProblemType("/problems/payment-method-limit-reached", "Payment method limit reached", 409)
 
 
-class PaymentMethodRequired(Conflict):
+class LastPaymentMethod(Conflict):
     """The last payment method of an account whose paid subscription renews cannot be removed."""
 
-    problem = ProblemType("/problems/payment-method-required", "Payment method required", 409)
+    problem = ProblemType("/problems/last-payment-method", "Last payment method", 409)
 
 
 @dataclass(frozen=True)
@@ -229,19 +229,21 @@ def remove(
 
     Raises:
         NotFound: no such attached method of the owner (404).
-        PaymentMethodRequired: it is the last one and a paid subscription renews (409).
+        LastPaymentMethod: it is the last one and a paid subscription renews (409).
         PaymentProviderDown: the provider did not answer (503); nothing changed.
     """
     subscription = current_subscription(uow, owner_id=owner.id, clock=clock, lock=True)
     method = _get(uow, owner.id, method_id)
     successor = uow.payment_methods.newest_attached(owner.id, excluding=method.id)
+    plan = uow.plans.get(subscription.plan_code)
     renews = (
-        subscription.plan_code != FREE_PLAN
+        plan is not None
+        and plan.price > 0
         and subscription.status in RENEWING_STATUSES
         and not subscription.cancel_at_period_end
     )
     if successor is None and renews:
-        raise PaymentMethodRequired(
+        raise LastPaymentMethod(
             "This is your only payment method and your paid plan renews: add another one first, "
             "or cancel the subscription."
         )

@@ -93,7 +93,7 @@ def test_the_last_method_stays_while_a_paid_plan_renews(client, account, new_uow
         assert subscription is not None
         subscription.plan_code = "pro_monthly"
     refused = client.delete(f"{METHODS}/{method['id']}", headers=bearer(account.access_token))
-    assert_problem(refused, 409, "/problems/payment-method-required")
+    assert_problem(refused, 409, "/problems/last-payment-method")
     assert [m["id"] for m in listed(client, account)] == [method["id"]]
     second = attach(client, account, "tok_mastercard").json()
     assert client.delete(f"{METHODS}/{method['id']}", headers=bearer(account.access_token)).status_code == 204
