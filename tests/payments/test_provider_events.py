@@ -109,7 +109,7 @@ def stored_events(new_uow, event_id: str | None = None) -> int:
 
 
 def post(client, payload: bytes, header: str | None, provider: str = "stripe"):
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json; charset=utf-8"}  # as Stripe sends it
     if header is not None:
         headers["Stripe-Signature"] = header
     return client.post(f"/api/v1/billing/webhooks/{provider}", content=payload, headers=headers)
@@ -296,3 +296,12 @@ def test_the_fake_providers_events_reach_the_processing_through_the_job_queue(ap
         assert stored is not None and stored.outcome == "applied"
     again = run_job(app, str(job.id))  # a job already done is not run again; a redelivery would be a duplicate
     assert len(invoices.calls) == 1, again
+
+
+def test_the_fake_providers_endpoint_takes_deliveries_signed_with_its_secret(app, client, invoices):
+    secret = app.app.extensions["charter"].provider_events.secrets["fake"][0]
+    body = event("payment_intent.payment_failed", code="card_declined")
+    accepted = post(client, *signed(body, secret=secret), provider="fake")
+    assert accepted.status_code == 200 and accepted.json()["outcome"] == "applied", accepted.text
+    refused = post(client, *signed(event(), secret=SECRETS[0]), provider="fake")  # stripe's secret is not the fake's
+    assert refused.status_code == 400 and refused.json()["type"] == INVALID_SIGNATURE
