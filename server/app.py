@@ -30,6 +30,7 @@ from server.edge.rate_limit import FallbackStorage
 from server.integration import content_type, context, metrics
 from server.integration.idempotency import release_on_failure
 from server.integration.operations import prepare_operations
+from server.integration.payments import provider_event_config, relay_fake_events
 from server.integration.problems import install_problem_handlers
 from server.integration.resolver import OrjsonModule, TagResolver
 from server.integration.route_limits import install_route_limits, make_limiter
@@ -199,6 +200,15 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
     flask_app.extensions[analytics_wiring.EXTENSION] = analytics_flusher
     app_context = flask_app.extensions[context.EXTENSION]
     app_context.publish_events = event_publisher(job_engine, lambda: app_context.clock)
+    # Payments (issue 17): the fake provider's events queued as jobs (FakeEventRelay); the
+    # provider is the one billing charges through (built with the job engine's context).
+    relay_fake_events(
+        app_context.payment_provider,
+        units=lambda: UnitOfWork(app_context.session_factory),
+        clock=lambda: app_context.clock,
+        engine=job_engine,
+    )
+    app_context.provider_events = provider_event_config(settings)
     flask_app.before_request(context.load_principal)
     flask_app.after_request(_commit_on_success)
     flask_app.teardown_request(_end_unit_of_work)

@@ -30,7 +30,7 @@ ANSWER_PROVIDERS = ("extractive", "openai")
 """The answer providers ANSWER_PROVIDER may name (server/worker.py builds each)."""
 
 
-PAYMENT_PROVIDERS = ("fake",)
+PAYMENT_PROVIDERS = ("fake", "stripe")
 """The payment providers PAYMENT_PROVIDER may name (server/integration/payments.py builds each)."""
 
 
@@ -278,6 +278,37 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(
         "charter", min_length=1, max_length=100, description="`service.name` of the exported spans."
     )
+    stripe_api_key: SecretStr | None = Field(
+        None, description="Stripe secret key (sk_…); needed by PAYMENT_PROVIDER=stripe."
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        None, description="Comma-separated Stripe webhook signing secrets (whsec_…) accepted; several while rotating."
+    )
+    stripe_api_base: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        max_length=500,
+        description="Stripe API root; unset: Stripe's own (https://api.stripe.com). Tests point it at a local double.",
+    )
+    stripe_connect_timeout_seconds: float = Field(5.0, gt=0, le=60, description="Connect timeout of Stripe calls.")
+    stripe_timeout_seconds: float = Field(20.0, gt=0, le=120, description="Read timeout of each Stripe call.")
+    stripe_retry_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Attempts per Stripe call on timeouts, 429 and 5xx (1: none); idempotency keys make them safe.",
+    )
+    stripe_breaker_failures: int = Field(
+        5, ge=1, le=1000, description="Failed Stripe calls in a row that open the breaker."
+    )
+    stripe_breaker_reset_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long the open Stripe breaker fails fast before a trial call."
+    )
+    fake_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Comma-separated secrets the fake provider's events are signed (first) and checked with; "
+        "unset: one made under VAR_DIR.",
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )
@@ -317,7 +348,8 @@ class Settings(BaseSettings):
     )
     payment_provider: str = Field(
         "fake",
-        description="The payment provider invoices are charged through: `fake` (in memory, no network, test tokens).",
+        description="The payment provider invoices are charged through: `fake` (in memory, no network, test "
+        "tokens) or `stripe` (STRIPE_API_KEY).",
     )
     trial_days: int = Field(
         14, ge=0, le=365, description="Days of trial on an account's first paid subscription (0: no trial)."
@@ -446,6 +478,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _stripe_needs_a_key(self) -> Settings:
+        if self.payment_provider == "stripe" and self.stripe_api_key is None:
+            raise ValueError("PAYMENT_PROVIDER=stripe needs STRIPE_API_KEY (and STRIPE_WEBHOOK_SECRET for its events)")
+        return self
+
+    @model_validator(mode="after")
     def _redis_queue_needs_redis(self) -> Settings:
         if self.job_queue == "redis" and not self.redis_url:
             raise ValueError("JOB_QUEUE=redis needs REDIS_URL")
@@ -514,6 +552,29 @@ class Settings(BaseSettings):
             log.warning("encryption_key_generated", path=str(path), hint="set ENCRYPTION_KEYS outside development")
         return [path.read_text().strip()]
 
+    @cached_property
+    def stripe_webhook_secret_list(self) -> list[str]:
+        """STRIPE_WEBHOOK_SECRET's secrets (none when unset: every Stripe delivery is refused)."""
+        return _secret_list(self.stripe_webhook_secret)
+
+    @cached_property
+    def fake_webhook_secret_list(self) -> list[str]:
+        """The fake provider's webhook secrets: FAKE_WEBHOOK_SECRET, or a random secret made once
+        under VAR_DIR (private to the machine, shared by its processes; the fake's events are
+        signed and checked in the worker, so one machine's secret is all they need)."""
+        if self.fake_webhook_secret is not None:
+            return _secret_list(self.fake_webhook_secret)
+        path = self.var_dir / "fake_webhook_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never world-readable
+            except FileExistsError:  # another process made it first
+                return [path.read_text().strip()]
+            with os.fdopen(descriptor, "w") as stream:
+                stream.write("whsec_" + secrets.token_urlsafe(32))
+        return [path.read_text().strip()]
+
     @field_validator("password_reset_url")
     @classmethod
     def _has_token_placeholder(cls, value: str) -> str:
@@ -547,3 +608,10 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         """Whether DATABASE_URL names an SQLite database."""
         return self.database_url.startswith("sqlite")
+
+
+def _secret_list(value: SecretStr | None) -> list[str]:
+    """The non-empty items of a comma-separated secret setting."""
+    if value is None:
+        return []
+    return [item.strip() for item in value.get_secret_value().split(",") if item.strip()]

@@ -41,7 +41,7 @@ from adapters.webhook_http import HttpxSender
 from persistence.backups import DatabaseInventory, facts_of_sqlite_file
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
-from server.integration.payments import build_payment_provider
+from server.integration.payments import build_payment_provider, provider_event_config, relay_fake_events
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from server.tracing import add_trace_ids, name_job_span, start_tracing
@@ -88,6 +88,7 @@ def make_job_engine(
             **({"backups": make_backup_config(settings)} if handler is not None else {}),
             "analytics": analytics.AnalyticsConfig(retention_days=settings.analytics_retention_days),
             "billing": make_billing_config(settings),
+            "provider_events": provider_event_config(settings),
         },
     )
     return engine, queue
@@ -367,6 +368,13 @@ class Worker:
         self.engine, self.queue = make_job_engine(settings, self.handle)
         self.identity = f"{socket.gethostname()}/{os.getpid()}"
         self.publish = event_publisher(self.engine, lambda: self.clock)
+        # Payments (issue 17): the fake provider's events (billing's charges) become jobs.
+        relay_fake_events(
+            self.engine.context["billing"].provider,
+            units=self.unit_of_work,
+            clock=lambda: self.clock,
+            engine=self.engine,
+        )
 
     def unit_of_work(self) -> UnitOfWork:
         """A new unit of work on this worker's engine; its events go to webhooks at its commit."""

@@ -49,6 +49,9 @@ class EventType(StrEnum):
     SUBSCRIPTION_UPDATED = "subscription_updated"
     INVOICE_PAID = "invoice_paid"
     INVOICE_PAYMENT_FAILED = "invoice_payment_failed"
+    PAYMENT_METHOD_ATTACHED = "payment_method_attached"
+    PAYMENT_METHOD_DETACHED = "payment_method_detached"
+    PAYMENT_METHOD_DEFAULT_CHANGED = "payment_method_default_changed"
 
 
 @dataclass(frozen=True)

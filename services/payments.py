@@ -1,13 +1,19 @@
 """The payment provider port (issue 17): what billing asks of a payment provider, whichever
-`PAYMENT_PROVIDER` serves it (``fake``: adapters/payments_fake.py, no network; ``stripe``: the
-`stripe` package). Shapes follow Stripe's objects (Customer, PaymentMethod, PaymentIntent)."""
+`PAYMENT_PROVIDER` serves it (``fake``: adapters/payments_fake.py, no network; ``stripe``:
+adapters/payments_stripe.py, the `stripe` package). Shapes follow Stripe's objects (Customer,
+PaymentMethod, PaymentIntent).
+
+The values and errors (`CardDetails`, `ChargeOutcome`, `PaymentMethodRejected`,
+`PaymentProviderUnavailable`) are defined in `adapters.payment_types`, so the adapters need not
+import services, and are re-exported here: import them from this module."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Protocol
 
-from adapters.payments import (
+from adapters.payment_types import (
     CardDetails,
     ChargeOutcome,
     ChargeStatus,
@@ -66,9 +72,13 @@ class PaymentProvider(Protocol):
         currency: str,
         idempotency_key: str,
         description: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> ChargeOutcome:
         """Charge `amount` minor units of `currency` (ISO 4217) off-session. The same
-        `idempotency_key` again answers the first outcome without charging again.
+        `idempotency_key` again answers the first outcome without charging again. `metadata`
+        (optional, e.g. ``{"invoice_id": "<uuid>"}``) is stored on the provider's payment and
+        comes back in its events, which is how an inbound event finds our invoice (without it,
+        `services.provider_events` finds the invoice by the payment's id).
 
         Raises:
             PaymentProviderUnavailable: the provider did not answer (nothing charged).

@@ -28,6 +28,7 @@ from services.clock import Clock
 from services.errors import InvalidToken, NotFound
 from services.jobs import JobEngine
 from services.payments import PaymentProvider
+from services.provider_events import ProviderEventConfig
 from services.tokens import AccessClaims
 from services.webhooks import WebhookConfig
 
@@ -73,6 +74,7 @@ class AppContext:
         payment_provider: the payment provider PAYMENT_PROVIDER names (the one `billing` holds).
         billing: the billing configuration (provider, TRIAL_DAYS, DUNNING_RETRY_DAYS), the one
             the job engine's context holds too.
+        provider_events: the inbound provider webhooks' secrets and tolerance (billing, issue 17).
     """
 
     settings: Settings
@@ -92,6 +94,7 @@ class AppContext:
     breaker_states: Callable[[], dict[str, str]] = dict
     payment_provider: PaymentProvider | None = None
     billing: BillingConfig | None = None
+    provider_events: ProviderEventConfig = field(default_factory=ProviderEventConfig)
 
 
 def state() -> AppContext:
@@ -292,3 +295,22 @@ def _path_uuid(name: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def payment_provider() -> PaymentProvider:
+    """The payment provider PAYMENT_PROVIDER names (set up by `create_app`)."""
+    provider = state().payment_provider
+    if provider is None:
+        raise LookupError("the app was built without a payment provider")
+    return provider
+
+
+def provider_event_config() -> ProviderEventConfig:
+    """The inbound provider webhooks' secrets and signature tolerance."""
+    return state().provider_events
+
+
+def raw_body() -> bytes:
+    """The request body exactly as received (for a signature over the bytes: the provider
+    webhooks, whose contract body is marked ``x-raw-body`` so nothing parses it before)."""
+    return flask.request.get_data(cache=True)

@@ -214,7 +214,13 @@ class ProblemRequestBodyValidator(JSONRequestBodyValidator):
     async def wrap_receive(self, receive: Receive, *, scope: Scope) -> tuple[Receive, Scope]:
         """Connexion takes a body without Content-Length for no body at all, so a chunked body
         would be refused as missing (or skip validation when optional). Such a body is read,
-        validated, and handed on re-encoded with a Content-Length."""
+        validated, and handed on re-encoded with a Content-Length.
+
+        A body whose schema is marked ``x-raw-body: true`` is handed on untouched, neither
+        parsed nor validated: its handler checks a signature over the exact bytes before
+        anything reads them (the payment providers' webhooks, issue 17)."""
+        if isinstance(self._schema, dict) and self._schema.get("x-raw-body") is True:
+            return receive, scope
         headers = Headers(scope=scope)
         if "content-length" in headers or "chunked" not in headers.get("transfer-encoding", "").lower():
             return await super().wrap_receive(receive, scope=scope)

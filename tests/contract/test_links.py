@@ -299,6 +299,17 @@ def _start_visitor_conversation(client: ContractClient) -> Call:
     return started
 
 
+def _attach_payment_method(client: ContractClient) -> Call:
+    attached = call(client, "attachPaymentMethod", token=_new_account(client)[1], body={"token": "tok_visa"})
+    assert attached.response.status_code == 201, attached.response.text
+    return attached
+
+
+def _list_payment_methods(client: ContractClient) -> Call:
+    attached = _attach_payment_method(client)
+    return call(client, "listPaymentMethods", token=attached.token)
+
+
 SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "registerUser": lambda client: _new_account(client)[0],
     "login": _login,
@@ -324,6 +335,8 @@ SOURCES: dict[str, Callable[[ContractClient], Call]] = {
     "updateConversation": _update_conversation,
     "sendMessage": _send_message,
     "startVisitorConversation": _start_visitor_conversation,
+    "attachPaymentMethod": _attach_payment_method,
+    "listPaymentMethods": _list_payment_methods,
 }
 """How to make a successful call of each operation that has links, each as a new account; the
 link's target is called with the same token (an administrator's when the source is public)."""

@@ -37,6 +37,7 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
             "usage",
             "subscription",
             "invoices",
+            "payment_methods",
         }
     )
     # Sections added after the export shipped are optional (older exports lack them): additive.
@@ -49,6 +50,7 @@ def test_every_section_of_the_contracts_export_is_declared_by_an_area():
         "usage",
         "subscription",
         "invoices",
+        "payment_methods",
     }
 
 

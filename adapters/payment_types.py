@@ -1,6 +1,7 @@
-"""What payment provider adapters answer and raise (issue 17), shared by every provider adapter
-(adapters/payments_fake.py, and those that talk to a real provider) and read by the services'
-`services.payments.PaymentProvider` port. Shapes follow Stripe's objects."""
+"""The values and errors every payment provider adapter speaks in (issue 17). They live here, not
+in services, so adapters stand alone (the import-linter contract "Adapters stand alone");
+`services.payments` re-exports them beside the `PaymentProvider` port, and callers import them
+from there."""
 
 from __future__ import annotations
 
