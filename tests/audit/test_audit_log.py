@@ -65,6 +65,9 @@ BY_THE_ACCOUNT = {
     "data_exported",
     "account_deleted",
     "subscription_updated",
+    "payment_method_attached",
+    "payment_method_default_changed",
+    "payment_method_detached",
 }
 """Events the account itself causes: actor and subject are the account."""
 OUTSIDE_AN_ACCOUNTS_REQUESTS = {"plan_created", "plans_synced", "invoice_paid", "invoice_payment_failed"}
@@ -219,6 +222,22 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     assert key.status_code == 201, key.text
     key_path = f"/api/v1/api-keys/{key.json()['id']}"
     assert probe("DELETE", key_path, ["api_key_revoked"], token=latest["access_token"]).status_code == 204
+    cards = [
+        probe(
+            "POST",
+            "/api/v1/billing/payment-methods",
+            ["payment_method_attached"],
+            token=latest["access_token"],
+            json={"token": token},
+        )
+        for token in ("tok_visa", "tok_mastercard")
+    ]
+    assert [card.status_code for card in cards] == [201, 201], cards[-1].text
+    cards_path = "/api/v1/billing/payment-methods"
+    second = f"{cards_path}/{cards[1].json()['id']}/default"
+    assert probe("POST", second, ["payment_method_default_changed"], token=latest["access_token"]).status_code == 200
+    first = f"{cards_path}/{cards[0].json()['id']}"
+    assert probe("DELETE", first, ["payment_method_detached"], token=latest["access_token"]).status_code == 204
     trial = probe(
         "POST",
         "/api/v1/billing/subscription",
@@ -257,7 +276,7 @@ def test_a_full_flow_records_every_event_type_with_its_context(client, probe, ad
     # Every event about the two accounts, read back through the administrators' listing.
     events = events_about(client, admin, user_id) + events_about(client, admin, victim_id)
     assert {event["type"] for event in events} == {str(t) for t in EventType} - OUTSIDE_AN_ACCOUNTS_REQUESTS
-    assert len(EventType) == 29
+    assert len(EventType) == 32
 
     seen: dict[str, list[str]] = {}
     for event in events:

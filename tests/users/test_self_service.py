@@ -262,4 +262,5 @@ def test_exported_json_is_a_plain_document(client, account):
         "usage",
         "subscription",
         "invoices",
+        "payment_methods",
     }
