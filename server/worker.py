@@ -23,6 +23,8 @@ from huey.consumer import Consumer
 import jobs
 from adapters.address_guard import AddressGuard
 from adapters.answer_extractive import ExtractiveAnswerProvider
+from adapters.cache_memory import MemoryCacheBackend
+from adapters.cache_redis import RedisCacheBackend
 from adapters.clamd import ClamdScanner
 from adapters.file_storage import LocalFileStore
 from adapters.job_queue import HueyJobQueue, make_huey
@@ -36,9 +38,10 @@ from adapters.web_sitemaps import UspSitemapReader
 from adapters.webhook_http import HttpxSender
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
+from server.integration import metrics
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
-from services import conversations, documents, webhooks, websites
+from services import caching, conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
@@ -61,6 +64,7 @@ def make_job_engine(
         make_huey(settings.job_backend, sqlite_path=settings.job_queue_file, redis_url=settings.redis_url),
         handler,
     )
+    cache = make_cache(settings)
     engine = job_services.JobEngine(
         kinds=jobs.discover(settings.job_extra_modules),
         queue=queue,
@@ -72,7 +76,8 @@ def make_job_engine(
             "webhooks": make_webhook_config(settings),
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
-            "conversations": make_conversation_config(settings),
+            "conversations": make_conversation_config(settings, cache=cache),
+            "cache": cache,
         },
     )
     return engine, queue
@@ -179,7 +184,21 @@ def make_document_config(settings: Settings) -> documents.DocumentConfig:
     )
 
 
-def make_conversation_config(settings: Settings) -> conversations.ConversationConfig:
+def make_cache(settings: Settings) -> caching.Cache:
+    """The process's cache (`services.caching`): in Redis when REDIS_URL is set (shared by every
+    process), else in this process's memory (CACHE_MAX_ENTRIES); keys start with
+    CACHE_KEY_PREFIX; each read is counted in `charter_cache_requests_total`."""
+    backend: caching.CacheBackend
+    if settings.redis_url:
+        backend = RedisCacheBackend(settings.redis_url)
+    else:
+        backend = MemoryCacheBackend(max_entries=settings.cache_max_entries)
+    return caching.Cache(backend, prefix=settings.cache_key_prefix, observe=metrics.count_cache_read)
+
+
+def make_conversation_config(
+    settings: Settings, *, cache: caching.Cache | None = None
+) -> conversations.ConversationConfig:
     """The conversations' adapters: the answer provider ANSWER_PROVIDER names, and the full-text
     retriever. `extractive` answers alone; `openai` is `services.answer_llm.LLMAnswerProvider` on
     this process's chat client (`make_chat_client`: one per process, so one circuit breaker per
@@ -190,12 +209,22 @@ def make_conversation_config(settings: Settings) -> conversations.ConversationCo
             already; this guards settings built without validation).
     """
     extractive = ExtractiveAnswerProvider()
+    cache = cache if cache is not None else make_cache(settings)
     if settings.answer_provider != "openai":
-        return conversations.ConversationConfig(provider=extractive)
+        return conversations.ConversationConfig(
+            provider=extractive, cache=cache, answer_ttl_seconds=settings.answer_cache_ttl_seconds
+        )
     client = make_chat_client(settings)
     if client is None:
         raise ConfigurationError("ANSWER_PROVIDER=openai needs LLM_BASE_URL")
-    return conversations.ConversationConfig(provider=LLMAnswerProvider(client, name="openai"), fallback=extractive)
+    return conversations.ConversationConfig(
+        provider=LLMAnswerProvider(client, name="openai"),
+        fallback=extractive,
+        cache=cache,
+        answer_ttl_seconds=settings.answer_cache_ttl_seconds,
+        # what changes an openai answer besides the question, its passages and the chatbot's settings
+        provider_identity=f"openai|{settings.llm_base_url}|{settings.llm_model}|{settings.llm_max_tokens}",
+    )
 
 
 def event_publisher(

@@ -24,6 +24,9 @@ Rules and where they come from:
   (gone for every read from then on) and queues `chatbots.delete`; `purge_chatbot`, its
   function, removes the row (and, when they exist, its sources, files and index rows).
   Idempotent: a second run finds nothing to delete.
+* **Cached public settings are forgotten** (issue 18): a change or a deletion forgets the
+  chatbot's public settings in the cache (`services.public_chatbots.public_settings`) once it
+  commits.
 * **Audit** (brief 004): `chatbot_created`, `chatbot_updated` (the fields changed) and
   `chatbot_deleted` events name the actor and, as subject, the chatbot's owner.
 """
@@ -40,7 +43,7 @@ from persistence.chatbots.models import Chatbot
 from persistence.chatbots.repository import ANY_OWNER
 from persistence.jobs.models import Job
 from persistence.unit_of_work import UnitOfWork
-from services import audit
+from services import audit, caching
 from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
@@ -290,6 +293,7 @@ def update_chatbot(
     changes: Mapping[str, Any],
     expected_versions: frozenset[int] | None,
     meta: RequestMeta,
+    cache: caching.Cache | None = None,
 ) -> Chatbot:
     """Change the members of a validated `ChatbotUpdate` body (the others stay as they are).
     When something changes, the version goes up by one and `chatbot_updated` is recorded with
@@ -297,6 +301,8 @@ def update_chatbot(
 
     Args:
         expected_versions: the versions an `If-Match` allows (None: no condition).
+        cache: where its public settings may be cached (`services.public_chatbots`): a change
+            forgets them once it commits. None: no cache.
 
     Raises:
         NotFound: as `get_chatbot`.
@@ -321,6 +327,7 @@ def update_chatbot(
     chatbot.version += 1
     chatbot.updated_at = now
     uow.flush()
+    caching.invalidate_after_commit(uow, cache, caching.PUBLIC_CHATBOTS, chatbot.public_id)
     details: dict[str, Any] = {"chatbot_id": str(chatbot.id), "changed": sorted(changed)}
     audit.record(
         uow,
@@ -357,6 +364,7 @@ def delete_chatbot(
     now = clock.now()
     chatbot.deleting_since = now
     uow.flush()
+    caching.invalidate_after_commit(uow, caching.cache_of(engine), caching.PUBLIC_CHATBOTS, chatbot.public_id)
     job = job_services.enqueue(
         uow=uow,
         clock=clock,

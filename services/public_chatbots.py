@@ -25,6 +25,12 @@ Rules and where they come from:
   retrieval, provider, fallback, citations and size limit (`MAX_CONTENT_CHARS`); what a
   visitor sees is the question, the answer and its citations' sources, nothing else of the
   owner's.
+* **The public settings are cached** (issue 18): what a chat widget shows before a
+  conversation starts (name, welcome message, suggested questions; `public_settings`) is kept
+  in the cache (`services.caching`, cache ``public_chatbots``, by `public_id`) for
+  PUBLIC_CHATBOT_CACHE_TTL_SECONDS, and so is "not open to visitors". A change or deletion of
+  the chatbot forgets its entry once it commits (`services.chatbots`); an owner whose account
+  is deleted takes their chatbots with them, and those entries end with their time-to-live.
 * **Audit**: none for visitors (brief 004 audits account and security events; a visitor has
   no account); the owner sees visitor conversations themselves.
 """
@@ -38,11 +44,12 @@ import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from persistence.chatbots.models import Chatbot
 from persistence.conversations.models import Conversation
 from persistence.unit_of_work import UnitOfWork
-from services import conversations
+from services import caching, conversations
 from services.clock import Clock
 from services.conversations import ConversationConfig, MessagePage, UnitsOfWork
 from services.cursors import decode_values, encode_values
@@ -88,6 +95,44 @@ def public_chatbot(*, uow: UnitOfWork, public_id: str) -> Chatbot:
         NotFound: no such chatbot, or one that is not `active` and `public`.
     """
     return _open(uow.public_chatbots.chatbot(public_id))
+
+
+def settings_of(chatbot: Chatbot) -> dict[str, Any]:
+    """The contract's `PublicChatbot`: what a visitor's widget shows (nothing else of the owner's)."""
+    return {
+        "public_id": chatbot.public_id,
+        "name": chatbot.name,
+        "welcome_message": chatbot.welcome_message,
+        "suggested_questions": list(chatbot.suggested_questions),
+    }
+
+
+def public_settings(
+    *, uow: UnitOfWork, cache: caching.Cache | None, public_id: str, ttl_seconds: float
+) -> dict[str, Any]:
+    """The public chatbot's `PublicChatbot` settings (`settings_of`), from the cache when they
+    are there (module rules), else read and cached for `ttl_seconds` (0: not cached).
+
+    Raises:
+        NotFound: as `public_chatbot` (also remembered in the cache, and forgotten as the
+            settings are when the chatbot changes).
+    """
+
+    def read() -> dict[str, Any]:
+        chatbot = uow.public_chatbots.chatbot(public_id)
+        try:
+            return {"found": True, "settings": settings_of(_open(chatbot))}
+        except NotFound:
+            return {"found": False}
+
+    if cache is None:
+        entry = read()
+    else:
+        entry = cache.get_or_compute(caching.PUBLIC_CHATBOTS, public_id, read, ttl_seconds=ttl_seconds)
+    settings = entry.get("settings") if isinstance(entry, dict) and entry.get("found") else None
+    if not isinstance(settings, dict):
+        raise NotFound("No public chatbot with this id.")
+    return settings
 
 
 def start_conversation(*, uow: UnitOfWork, clock: Clock, public_id: str) -> VisitorConversation:

@@ -64,6 +64,17 @@ DB_POOL_CONNECTS = Counter(
     "Database connections opened. Growing under a steady load means the pool is smaller than "
     "the threads that use it (connections are opened and closed instead of reused).",
 )
+CACHE_REQUESTS = Counter(
+    "charter_cache_requests_total",
+    "Cache reads by cache (answers, public_chatbots, plans, ...) and outcome: hit, miss, or error "
+    "(the cache could not be read: a miss as well).",
+    ["cache", "outcome"],
+)
+
+
+def count_cache_read(cache: str, outcome: str) -> None:
+    """Count one cache read (`services.caching.Cache`'s observer)."""
+    CACHE_REQUESTS.labels(cache=cache, outcome=outcome).inc()
 
 
 def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
