@@ -64,7 +64,7 @@ test: lint spec-diff docs
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness, knowledge search, pages crawled per second, documents processed per minute, and answers per second and time to first delta (extractive and openai on a fake server, next to health) and streamed answers over HTTP (PostgreSQL and Redis; installs wrk when missing)
+## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness, knowledge search, pages crawled per second, documents processed per minute, and answers per second and time to first delta (extractive and openai on a fake server, next to health) and streamed answers over HTTP, and cached answers beside uncached ones (the answer cache off, in memory, in Redis) (PostgreSQL and Redis; installs wrk when missing)
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: $(BIN)/.installed
 	scripts/install_wrk.sh
@@ -83,6 +83,8 @@ bench: $(BIN)/.installed
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answers
 	$(BIN)/python -m bench.answer_stream
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answer_stream
+	$(BIN)/python -m bench.answer_cache
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answer_cache
 
 ## clean: remove the environment, installed tools, local state and caches
 clean:
