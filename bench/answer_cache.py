@@ -152,7 +152,7 @@ def main() -> int:
     try:
         with temporary_database(server_url) as url, FakeLLM() as llm:
             email, chatbot_id, conversation_ids = load(url, conversation_count=(args.samples + 1) * groups)
-            batches = iter([conversation_ids[i :: groups] for i in range(groups)])
+            batches = iter([conversation_ids[i::groups] for i in range(groups)])
             providers = {
                 "extractive": {"answer_provider": "extractive"},
                 "openai (fake server)": {
@@ -194,8 +194,8 @@ def main() -> int:
         "(question and answer stored), one after another. `off` is ANSWER_CACHE_TTL_SECONDS=0; ratios are "
         "against `off` in the same run.",
         "",
-        "| provider | cache | HTTP answers/s | ×off | HTTP p50 ms | HTTP p99 ms | LLM requests "
-        "| service answer p50 ms | ×off | service p99 ms | first delta p50 ms |",
+        "| provider | cache | HTTP answers/s | vs off | HTTP p50 ms | HTTP p99 ms | LLM requests "
+        "| service answer p50 ms | vs off | service p99 ms | first delta p50 ms |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for provider, by_mode in figures.items():
