@@ -35,7 +35,7 @@ from server.integration.wsgi_bridge import BufferedWSGIBridge
 from server.log_config import configure_logging
 from server.settings import Settings
 from server.worker import event_publisher, make_job_engine, make_mailer
-from services import public_chatbots
+from services import caching, public_chatbots
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.clock import SystemClock
 from services.passwords import PasswordHasher, PasswordPolicy
@@ -128,7 +128,14 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     edge_storage = FallbackStorage(settings.redis_url, key_prefix="charter-edge")
     if edge:
         install_edge(
-            app, settings, spec, edge_storage, api_prefix=API_PREFIX, public_origins=public_origins_reader(engine)
+            app,
+            settings,
+            spec,
+            edge_storage,
+            api_prefix=API_PREFIX,
+            public_origins=public_origins_reader(
+                engine, caching.cache_of(job_engine), settings.public_chatbot_cache_ttl_seconds
+            ),
         )
     install_problem_handlers(app, spec)
 
@@ -187,14 +194,18 @@ def create_app(settings: Settings | None = None, *, edge: bool = True) -> connex
     return app
 
 
-def public_origins_reader(engine: Engine) -> OriginsOf:
+def public_origins_reader(engine: Engine, cache: caching.Cache | None = None, ttl_seconds: float = 0) -> OriginsOf:
     """Reads a public chatbot's allowed origins (by `public_id` or visitor conversation id) in a
-    unit of work of its own, without a transaction: the public paths' CORS layer."""
+    unit of work of its own, without a transaction: the public paths' CORS layer. By `public_id`
+    they come from the cache's entry of the chatbot's public settings when it is there (a
+    widget's `GET` of its settings then reads nothing from the database)."""
     sessions = make_session_factory(engine, autocommit=True)
 
     def origins_of(public_id: str | None, conversation_id: uuid.UUID | None) -> list[str]:
         with UnitOfWork(sessions) as uow:
-            return public_chatbots.allowed_origins(uow=uow, public_id=public_id, conversation_id=conversation_id)
+            return public_chatbots.allowed_origins(
+                uow=uow, public_id=public_id, conversation_id=conversation_id, cache=cache, ttl_seconds=ttl_seconds
+            )
 
     return origins_of
 

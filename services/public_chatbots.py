@@ -107,6 +107,23 @@ def settings_of(chatbot: Chatbot) -> dict[str, Any]:
     }
 
 
+def _cached_entry(*, uow: UnitOfWork, cache: caching.Cache | None, public_id: str, ttl_seconds: float) -> Any:
+    """The cache's entry of a public chatbot: ``{"found": true, "settings": …, "origins": […]}``
+    or ``{"found": false}`` (not open to visitors), read and cached on a miss."""
+
+    def read() -> dict[str, Any]:
+        chatbot = uow.public_chatbots.chatbot(public_id)
+        try:
+            opened = _open(chatbot)
+        except NotFound:
+            return {"found": False}
+        return {"found": True, "settings": settings_of(opened), "origins": list(opened.allowed_origins)}
+
+    if cache is None:
+        return read()
+    return cache.get_or_compute(caching.PUBLIC_CHATBOTS, public_id, read, ttl_seconds=ttl_seconds)
+
+
 def public_settings(
     *, uow: UnitOfWork, cache: caching.Cache | None, public_id: str, ttl_seconds: float
 ) -> dict[str, Any]:
@@ -117,18 +134,7 @@ def public_settings(
         NotFound: as `public_chatbot` (also remembered in the cache, and forgotten as the
             settings are when the chatbot changes).
     """
-
-    def read() -> dict[str, Any]:
-        chatbot = uow.public_chatbots.chatbot(public_id)
-        try:
-            return {"found": True, "settings": settings_of(_open(chatbot))}
-        except NotFound:
-            return {"found": False}
-
-    if cache is None:
-        entry = read()
-    else:
-        entry = cache.get_or_compute(caching.PUBLIC_CHATBOTS, public_id, read, ttl_seconds=ttl_seconds)
+    entry = _cached_entry(uow=uow, cache=cache, public_id=public_id, ttl_seconds=ttl_seconds)
     settings = entry.get("settings") if isinstance(entry, dict) and entry.get("found") else None
     if not isinstance(settings, dict):
         raise NotFound("No public chatbot with this id.")
@@ -248,17 +254,22 @@ def answer_stream(
 
 
 def allowed_origins(
-    *, uow: UnitOfWork, public_id: str | None = None, conversation_id: uuid.UUID | None = None
+    *,
+    uow: UnitOfWork,
+    public_id: str | None = None,
+    conversation_id: uuid.UUID | None = None,
+    cache: caching.Cache | None = None,
+    ttl_seconds: float = 0,
 ) -> list[str]:
     """The origins a browser may call the visitor operations from: those of the public chatbot
-    `public_id` names, or of the visitor conversation `conversation_id`'s chatbot; none when it
-    is not open to visitors (CORS, issue 16: the chatbot's `allowed_origins`)."""
+    `public_id` names (from the cache's entry of its public settings when `cache` is given, as
+    `public_settings` keeps it), or of the visitor conversation `conversation_id`'s chatbot;
+    none when it is not open to visitors (CORS, issue 16: the chatbot's `allowed_origins`)."""
     if public_id is not None:
-        chatbot = uow.public_chatbots.chatbot(public_id)
-    elif conversation_id is not None:
-        chatbot = uow.public_chatbots.chatbot_of_visitor_conversation(conversation_id)
-    else:
-        chatbot = None
+        entry = _cached_entry(uow=uow, cache=cache, public_id=public_id, ttl_seconds=ttl_seconds)
+        origins = entry.get("origins") if isinstance(entry, dict) and entry.get("found") else None
+        return [str(origin) for origin in origins] if isinstance(origins, list) else []
+    chatbot = uow.public_chatbots.chatbot_of_visitor_conversation(conversation_id) if conversation_id else None
     if chatbot is None or chatbot.visibility != "public" or chatbot.status != "active":
         return []
     return list(chatbot.allowed_origins)

@@ -329,3 +329,21 @@ def test_a_redis_that_cannot_be_reached_still_answers_every_question(new_uow, cl
     assert {answer.content for answer in answers} == {answers[0].content}
     assert answers[0].content.startswith("Refunds are paid within 14 days")
     assert reads["error"] >= 3 and reads["hit"] == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "one",
+        "Refunds are paid within 14 days. [1]",
+        "  a  b\tc\n",
+        " ".join(f"w{n}" for n in range(300)) + " ",
+    ],
+)
+def test_a_cached_answer_is_cut_into_deltas_of_eight_words_that_join_to_it(text):
+    pieces = conversations.replay_pieces(text)
+    assert "".join(pieces) == text
+    assert all(len(piece.split()) <= conversations.REPLAY_WORDS_PER_DELTA for piece in pieces)
+    assert len(pieces) == -(-len(text.split()) // 8) or (not text.split() and len(pieces) <= 1)

@@ -129,3 +129,15 @@ def test_metrics_count_the_cache_reads_by_cache_and_outcome(client, account, new
     text = client.get("/metrics").text
     assert 'charter_cache_requests_total{cache="public_chatbots",outcome="hit"}' in text
     assert 'charter_cache_requests_total{cache="public_chatbots",outcome="miss"}' in text
+
+
+def test_a_change_of_allowed_origins_is_seen_by_browsers_at_once(client, account, new_uow):
+    chatbot = make_public_chatbot(client, account, new_uow)
+    for _ in range(2):  # the second from the cache (origins included)
+        assert read(client, chatbot["public_id"], {"Origin": SHOP}).status_code == 200
+
+    moved = client.patch(f"{CHATBOTS}/{chatbot['id']}", json={"allowed_origins": [ELSEWHERE]}, headers=account.headers)
+    assert moved.status_code == 200, moved.text
+
+    assert read(client, chatbot["public_id"], {"Origin": SHOP}).status_code == 403
+    assert read(client, chatbot["public_id"], {"Origin": ELSEWHERE}).status_code == 200
