@@ -347,3 +347,42 @@ def test_a_cached_answer_is_cut_into_deltas_of_eight_words_that_join_to_it(text)
     assert "".join(pieces) == text
     assert all(len(piece.split()) <= conversations.REPLAY_WORDS_PER_DELTA for piece in pieces)
     assert len(pieces) == -(-len(text.split()) // 8) or (not text.split() and len(pieces) <= 1)
+
+
+def test_answers_are_shared_through_redis_by_caches_of_their_own(new_uow, clock, setup):
+    """Two processes' caches (each its own `Cache` and client) on the Redis of 127.0.0.1:6379,
+    under a prefix of this test's own (its keys deleted at the end, nothing else touched)."""
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    prefix = f"charter-test-answers-{uuid.uuid4().hex}"
+    first_process, second_process = CountingProvider(), CountingProvider()
+    try:
+        mine = ask(
+            new_uow,
+            clock,
+            setup.owner,
+            setup.conversation_id,
+            config_of(first_process, Cache(RedisCacheBackend(client=client), prefix=prefix)),
+        )
+        other = Cache(RedisCacheBackend("redis://127.0.0.1:6379/0"), prefix=prefix)
+        theirs = ask(
+            new_uow,
+            clock,
+            setup.owner,
+            new_conversation(new_uow, clock, setup.owner, setup.chatbot.id),
+            config_of(second_process, other),
+        )
+        [key] = [key.decode() for key in client.scan_iter(match=f"{prefix}:answers:*")]
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+
+    assert (first_process.calls, second_process.calls) == (1, 0)
+    assert (theirs.content, theirs.citations) == (mine.content, mine.citations)
+    assert key.startswith(f"{prefix}:answers:{setup.owner.id}:{setup.chatbot.id}:k")
