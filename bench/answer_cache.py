@@ -12,6 +12,9 @@ Redis answers) — in the same run:
   /api/v1/chatbots/{id}/chat/completions` with one user message (a stateless first question:
   cacheable), the same question every time, after one warm-up request (so the cached modes
   answer from the cache and the off mode composes every answer);
+* **stateless**: `services.conversations.stateless_answer_stream` in this process (no HTTP,
+  nothing stored: what the cache saves, retrieval and the provider, against what a hit costs),
+  the same first question `--samples` times: p50 in µs;
 * **service**: `services.conversations.answer_stream` with the configuration the wiring builds
   (`server.worker.make_conversation_config`), the first question of a new conversation each
   time (stored as usual: question and answer rows), `--samples` one after another: p50 and p99
@@ -125,6 +128,33 @@ def service_answers(url: str, overrides: dict, conversation_ids: list[uuid.UUID]
     }
 
 
+def stateless_answers(url: str, overrides: dict, chatbot_id: uuid.UUID, *, samples: int) -> dict:
+    """`stateless_answer_stream` (no HTTP, nothing stored: retrieval and the provider, or the
+    cache) of the same first question `samples` times after one warm-up: p50 and p90 in µs."""
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with tempfile.TemporaryDirectory(prefix="charter-bench-") as var_dir:
+        config = make_conversation_config(make_settings(url, Path(var_dir), **overrides))
+    timings: list[float] = []
+    try:
+        with UnitOfWork(factory) as uow:
+            chatbot = uow.chatbots.get(chatbot_id, owner_id=conversations.ANY_OWNER)
+            assert chatbot is not None
+            owner = uow.users.get(chatbot.owner_id)
+            uow.session.expunge_all()
+        for index in range(samples + 1):
+            started = time.perf_counter()
+            for _event in conversations.stateless_answer_stream(
+                units=lambda: UnitOfWork(factory), config=config, caller=owner, chatbot_id=chatbot_id, content=QUESTION
+            ):
+                pass
+            if index:
+                timings.append((time.perf_counter() - started) * 1e6)
+    finally:
+        engine.dispose()
+    return {"samples": samples, "p50_us": statistics.median(timings), "p90_us": _percentile(timings, 0.9)}
+
+
 def main() -> int:
     """CLI; see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -177,7 +207,8 @@ def main() -> int:
                         http = wrk(port, path, seconds=args.seconds, connections=args.connections, **run)
                         http["llm_requests"] = llm.request_count - before
                     service = service_answers(url, overrides, next(batches)[: args.samples + 1])
-                    figures[provider][mode] = {"http": http, "service": service}
+                    stateless = stateless_answers(url, overrides, chatbot_id, samples=args.samples)
+                    figures[provider][mode] = {"http": http, "service": service, "stateless": stateless}
     finally:
         if "redis" in modes:
             forget_prefix(prefix)
@@ -195,8 +226,8 @@ def main() -> int:
         "against `off` in the same run.",
         "",
         "| provider | cache | HTTP answers/s | vs off | HTTP p50 ms | HTTP p99 ms | LLM requests "
-        "| service answer p50 ms | vs off | service p99 ms | first delta p50 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| service answer p50 ms | vs off | service p99 ms | first delta p50 ms | stateless p50 µs | vs off |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for provider, by_mode in figures.items():
         off = by_mode["off"]
@@ -204,11 +235,14 @@ def main() -> int:
             http, service = figure["http"], figure["service"]
             rps_ratio = http["rps"] / off["http"]["rps"] if off["http"]["rps"] else 0.0
             time_ratio = off["service"]["answer_p50_ms"] / service["answer_p50_ms"] if service["answer_p50_ms"] else 0
-            figure["ratios"] = {"http_rps": rps_ratio, "service_p50": time_ratio}
+            stateless = figure["stateless"]
+            stateless_ratio = off["stateless"]["p50_us"] / stateless["p50_us"] if stateless["p50_us"] else 0
+            figure["ratios"] = {"http_rps": rps_ratio, "service_p50": time_ratio, "stateless_p50": stateless_ratio}
             lines.append(
                 f"| {provider} | {mode} | {http['rps']:.1f} | {rps_ratio:.2f} | {http['p50_ms']:.1f} "
                 f"| {http['p99_ms']:.1f} | {http['llm_requests']} | {service['answer_p50_ms']:.2f} "
-                f"| {time_ratio:.2f} | {service['answer_p99_ms']:.2f} | {service['first_delta_p50_ms']:.2f} |"
+                f"| {time_ratio:.2f} | {service['answer_p99_ms']:.2f} | {service['first_delta_p50_ms']:.2f} "
+                f"| {stateless['p50_us']:.0f} | {stateless_ratio:.2f} |"
             )
     text = "\n".join(lines) + "\n"
     print(text)
