@@ -47,6 +47,7 @@ import redis
 from bench.answers import QUESTION, load
 from bench.harness import save_results, server_environment, serving, wrk
 from bench.knowledge_search import login, temporary_database
+from persistence.chatbots.repository import ANY_OWNER as ANY_CHATBOT_OWNER
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
 from server.worker import make_conversation_config
@@ -138,7 +139,7 @@ def stateless_answers(url: str, overrides: dict, chatbot_id: uuid.UUID, *, sampl
     timings: list[float] = []
     try:
         with UnitOfWork(factory) as uow:
-            chatbot = uow.chatbots.get(chatbot_id, owner_id=conversations.ANY_OWNER)
+            chatbot = uow.chatbots.get(chatbot_id, owner_id=ANY_CHATBOT_OWNER)
             assert chatbot is not None
             owner = uow.users.get(chatbot.owner_id)
             uow.session.expunge_all()
