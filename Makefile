@@ -70,7 +70,7 @@ chaos: $(BIN)/.installed
 fuzz: $(BIN)/.installed
 	$(BIN)/python scripts/fuzz.py --examples 100
 
-## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness, knowledge search, pages crawled per second, documents processed per minute, and answers per second and time to first delta (extractive and openai on a fake server, next to health), streamed answers over HTTP (PostgreSQL and Redis), and a page of 100 tasks with and without gzip (installs wrk when missing)
+## bench: the hot path against the references, edge middleware cost, session check, tasks at 10k and 1M, jobs through the queue and reminder lateness, knowledge search, pages crawled per second, documents processed per minute, and answers per second and time to first delta (extractive and openai on a fake server, next to health), streamed answers over HTTP (PostgreSQL and Redis), cached answers beside uncached ones (the answer cache off, in memory, in Redis), and a page of 100 tasks with and without gzip (installs wrk when missing)
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 bench: $(BIN)/.installed
 	scripts/install_wrk.sh
@@ -90,6 +90,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.answer_stream
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answer_stream
 	$(BIN)/python -m bench.compression
+	$(BIN)/python -m bench.answer_cache
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.answer_cache
 
 ## image-smoke: build the image with buildah (its base made from Debian's packages with mmdebstrap unless BASE names one) and run migrate, serve, worker and the README flow in it (root; apt-get install -y buildah mmdebstrap)
 BASE ?=

@@ -174,7 +174,8 @@ def main() -> int:
     figures: dict[str, dict] = {}
     with temporary_database(server_url) as url:
         email, chatbot_id = load(url, passages=args.passages)
-        with serving("with_edge", server_environment(url)) as (port, _server):
+        # The answer cache off: the streams measured are composed (bench.answer_cache has cached ones).
+        with serving("with_edge", server_environment(url) | {"ANSWER_CACHE_TTL_SECONDS": "0"}) as (port, _server):
             base_url = f"http://127.0.0.1:{port}"
             auth = {"Authorization": f"Bearer {login(port, email)}"}
             with httpx.Client(base_url=base_url, timeout=60) as http:

@@ -13,7 +13,7 @@ from handlers.jobs import job_representation
 from handlers.responses import json_answer, not_modified, timestamp
 from server.integration.context import clock, header, job_engine, principal, request_meta, unit_of_work
 from server.integration.idempotency import idempotent
-from services import chatbots
+from services import caching, chatbots
 
 if TYPE_CHECKING:
     from persistence.chatbots.models import Chatbot
@@ -112,6 +112,7 @@ def update_chatbot(chatbot_id: str, body: dict[str, Any]) -> tuple:
         changes=body,
         expected_versions=_if_match(),
         meta=request_meta(),
+        cache=caching.cache_of(job_engine()),
     )
     return _chatbot_answer(chatbot)
 

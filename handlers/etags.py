@@ -38,3 +38,11 @@ def matches_current(if_none_match: str | None, version: int) -> bool:
         return False
     current = etag(version)
     return any(tag == "*" or tag.removeprefix("W/") == current for tag in _tags(if_none_match))
+
+
+def tag_matches(if_none_match: str | None, current: str) -> bool:
+    """Whether `If-None-Match` names the entity tag `current` (any tag, not only a version's),
+    or ``*`` (weak comparison, RFC 9110 13.1.2)."""
+    if if_none_match is None:
+        return False
+    return any(tag == "*" or tag.removeprefix("W/") == current for tag in _tags(if_none_match))

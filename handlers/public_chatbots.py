@@ -5,20 +5,26 @@ runs (`x-access: visitor`, `server.integration.context.load_principal`)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import orjson
+
 from handlers.conversations import answer_event_stream, message_representation
-from handlers.responses import json_answer, timestamp
+from handlers.etags import tag_matches as etag_matches
+from handlers.responses import json_answer, not_modified, timestamp
 from server.integration.context import (
     clock,
     commit_request_unit,
     fresh_units,
+    header,
     job_engine,
+    state,
     unit_of_work,
     visitor_conversation,
 )
 from server.integration.event_stream import wants_event_stream
-from services import conversations, public_chatbots
+from services import caching, conversations, public_chatbots
 
 
 def visitor_conversation_representation(started: public_chatbots.VisitorConversation) -> dict[str, Any]:
@@ -26,17 +32,36 @@ def visitor_conversation_representation(started: public_chatbots.VisitorConversa
     conversation, chatbot = started.conversation, started.chatbot
     return {
         "id": str(conversation.id),
-        "chatbot": {
-            "public_id": chatbot.public_id,
-            "name": chatbot.name,
-            "welcome_message": chatbot.welcome_message,
-            "suggested_questions": list(chatbot.suggested_questions),
-        },
+        "chatbot": public_chatbots.settings_of(chatbot),
         "visitor_token": started.token,
         "visitor_token_expires_at": timestamp(conversation.visitor_expires_at),
         "message_count": conversation.message_count,
         "created_at": timestamp(conversation.created_at),
     }
+
+
+def _cache_control(ttl_seconds: int) -> str:
+    return f"public, max-age={ttl_seconds}" if ttl_seconds > 0 else "no-cache"
+
+
+def settings_etag(settings: dict[str, Any]) -> str:
+    """A strong entity tag of the public settings: 32 hex digits of the SHA-256 of their
+    canonical JSON (the same settings, the same tag, in every process)."""
+    return '"' + hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32] + '"'
+
+
+def get_public_chatbot(public_id: str) -> Any:
+    """GET /api/v1/public/chatbots/{public_id} — the widget's settings, cached (services.public_chatbots),
+    with a strong ETag and Cache-Control; 304 when If-None-Match names the current ETag."""
+    ttl = state().settings.public_chatbot_cache_ttl_seconds
+    settings = public_chatbots.public_settings(
+        uow=unit_of_work(), cache=caching.cache_of(job_engine()), public_id=public_id, ttl_seconds=ttl
+    )
+    tag = settings_etag(settings)
+    headers = {"ETag": tag, "Cache-Control": _cache_control(ttl)}
+    if etag_matches(header("If-None-Match"), tag):
+        return not_modified(headers)
+    return json_answer(settings, 200, headers)
 
 
 def start_visitor_conversation(public_id: str) -> tuple:

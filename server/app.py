@@ -41,7 +41,7 @@ from server.log_config import configure_logging
 from server.settings import Settings
 from server.tracing import add_trace_ids, start_tracing
 from server.worker import event_publisher, make_job_engine, make_mailer
-from services import public_chatbots
+from services import caching, public_chatbots
 from services.accounts import AuthConfig, Lockout, PasswordReset
 from services.analytics import RequestStats
 from services.clock import SystemClock
@@ -157,7 +157,9 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
             spec,
             edge_storage,
             api_prefix=API_PREFIX,
-            public_origins=public_origins_reader(engine),
+            public_origins=public_origins_reader(
+                engine, caching.cache_of(job_engine), settings.public_chatbot_cache_ttl_seconds
+            ),
             request_stats=request_stats,
         )
     install_problem_handlers(app, spec)
@@ -231,14 +233,18 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
     return app
 
 
-def public_origins_reader(engine: Engine) -> OriginsOf:
+def public_origins_reader(engine: Engine, cache: caching.Cache | None = None, ttl_seconds: float = 0) -> OriginsOf:
     """Reads a public chatbot's allowed origins (by `public_id` or visitor conversation id) in a
-    unit of work of its own, without a transaction: the public paths' CORS layer."""
+    unit of work of its own, without a transaction: the public paths' CORS layer. By `public_id`
+    they come from the cache's entry of the chatbot's public settings when it is there (a
+    widget's `GET` of its settings then reads nothing from the database)."""
     sessions = make_session_factory(engine, autocommit=True)
 
     def origins_of(public_id: str | None, conversation_id: uuid.UUID | None) -> list[str]:
         with UnitOfWork(sessions) as uow:
-            return public_chatbots.allowed_origins(uow=uow, public_id=public_id, conversation_id=conversation_id)
+            return public_chatbots.allowed_origins(
+                uow=uow, public_id=public_id, conversation_id=conversation_id, cache=cache, ttl_seconds=ttl_seconds
+            )
 
     return origins_of
 

@@ -309,6 +309,25 @@ class Settings(BaseSettings):
         description="Comma-separated secrets the fake provider's events are signed (first) and checked with; "
         "unset: one made under VAR_DIR.",
     )
+    cache_key_prefix: str = Field(
+        "charter-cache",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Start of every cache key (in Redis with REDIS_URL, else in process memory).",
+    )
+    cache_max_entries: int = Field(
+        10_000, ge=1, le=10_000_000, description="Entries the in-process cache keeps at most (REDIS_URL unset)."
+    )
+    answer_cache_ttl_seconds: int = Field(
+        3600, ge=0, le=30 * 86400, description="How long an answer to a first question is reused (0: never cached)."
+    )
+    public_chatbot_cache_ttl_seconds: int = Field(
+        60,
+        ge=0,
+        le=86400,
+        description="How long a public chatbot's settings are cached, and their Cache-Control max-age (0: no-cache).",
+    )
     prometheus_multiproc_dir: Path | None = Field(
         None, description="Folder where each worker writes its metrics (set by `charter serve --workers N`)."
     )

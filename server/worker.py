@@ -25,6 +25,8 @@ import jobs
 from adapters import resilience
 from adapters.address_guard import AddressGuard
 from adapters.answer_extractive import ExtractiveAnswerProvider
+from adapters.cache_memory import MemoryCacheBackend
+from adapters.cache_redis import RedisCacheBackend
 from adapters.clamd import ClamdScanner
 from adapters.cron_schedule import CronSchedule
 from adapters.database_dump import PostgresDumpTool, SqliteDumpTool
@@ -41,11 +43,12 @@ from adapters.webhook_http import HttpxSender
 from persistence.backups import DatabaseInventory, facts_of_sqlite_file
 from persistence.database import make_engine, make_session_factory
 from persistence.unit_of_work import UnitOfWork
+from server.integration import metrics
 from server.integration.payments import build_payment_provider, provider_event_config, relay_fake_events
 from server.log_config import configure_logging
 from server.settings import ConfigurationError, Settings
 from server.tracing import add_trace_ids, name_job_span, start_tracing
-from services import analytics, backups, conversations, documents, webhooks, websites
+from services import analytics, backups, caching, conversations, documents, webhooks, websites
 from services import jobs as job_services
 from services import reminders as reminder_services
 from services.answer_llm import LLMAnswerProvider
@@ -73,6 +76,7 @@ def make_job_engine(
         make_huey(settings.job_backend, sqlite_path=settings.job_queue_file, redis_url=settings.redis_url),
         handler,
     )
+    cache = make_cache(settings)
     engine = job_services.JobEngine(
         kinds=jobs.discover(settings.job_extra_modules),
         queue=queue,
@@ -84,7 +88,8 @@ def make_job_engine(
             "webhooks": make_webhook_config(settings),
             "documents": make_document_config(settings),
             "crawler": make_crawler_config(settings),
-            "conversations": make_conversation_config(settings),
+            "conversations": make_conversation_config(settings, cache=cache),
+            "cache": cache,
             **({"backups": make_backup_config(settings)} if handler is not None else {}),
             "analytics": analytics.AnalyticsConfig(retention_days=settings.analytics_retention_days),
             "billing": make_billing_config(settings),
@@ -277,7 +282,21 @@ def make_document_config(settings: Settings) -> documents.DocumentConfig:
     )
 
 
-def make_conversation_config(settings: Settings) -> conversations.ConversationConfig:
+def make_cache(settings: Settings) -> caching.Cache:
+    """The process's cache (`services.caching`): in Redis when REDIS_URL is set (shared by every
+    process), else in this process's memory (CACHE_MAX_ENTRIES); keys start with
+    CACHE_KEY_PREFIX; each read is counted in `charter_cache_requests_total`."""
+    backend: caching.CacheBackend
+    if settings.redis_url:
+        backend = RedisCacheBackend(settings.redis_url)
+    else:
+        backend = MemoryCacheBackend(max_entries=settings.cache_max_entries)
+    return caching.Cache(backend, prefix=settings.cache_key_prefix, observe=metrics.count_cache_read)
+
+
+def make_conversation_config(
+    settings: Settings, *, cache: caching.Cache | None = None
+) -> conversations.ConversationConfig:
     """The conversations' adapters: the answer provider ANSWER_PROVIDER names, and the full-text
     retriever. `extractive` answers alone; `openai` is `services.answer_llm.LLMAnswerProvider` on
     this process's chat client (`make_chat_client`: one per process, so one circuit breaker per
@@ -288,12 +307,22 @@ def make_conversation_config(settings: Settings) -> conversations.ConversationCo
             already; this guards settings built without validation).
     """
     extractive = ExtractiveAnswerProvider()
+    cache = cache if cache is not None else make_cache(settings)
     if settings.answer_provider != "openai":
-        return conversations.ConversationConfig(provider=extractive)
+        return conversations.ConversationConfig(
+            provider=extractive, cache=cache, answer_ttl_seconds=settings.answer_cache_ttl_seconds
+        )
     client = make_chat_client(settings)
     if client is None:
         raise ConfigurationError("ANSWER_PROVIDER=openai needs LLM_BASE_URL")
-    return conversations.ConversationConfig(provider=LLMAnswerProvider(client, name="openai"), fallback=extractive)
+    return conversations.ConversationConfig(
+        provider=LLMAnswerProvider(client, name="openai"),
+        fallback=extractive,
+        cache=cache,
+        answer_ttl_seconds=settings.answer_cache_ttl_seconds,
+        # what changes an openai answer besides the question, its passages and the chatbot's settings
+        provider_identity=f"openai|{settings.llm_base_url}|{settings.llm_model}|{settings.llm_max_tokens}",
+    )
 
 
 def event_publisher(

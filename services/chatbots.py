@@ -28,6 +28,9 @@ Rules and where they come from:
   `services.usage`) from its creation (checked with the count: over the plan's limit is 402
   `/problems/quota-exceeded` and nothing is created) until its deletion is asked for, when
   its documents' ``documents`` and ``storage_bytes`` are given back too.
+* **Cached public settings are forgotten** (issue 18): a change or a deletion forgets the
+  chatbot's public settings in the cache (`services.public_chatbots.public_settings`) once it
+  commits.
 * **Audit** (brief 004): `chatbot_created`, `chatbot_updated` (the fields changed) and
   `chatbot_deleted` events name the actor and, as subject, the chatbot's owner.
 """
@@ -44,7 +47,7 @@ from persistence.chatbots.models import Chatbot
 from persistence.chatbots.repository import ANY_OWNER
 from persistence.jobs.models import Job
 from persistence.unit_of_work import UnitOfWork
-from services import audit, usage
+from services import audit, caching, usage
 from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
@@ -307,6 +310,7 @@ def update_chatbot(
     changes: Mapping[str, Any],
     expected_versions: frozenset[int] | None,
     meta: RequestMeta,
+    cache: caching.Cache | None = None,
 ) -> Chatbot:
     """Change the members of a validated `ChatbotUpdate` body (the others stay as they are).
     When something changes, the version goes up by one and `chatbot_updated` is recorded with
@@ -314,6 +318,8 @@ def update_chatbot(
 
     Args:
         expected_versions: the versions an `If-Match` allows (None: no condition).
+        cache: where its public settings may be cached (`services.public_chatbots`): a change
+            forgets them once it commits. None: no cache.
 
     Raises:
         NotFound: as `get_chatbot`.
@@ -338,6 +344,7 @@ def update_chatbot(
     chatbot.version += 1
     chatbot.updated_at = now
     uow.flush()
+    caching.invalidate_after_commit(uow, cache, caching.PUBLIC_CHATBOTS, chatbot.public_id)
     details: dict[str, Any] = {"chatbot_id": str(chatbot.id), "changed": sorted(changed)}
     audit.record(
         uow,
@@ -386,6 +393,7 @@ def delete_chatbot(
         release_document_usage(
             uow=uow, clock=clock, owner_id=chatbot.owner_id, document_id=document.id, size=document.size_bytes
         )
+    caching.invalidate_after_commit(uow, caching.cache_of(engine), caching.PUBLIC_CHATBOTS, chatbot.public_id)
     job = job_services.enqueue(
         uow=uow,
         clock=clock,

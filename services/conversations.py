@@ -35,6 +35,19 @@ Rules and where they come from:
   `stateless_answer_stream` answers a question put to a chatbot with the history the request
   carries, by the same rules (active chatbot, retrieval with its settings, grounded only, the
   fallback), storing nothing: `Citations`, `Delta`…, `AnswerDone`.
+* **Answers are reused** (issue 18, `services.caching`): the answer to a question that does not
+  depend on earlier turns — the first message of a conversation (no earlier messages), or a
+  stateless question sent without history — is cached for ANSWER_CACHE_TTL_SECONDS under the
+  chatbot's owner, the chatbot, the version of its knowledge (`Chatbot.knowledge_version`,
+  bumped with every change of its passages), the provider (name, model, its settings), the
+  chatbot's settings that change an answer (instructions, passages per answer, minimum score,
+  the most words) and the normalised question (`services.caching.normalise_question`: case,
+  spacing and trailing punctuation do not count). The same question then gets the same answer,
+  its citations included, streamed from the cache as it would be from the provider and stored
+  as a message as usual (no tokens spent: its `usage` has none). Only complete answers are kept
+  (`finish_reason` `stop` or `length`, not a fallback's), and only when the knowledge did not
+  change while they were composed: a cached answer never outlives the knowledge it cites. A
+  later turn of a conversation is never answered from the cache (its history changes it).
 * **Stored with everything needed to show it again** (dify#10861, #12636): citations, usage
   (passages given, words in and out), provider, latency and finish reason are columns of the
   message, so `GET …/messages` shows an answer as it was given.
@@ -68,7 +81,7 @@ from persistence.conversations.models import Conversation, Message
 from persistence.conversations.repository import ANY_OWNER
 from persistence.knowledge.repository import PassageHit
 from persistence.unit_of_work import UnitOfWork
-from services import audit, chatbots, usage
+from services import audit, caching, chatbots, usage
 from services import jobs as job_services
 from services.audit import EventType, RequestMeta
 from services.clock import Clock
@@ -208,11 +221,19 @@ class ConversationConfig:
         fallback: answers when `provider` fails before giving any text (None: no fallback).
         retriever: finds the passages for a question; None: the full-text index
             (`services.knowledge.FullTextRetriever`) in the answer's own units of work.
+        cache: where answers are reused (module rules); None: never.
+        answer_ttl_seconds: how long a cached answer is reused (ANSWER_CACHE_TTL_SECONDS; 0:
+            answers are not cached).
+        provider_identity: what tells this provider's answers from another's in the cache
+            key: its name, model and the settings that change its answers (None: its name).
     """
 
     provider: AnswerProvider
     fallback: AnswerProvider | None = None
     retriever: Retriever | None = None
+    cache: caching.Cache | None = None
+    answer_ttl_seconds: float = 0
+    provider_identity: str | None = None
 
 
 def config_of(engine: job_services.JobEngine) -> ConversationConfig:
@@ -543,6 +564,7 @@ class _Answer:
     finish_reason: str = "cancelled"
     fallback: bool = False
     tokens: dict[str, int] | None = None
+    cached: bool = False
 
     @property
     def text(self) -> str:
@@ -558,6 +580,8 @@ class _Question:
     passages_per_answer: int
     min_score: float
     history: list[Turn]
+    owner_id: uuid.UUID | None = None
+    knowledge_version: int = 0
 
 
 def _store_question(
@@ -587,6 +611,8 @@ def _store_question(
         passages_per_answer=chatbot.passages_per_answer,
         min_score=chatbot.min_score,
         history=[Turn(turn.role, turn.content) for turn in history],
+        owner_id=chatbot.owner_id,
+        knowledge_version=chatbot.knowledge_version,
     )
     return question, message
 
@@ -678,7 +704,95 @@ def _generate(config: ConversationConfig, request: AnswerRequest, answer: _Answe
         answer.finish_reason = "error"
 
 
+ANSWER_CACHE = "answers"
+"""The cache name of reused answers (`services.caching`; the `/metrics` counters' label)."""
+ANSWER_CACHE_FORMAT = 1
+"""Part of every answer's cache key: raised when what is cached, or how answers are composed,
+changes, so older entries are no longer found."""
+CACHEABLE_FINISH_REASONS = frozenset({"stop", "length"})
+"""Complete answers: the ones kept in the cache (a cancelled or failed one is not)."""
+_REPLAY_WORDS = re.compile(r"\s*\S+|\s+$")
+"""A cached answer's words, each with the spaces before it (and trailing spaces): one pass, no
+backtracking (a space and a non-space never overlap). A pattern of repeated groups (eight words
+at once) backtracked so much that a cached answer cost more than a composed one (the bench)."""
+REPLAY_WORDS_PER_DELTA = 8
+"""A cached answer is streamed again eight words to a delta (the pieces join to its text)."""
+
+
+def replay_pieces(text: str) -> list[str]:
+    """`text` cut into deltas of `REPLAY_WORDS_PER_DELTA` words; they join to `text`."""
+    words = _REPLAY_WORDS.findall(text)
+    return ["".join(words[i : i + REPLAY_WORDS_PER_DELTA]) for i in range(0, len(words), REPLAY_WORDS_PER_DELTA)]
+
+
+def answer_cache_key(config: ConversationConfig, question: _Question, *, max_words: int) -> str | None:
+    """The question's key in the answers cache, or None when it is not to be cached: no cache
+    or a time-to-live of 0, or a question with earlier turns (module rules)."""
+    if config.cache is None or config.answer_ttl_seconds <= 0 or question.history or question.owner_id is None:
+        return None
+    return caching.answer_key(
+        owner_id=question.owner_id,
+        chatbot_id=question.chatbot_id,
+        knowledge_version=question.knowledge_version,
+        provider=f"{ANSWER_CACHE_FORMAT}:{config.provider_identity or config.provider.name}",
+        settings={
+            "instructions": question.instructions,
+            "passages_per_answer": question.passages_per_answer,
+            "min_score": question.min_score,
+            "max_words": max_words,
+        },
+        question=question.question,
+    )
+
+
+def _replay(entry: Any, answer: _Answer) -> bool:
+    """Fill `answer` from a cached entry; False (and `answer` untouched) when it is not one."""
+    if not isinstance(entry, dict):
+        return False
+    text, citations = entry.get("text"), entry.get("citations")
+    finish_reason, words_in = entry.get("finish_reason"), entry.get("words_in")
+    if not (isinstance(text, str) and isinstance(citations, list) and isinstance(words_in, int)):
+        return False
+    if finish_reason not in CACHEABLE_FINISH_REASONS:
+        return False
+    answer.citations = citations
+    answer.words_in = words_in
+    answer.parts = [text]
+    answer.finish_reason = str(finish_reason)
+    answer.cached = True
+    return True
+
+
 def _compose(
+    units: UnitsOfWork, config: ConversationConfig, question: _Question, answer: _Answer, *, max_words: int
+) -> Iterator[Citations | Delta]:
+    """`_compose_fresh`, or its answer to the same question from the cache (module rules):
+    one `Citations`, then `Delta`s, filling in `answer` as it goes. A complete fresh answer is
+    cached when the chatbot's knowledge version is still the one the question was read with."""
+    key = answer_cache_key(config, question, max_words=max_words)
+    if key is not None and config.cache is not None and _replay(config.cache.get(ANSWER_CACHE, key), answer):
+        yield Citations(answer.citations)
+        for piece in replay_pieces(answer.text):
+            yield Delta(piece)
+        return
+    yield from _compose_fresh(units, config, question, answer, max_words=max_words)
+    if key is None or config.cache is None:
+        return
+    if answer.finish_reason not in CACHEABLE_FINISH_REASONS or answer.fallback:
+        return
+    with units() as uow:
+        unchanged = uow.knowledge.knowledge_version(question.chatbot_id) == question.knowledge_version
+    if unchanged:  # else the answer may cite knowledge newer than its key says: not kept
+        entry = {
+            "text": answer.text,
+            "citations": answer.citations,
+            "words_in": answer.words_in,
+            "finish_reason": answer.finish_reason,
+        }
+        config.cache.set(ANSWER_CACHE, key, entry, ttl_seconds=config.answer_ttl_seconds)
+
+
+def _compose_fresh(
     units: UnitsOfWork, config: ConversationConfig, question: _Question, answer: _Answer, *, max_words: int
 ) -> Iterator[Citations | Delta]:
     """Retrieve the question's passages (in a unit of work of its own from `units`, or with
@@ -864,6 +978,8 @@ def stateless_answer_stream(
             passages_per_answer=chatbot.passages_per_answer,
             min_score=chatbot.min_score,
             history=list(history)[-HISTORY_MESSAGES:],
+            owner_id=chatbot.owner_id,
+            knowledge_version=chatbot.knowledge_version,
         )
     answer = _Answer(
         answer_id=uuid.uuid4(), question_id=uuid.uuid4(), provider=config.provider.name, started_at=datetime.min

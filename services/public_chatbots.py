@@ -28,6 +28,12 @@ Rules and where they come from:
 * **Quota** (issue 17): a visitor's question counts on the chatbot *owner's* ``messages``
   meter (`services.conversations`' rule); over the owner's limit the visitor gets 402
   `/problems/quota-exceeded` and nothing is stored.
+* **The public settings are cached** (issue 18): what a chat widget shows before a
+  conversation starts (name, welcome message, suggested questions; `public_settings`) is kept
+  in the cache (`services.caching`, cache ``public_chatbots``, by `public_id`) for
+  PUBLIC_CHATBOT_CACHE_TTL_SECONDS, and so is "not open to visitors". A change or deletion of
+  the chatbot forgets its entry once it commits (`services.chatbots`); an owner whose account
+  is deleted takes their chatbots with them, and those entries end with their time-to-live.
 * **Audit**: none for visitors (brief 004 audits account and security events; a visitor has
   no account); the owner sees visitor conversations themselves.
 """
@@ -41,11 +47,12 @@ import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from persistence.chatbots.models import Chatbot
 from persistence.conversations.models import Conversation
 from persistence.unit_of_work import UnitOfWork
-from services import conversations
+from services import caching, conversations
 from services.clock import Clock
 from services.conversations import ConversationConfig, MessagePage, UnitsOfWork
 from services.cursors import decode_values, encode_values
@@ -91,6 +98,50 @@ def public_chatbot(*, uow: UnitOfWork, public_id: str) -> Chatbot:
         NotFound: no such chatbot, or one that is not `active` and `public`.
     """
     return _open(uow.public_chatbots.chatbot(public_id))
+
+
+def settings_of(chatbot: Chatbot) -> dict[str, Any]:
+    """The contract's `PublicChatbot`: what a visitor's widget shows (nothing else of the owner's)."""
+    return {
+        "public_id": chatbot.public_id,
+        "name": chatbot.name,
+        "welcome_message": chatbot.welcome_message,
+        "suggested_questions": list(chatbot.suggested_questions),
+    }
+
+
+def _cached_entry(*, uow: UnitOfWork, cache: caching.Cache | None, public_id: str, ttl_seconds: float) -> Any:
+    """The cache's entry of a public chatbot: ``{"found": true, "settings": …, "origins": […]}``
+    or ``{"found": false}`` (not open to visitors), read and cached on a miss."""
+
+    def read() -> dict[str, Any]:
+        chatbot = uow.public_chatbots.chatbot(public_id)
+        try:
+            opened = _open(chatbot)
+        except NotFound:
+            return {"found": False}
+        return {"found": True, "settings": settings_of(opened), "origins": list(opened.allowed_origins)}
+
+    if cache is None:
+        return read()
+    return cache.get_or_compute(caching.PUBLIC_CHATBOTS, public_id, read, ttl_seconds=ttl_seconds)
+
+
+def public_settings(
+    *, uow: UnitOfWork, cache: caching.Cache | None, public_id: str, ttl_seconds: float
+) -> dict[str, Any]:
+    """The public chatbot's `PublicChatbot` settings (`settings_of`), from the cache when they
+    are there (module rules), else read and cached for `ttl_seconds` (0: not cached).
+
+    Raises:
+        NotFound: as `public_chatbot` (also remembered in the cache, and forgotten as the
+            settings are when the chatbot changes).
+    """
+    entry = _cached_entry(uow=uow, cache=cache, public_id=public_id, ttl_seconds=ttl_seconds)
+    settings = entry.get("settings") if isinstance(entry, dict) and entry.get("found") else None
+    if not isinstance(settings, dict):
+        raise NotFound("No public chatbot with this id.")
+    return settings
 
 
 def start_conversation(*, uow: UnitOfWork, clock: Clock, public_id: str) -> VisitorConversation:
@@ -207,17 +258,22 @@ def answer_stream(
 
 
 def allowed_origins(
-    *, uow: UnitOfWork, public_id: str | None = None, conversation_id: uuid.UUID | None = None
+    *,
+    uow: UnitOfWork,
+    public_id: str | None = None,
+    conversation_id: uuid.UUID | None = None,
+    cache: caching.Cache | None = None,
+    ttl_seconds: float = 0,
 ) -> list[str]:
     """The origins a browser may call the visitor operations from: those of the public chatbot
-    `public_id` names, or of the visitor conversation `conversation_id`'s chatbot; none when it
-    is not open to visitors (CORS, issue 16: the chatbot's `allowed_origins`)."""
+    `public_id` names (from the cache's entry of its public settings when `cache` is given, as
+    `public_settings` keeps it), or of the visitor conversation `conversation_id`'s chatbot;
+    none when it is not open to visitors (CORS, issue 16: the chatbot's `allowed_origins`)."""
     if public_id is not None:
-        chatbot = uow.public_chatbots.chatbot(public_id)
-    elif conversation_id is not None:
-        chatbot = uow.public_chatbots.chatbot_of_visitor_conversation(conversation_id)
-    else:
-        chatbot = None
+        entry = _cached_entry(uow=uow, cache=cache, public_id=public_id, ttl_seconds=ttl_seconds)
+        origins = entry.get("origins") if isinstance(entry, dict) and entry.get("found") else None
+        return [str(origin) for origin in origins] if isinstance(origins, list) else []
+    chatbot = uow.public_chatbots.chatbot_of_visitor_conversation(conversation_id) if conversation_id else None
     if chatbot is None or chatbot.visibility != "public" or chatbot.status != "active":
         return []
     return list(chatbot.allowed_origins)

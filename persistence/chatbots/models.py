@@ -61,6 +61,10 @@ class Chatbot(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deleting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    knowledge_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Counts the changes of the chatbot's knowledge (a source indexed again or removed:
+    `persistence.knowledge.repository` bumps it in the same transaction); cached answers are
+    keyed by it (issue 18; migration 0023). Not the ETag: `version` is."""
     public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_public_id)
     """What visitors' paths name (``/api/v1/public/chatbots/{public_id}/…``; issue 16), so the
     chatbot's id is never shown to them; set once, at creation (migration 0014 for older ones)."""

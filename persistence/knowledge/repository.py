@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, Uuid, bindparam, delete, func, select, text
+from sqlalchemy import Float, Integer, String, Text, Uuid, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
+from persistence.chatbots.models import Chatbot
 from persistence.knowledge.models import Passage
 
 MARK_START, MARK_END = "\x02", "\x03"
@@ -298,13 +299,37 @@ class KnowledgeRepository:
         self, *, chatbot_id: uuid.UUID, source_type: str, source_id: uuid.UUID, passages: Sequence[Passage]
     ) -> None:
         """Make `passages` the source's only passages (a re-indexed page or document drops the
-        old ones in the same transaction, so a search never sees both or neither)."""
-        self.delete_source(chatbot_id=chatbot_id, source_type=source_type, source_id=source_id)
+        old ones in the same transaction, so a search never sees both or neither), and bump the
+        chatbot's `knowledge_version` in that transaction (`bump_version`)."""
+        self.bump_version(chatbot_id)
+        self._delete_source(chatbot_id=chatbot_id, source_type=source_type, source_id=source_id)
         self.db.add_all(passages)
         self.db.flush()
 
     def delete_source(self, *, chatbot_id: uuid.UUID, source_type: str, source_id: uuid.UUID) -> int:
-        """Delete one source's passages; returns how many."""
+        """Delete one source's passages and bump the chatbot's `knowledge_version` in the same
+        transaction (`bump_version`); returns how many passages went."""
+        self.bump_version(chatbot_id)
+        return self._delete_source(chatbot_id=chatbot_id, source_type=source_type, source_id=source_id)
+
+    def bump_version(self, chatbot_id: uuid.UUID) -> None:
+        """Count one more change of the chatbot's knowledge (`Chatbot.knowledge_version`, what
+        cached answers are keyed by: issue 18). Every writer of passages calls it, in the
+        transaction of its change and *before* touching passages, so every writer takes the
+        chatbot's row lock first and then the passages' (one order, no deadlock between them)."""
+        self.db.execute(
+            update(Chatbot)
+            .where(Chatbot.id == chatbot_id)
+            .values(knowledge_version=Chatbot.knowledge_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    def knowledge_version(self, chatbot_id: uuid.UUID) -> int | None:
+        """The chatbot's `knowledge_version` as committed (read afresh), or None without it."""
+        value = self.db.scalar(select(Chatbot.knowledge_version).where(Chatbot.id == chatbot_id))
+        return None if value is None else int(value)
+
+    def _delete_source(self, *, chatbot_id: uuid.UUID, source_type: str, source_id: uuid.UUID) -> int:
         result = self.db.execute(
             delete(Passage)
             .where(

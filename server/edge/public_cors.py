@@ -2,7 +2,7 @@
 origins its widget may be embedded on (`allowed_origins`), so these paths follow the
 chatbot's list instead of CORS_ORIGINS.
 
-For a request with an `Origin` header to ``<prefix>/public/chatbots/{public_id}/…`` or
+For a request with an `Origin` header to ``<prefix>/public/chatbots/{public_id}[/…]`` or
 ``<prefix>/public/conversations/{conversation_id}/…``, the chatbot's origins are read (the
 chatbot must be `active` and `public`; otherwise it allows none):
 
@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.edge.cors import EXPOSED_HEADERS, MAX_AGE_SECONDS
 from server.integration.problems import FORBIDDEN, SERVICE_UNAVAILABLE, asgi_problem
 
-VISITOR_HEADERS = ("authorization", "content-type", "x-request-id")
+VISITOR_HEADERS = ("authorization", "content-type", "x-request-id", "if-none-match")
 """The request headers a visitor's browser may send cross-origin (lower case)."""
 
 OriginsOf = Callable[[str | None, uuid.UUID | None], list[str]]
@@ -50,6 +50,7 @@ class PublicChatbotCORSMiddleware:
         self.origins_of = origins_of
         base = re.escape(prefix) + "/public"
         self.routes: list[tuple[re.Pattern[str], str, tuple[str, ...]]] = [
+            (re.compile(base + r"/chatbots/([^/]+)"), "public_id", ("GET",)),
             (re.compile(base + r"/chatbots/([^/]+)/conversations"), "public_id", ("POST",)),
             (re.compile(base + r"/conversations/([^/]+)/messages"), "conversation_id", ("GET", "POST")),
         ]
@@ -141,7 +142,7 @@ async def _preflight_ok(send: Send, origin: str, methods: tuple[str, ...]) -> No
     headers = [
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-allow-methods", ", ".join(methods).encode("latin-1")),
-        (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID"),
+        (b"access-control-allow-headers", b"Authorization, Content-Type, X-Request-ID, If-None-Match"),
         (b"access-control-max-age", str(MAX_AGE_SECONDS).encode("latin-1")),
         (b"vary", b"Origin"),
         (b"content-length", b"0"),

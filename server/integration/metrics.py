@@ -121,6 +121,19 @@ def record_breakers(states: dict[str, str]) -> None:
         BREAKER_STATE.labels(dependency=name).set(BREAKER_STATE_VALUES.get(state, 0))
 
 
+CACHE_REQUESTS = Counter(
+    "charter_cache_requests_total",
+    "Cache reads by cache (answers, public_chatbots, plans, ...) and outcome: hit, miss, or error "
+    "(the cache could not be read: a miss as well).",
+    ["cache", "outcome"],
+)
+
+
+def count_cache_read(cache: str, outcome: str) -> None:
+    """Count one cache read (`services.caching.Cache`'s observer)."""
+    CACHE_REQUESTS.labels(cache=cache, outcome=outcome).inc()
+
+
 def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
     """Keep the pool's gauges and counters current from the engine's pool events: connections
     in use, overflow connections open, checkouts and connections opened."""
