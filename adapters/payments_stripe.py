@@ -17,10 +17,12 @@ Resilience, as `adapters.llm_chat` does it:
   the card otherwise), so Stripe answers a repeated request with the first answer and a retry
   never charges or creates twice. Card errors, invalid requests and authentication errors are
   never retried.
-* **Circuit breaker** (pybreaker, per process): a failed attempt of the retried kinds counts as a
-  failure, an answer from Stripe (errors about the card included: Stripe is up) as a success;
-  `breaker_failures` failures in a row open it, and for `breaker_reset_seconds` every call fails
-  at once with `PaymentProviderUnavailable` without contacting Stripe; then one trial call.
+* **Circuit breaker** (`adapters.resilience.Breaker`, pybreaker's state machine, per process;
+  the wiring registers it as ``payment_provider``, so readiness and `/metrics` name it): a failed
+  attempt of the retried kinds counts as a failure, an answer from Stripe (errors about the card
+  included: Stripe is up) as a success; `breaker_failures` failures in a row open it, and for
+  `breaker_reset_seconds` every call fails at once with `PaymentProviderUnavailable` without
+  contacting Stripe; then one trial call.
 * **Typed outcomes**: a card Stripe refuses on attach is `PaymentMethodRejected` with Stripe's
   code; a charge Stripe declines is a `ChargeOutcome` ``declined`` (``card_declined``, …); one
   that needs the cardholder (``authentication_required``, or a payment intent in status
@@ -33,15 +35,14 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import pybreaker
 import requests
 import stamina
 import stripe
 
 from adapters.payment_types import CardDetails, ChargeOutcome, PaymentMethodRejected, PaymentProviderUnavailable
+from adapters.resilience import Breaker, DependencyUnavailable
 
 T = TypeVar("T")
 
@@ -59,55 +60,6 @@ class _Retryable(Exception):
         self.cause = cause
 
 
-class _CircuitOpen(Exception):
-    """The breaker refused an attempt (internal)."""
-
-
-class _Breaker:
-    """pybreaker's state machine consulted around the call instead of wrapping it (its
-    `CircuitBreaker.call` holds a lock for the whole call, which would serialise every payment
-    of the process); the same arrangement as `adapters.llm_chat`."""
-
-    def __init__(self, *, failures: int, reset_seconds: float, name: str) -> None:
-        self.storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=failures,
-            reset_timeout=reset_seconds,
-            state_storage=self.storage,
-            throw_new_error_on_trip=False,
-            name=name,
-        )
-
-    @property
-    def state(self) -> str:
-        return str(self.breaker.current_state)
-
-    def admit(self) -> None:
-        if self.breaker.current_state != pybreaker.STATE_OPEN:
-            return
-        opened_at = self.storage.opened_at
-        if opened_at is not None and datetime.now(UTC) < opened_at + timedelta(seconds=self.breaker.reset_timeout):
-            raise _CircuitOpen("the circuit breaker is open")
-
-    def succeeded(self) -> None:
-        with contextlib.suppress(pybreaker.CircuitBreakerError):
-            self.breaker.call(_nothing)
-
-    def failed(self, error: Exception) -> None:
-        try:
-            self.breaker.call(_raise, error)
-        except (pybreaker.CircuitBreakerError, type(error)):
-            pass
-
-
-def _nothing() -> None:
-    return None
-
-
-def _raise(error: Exception) -> None:
-    raise error
-
-
 class StripePaymentProvider:
     """A `PaymentProvider` on Stripe's API. Thread-safe: one per process (one breaker per process).
 
@@ -118,7 +70,9 @@ class StripePaymentProvider:
         retry_attempts: attempts in all (1: no retry).
         retry_wait_seconds, retry_max_wait_seconds: the first and the longest backoff.
         breaker_failures, breaker_reset_seconds: failures in a row that open the breaker, and how
-            long it stays open.
+            long it stays open (when no `breaker` is given).
+        breaker: the provider's breaker, from the registry readiness and `/metrics` read
+            (`adapters.resilience.join("payment_provider", …)`: the wiring's); None: one of its own.
     """
 
     name = "stripe"
@@ -135,6 +89,7 @@ class StripePaymentProvider:
         retry_max_wait_seconds: float = 5.0,
         breaker_failures: int = 5,
         breaker_reset_seconds: float = 30.0,
+        breaker: Breaker | None = None,
     ) -> None:
         session = requests.Session()
         session.trust_env = False  # no proxy or netrc from the environment: api_base is what is called
@@ -148,11 +103,13 @@ class StripePaymentProvider:
         self.retry_attempts = retry_attempts
         self.retry_wait_seconds = retry_wait_seconds
         self.retry_max_wait_seconds = retry_max_wait_seconds
-        self.breaker = _Breaker(failures=breaker_failures, reset_seconds=breaker_reset_seconds, name="stripe")
+        self.breaker = breaker or Breaker(
+            "payment_provider", failures=breaker_failures, reset_seconds=breaker_reset_seconds
+        )
 
     @property
     def breaker_state(self) -> str:
-        """``closed``, ``open`` or ``half-open``."""
+        """``closed``, ``open`` or ``half_open``."""
         return self.breaker.state
 
     # -- the port ----------------------------------------------------------------------------
@@ -279,7 +236,7 @@ class StripePaymentProvider:
                 with attempt:
                     self.breaker.admit()
                     return self._attempt(request)
-        except _CircuitOpen as error:
+        except DependencyUnavailable as error:
             raise PaymentProviderUnavailable("Stripe's circuit breaker is open") from error
         except _Retryable as error:
             raise PaymentProviderUnavailable(f"Stripe did not answer: {error.cause}") from error.cause

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from adapters import resilience
 from adapters.payments_fake import FakePaymentProvider
 from adapters.payments_stripe import StripePaymentProvider
 from persistence.unit_of_work import UnitOfWork
@@ -41,8 +42,12 @@ def build_payment_provider(
             connect_timeout_seconds=settings.stripe_connect_timeout_seconds,
             timeout_seconds=settings.stripe_timeout_seconds,
             retry_attempts=settings.stripe_retry_attempts,
-            breaker_failures=settings.stripe_breaker_failures,
-            breaker_reset_seconds=settings.stripe_breaker_reset_seconds,
+            breaker=resilience.join(
+                "payment_provider",
+                failures=settings.stripe_breaker_failures,
+                reset_seconds=settings.stripe_breaker_reset_seconds,
+                fallback="nothing charged: 503 /problems/payment-provider-unavailable; renewals retried an hour later",
+            ),
         )
     return FakePaymentProvider(emit=emit)
 
