@@ -146,7 +146,12 @@ def stateless_answers(url: str, overrides: dict, chatbot_id: uuid.UUID, *, sampl
         for index in range(samples + 1):
             started = time.perf_counter()
             for _event in conversations.stateless_answer_stream(
-                units=lambda: UnitOfWork(factory), config=config, caller=owner, chatbot_id=chatbot_id, content=QUESTION
+                units=lambda: UnitOfWork(factory),
+                clock=SystemClock(),
+                config=config,
+                caller=owner,
+                chatbot_id=chatbot_id,
+                content=QUESTION,
             ):
                 pass
             if index:

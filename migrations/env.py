@@ -38,13 +38,27 @@ def run_migrations_online() -> None:
     engine = make_engine(_url(), pool_size=1, max_overflow=0)
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite's batch operations recreate a table (copy, drop, rename). With foreign keys
+                # enforced (make_engine turns them on), dropping a parent table deletes its
+                # children's rows through ON DELETE CASCADE: a migration that recreates `chatbots`
+                # would empty `documents`. Alembic's advice: keep them off while migrating (the
+                # pragma only takes effect outside a transaction), and check them afterwards.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()  # ends SQLAlchemy's autobegun transaction: Alembic's own commits
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
-                render_as_batch=connection.dialect.name == "sqlite",
+                render_as_batch=sqlite,
             )
             with context.begin_transaction():
                 context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                connection.rollback()
+                if broken:
+                    raise RuntimeError(f"the migrations left rows whose foreign keys name nothing: {broken[:10]}")
     finally:
         engine.dispose()
 

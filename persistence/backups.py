@@ -57,6 +57,11 @@ def _facts(connection: Connection) -> DatabaseFacts:
     return DatabaseFacts(schema_revision=revision, table_counts=counts)
 
 
+MIGRATION_DATA_TABLES = frozenset({"plans"})
+"""Tables a migration fills (the plan catalogue, migration 0015): rows there do not make a
+database "used"; a restore replaces them with the archive's."""
+
+
 class DatabaseInventory:
     """The figures of the database behind `engine` (`DatabaseFacts`), its emptiness, table
     digests and, on PostgreSQL, exported snapshots.
@@ -85,10 +90,11 @@ class DatabaseInventory:
         return all(count == 0 for name, count in facts.table_counts.items() if name not in ignored)
 
     def bookkeeping_tables(self) -> set[str]:
-        """Tables that hold rows in a database nobody used: ``alembic_version``, and on SQLite the
-        shadow tables of each FTS5 virtual table (``<name>_data``, ``_config``, … hold the
-        index's own settings from the start)."""
-        names = {ALEMBIC_TABLE}
+        """Tables that hold rows in a database nobody used: ``alembic_version``, the tables the
+        migrations fill with the product's own data (`MIGRATION_DATA_TABLES`: the plan catalogue
+        of 0015), and on SQLite the shadow tables of each FTS5 virtual table (``<name>_data``,
+        ``_config``, … hold the index's own settings from the start)."""
+        names = {ALEMBIC_TABLE, *MIGRATION_DATA_TABLES}
         if self.kind != "sqlite":
             return names
         with self.engine.connect() as connection:

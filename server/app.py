@@ -72,9 +72,7 @@ def create_app(settings: Settings | None = None, *, edge: bool = True, span_expo
     tracing = start_tracing(
         service_name=settings.otel_service_name, endpoint=settings.otel_exporter_otlp_endpoint, exporter=span_exporter
     )
-    configure_logging(
-        level=settings.log_level, fmt=settings.log_format, trace_ids=add_trace_ids if tracing is not None else None
-    )
+    configure_logging(level=settings.log_level, fmt=settings.log_format, trace_ids=add_trace_ids)
     spec = bundle()
     engine = make_engine(
         settings.database_url,

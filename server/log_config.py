@@ -17,8 +17,10 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console", trace_ids: P
     Args:
         level: DEBUG, INFO, WARNING or ERROR.
         fmt: ``json`` (one object per line, for production) or ``console`` (for people).
-        trace_ids: with tracing on, the processor that adds `trace_id` and `span_id` to lines
-            logged inside a span (`server.tracing.add_trace_ids`); None: no such step at all.
+        trace_ids: the processor that adds `trace_id` and `span_id` to lines logged inside a
+            span (`server.tracing.add_trace_ids`, which does nothing until tracing starts: the
+            wiring always passes it, since structlog caches each logger's chain at its first
+            use); None: no such step at all.
     """
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -137,8 +137,17 @@ def current_trace_id() -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
+_started = False
+"""Whether `start_tracing` started tracing in this process (until then `add_trace_ids` imports
+nothing and returns at once)."""
+
+
 def add_trace_ids(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: `trace_id` and `span_id` on a line logged inside a span."""
+    """structlog processor: `trace_id` and `span_id` on a line logged inside a span. Always in
+    the logging chain (structlog caches a logger's chain at its first use, so a step added by a
+    later configuration would never reach it); it does nothing until tracing started."""
+    if not _started:
+        return event
     from opentelemetry import trace
 
     context = trace.get_current_span().get_span_context()
@@ -175,4 +184,6 @@ def start_tracing(*, service_name: str, endpoint: str | None, exporter: Any = No
     request_context.set_trace_id_reader(current_trace_id)
     tracing = Tracing(provider)
     tracing.instrument_httpx()
+    global _started
+    _started = True
     return tracing

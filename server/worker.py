@@ -509,7 +509,7 @@ def run_worker(settings: Settings, *, threads: int, parent_pid: int | None = Non
     configure_logging(
         level=settings.log_level,
         fmt=settings.log_format,
-        trace_ids=add_trace_ids if settings.otel_exporter_otlp_endpoint else None,
+        trace_ids=add_trace_ids,
     )
     worker = Worker(settings, threads=threads)
     consumer: Consumer = worker.queue.huey.create_consumer(

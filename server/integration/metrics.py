@@ -141,15 +141,26 @@ def watch_pool(engine: Engine, pool_size: int, max_overflow: int) -> None:
     DB_POOL_MAX_OVERFLOW.set(max_overflow)
     pool = engine.pool
     overflow = getattr(pool, "overflow", None)  # QueuePool's: open connections beyond its size
+    # QueuePool's own count of connections out, read at each event rather than +1/-1 per event:
+    # counting drifts (a connection discarded during a database restart can be checked in
+    # without a counted checkout), the pool's count does not. The checkin event fires before the
+    # connection is back, so it still counts that one.
+    checked_out = getattr(pool, "checkedout", None)
 
     def on_checkout(*_: object) -> None:
-        DB_POOL_CHECKED_OUT.inc()
+        if checked_out is not None:
+            DB_POOL_CHECKED_OUT.set(checked_out())
+        else:
+            DB_POOL_CHECKED_OUT.inc()
         DB_POOL_CHECKOUTS.inc()
         if overflow is not None:
             DB_POOL_OVERFLOW.set(max(0, overflow()))
 
     def on_checkin(*_: object) -> None:
-        DB_POOL_CHECKED_OUT.dec()
+        if checked_out is not None:
+            DB_POOL_CHECKED_OUT.set(max(0, checked_out() - 1))
+        else:
+            DB_POOL_CHECKED_OUT.dec()
         if overflow is not None:
             DB_POOL_OVERFLOW.set(max(0, overflow()))
 

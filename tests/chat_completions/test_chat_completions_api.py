@@ -78,10 +78,14 @@ def test_a_grounded_cited_answer_that_stores_nothing(client, account, bot, new_u
     assert choice["index"] == 0 and choice["finish_reason"] == "stop"
     assert choice["message"]["role"] == "assistant"
     content = choice["message"]["content"]
-    assert content == "Refunds are paid within 14 days of the return reaching our warehouse. [1]"
-    assert markers(content) == [1]
-    assert body["citations"][0]["number"] == 1 and body["citations"][0]["quote"] == RETURNS_PAGE
-    assert body["citations"][0]["source"]["url"] == "https://shop.example/returns"
+    # The refund sentence, cited with the number of the returns page. Which number that is
+    # depends on the passages' rank, and on SQLite FTS5's bm25 statistics span the whole index
+    # (every test's chatbots), so the number is read, not assumed.
+    [returns] = [item for item in body["citations"] if item["source"]["url"] == "https://shop.example/returns"]
+    assert returns["quote"] == RETURNS_PAGE
+    number = returns["number"]
+    assert content == f"Refunds are paid within 14 days of the return reaching our warehouse. [{number}]"
+    assert markers(content) == [number]
     words_out = len(re.findall(r"\w+", content))
     assert body["usage"]["completion_tokens"] == words_out
     assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + words_out

@@ -30,6 +30,7 @@ def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_lim
         "createChatCompletion",
         "startVisitorConversation",
         "sendVisitorMessage",
+        "receiveProviderWebhook",
     }
     assert [(limit.per, limit.limit) for limit in declared["searchKnowledge"]] == [("user", "60/minute")]
     for crawl in ("createWebsite", "recrawlWebsite"):  # each starts a crawl of someone's site
@@ -42,6 +43,8 @@ def test_the_operations_that_guess_at_credentials_send_mail_or_cost_much_are_lim
         ("client", "10/minute;100/hour")
     ]
     assert [(limit.per, limit.limit) for limit in declared["sendVisitorMessage"]] == [("client", "20/minute;300/hour")]
+    # payment providers' signed events: per sending address, well above a provider's bursts
+    assert [(limit.per, limit.limit) for limit in declared["receiveProviderWebhook"]] == [("client", "600/minute")]
     assert [(limit.per, limit.limit) for limit in declared["login"]] == [
         ("client", "10/minute"),
         ("account", "5/minute;20/hour"),

@@ -308,6 +308,7 @@ def test_stateless_questions_without_history_are_cached_and_with_history_are_not
         events = list(
             conversations.stateless_answer_stream(
                 units=new_uow,
+                clock=clock,
                 config=config,
                 caller=setup.owner,
                 chatbot_id=setup.chatbot.id,

@@ -10,7 +10,7 @@ import re
 
 from prometheus_client import REGISTRY
 
-from tests.helpers import NOT_FOUND, assert_problem
+from tests.helpers import NOT_FOUND, assert_problem, on_plan
 from tests.public_chatbots.test_public_chatbots_api import CHATBOTS, ELSEWHERE, PUBLIC, SHOP, make_public_chatbot
 
 ETAG = re.compile(r'^"[0-9a-f]{32}"$')
@@ -80,7 +80,8 @@ def test_a_change_by_the_owner_is_seen_at_once_with_a_new_tag(client, account, n
     assert read(client, chatbot["public_id"], {"If-None-Match": old.headers["ETag"]}).status_code == 200
 
 
-def test_chatbots_closed_to_visitors_are_404_and_opening_one_is_seen_at_once(client, account, new_uow):
+def test_chatbots_closed_to_visitors_are_404_and_opening_one_is_seen_at_once(app, client, account, new_uow):
+    on_plan(app, account.id)  # three chatbots: more than the free plan allows
     private = make_public_chatbot(client, account, new_uow, visibility="private")
     draft = make_public_chatbot(client, account, new_uow, status="draft")
     paused = make_public_chatbot(client, account, new_uow, status="paused")
