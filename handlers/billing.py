@@ -4,18 +4,28 @@ on a subscription or invoice works on the caller's own (another account's invoic
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import flask
+import orjson
 from jinja2 import Environment, select_autoescape
 
-from handlers.etags import etag, matches_current
+from handlers.etags import etag, matches_current, tag_matches
 from handlers.responses import json_answer, not_modified, timestamp
-from server.integration.context import billing_config, clock, header, principal, request_meta, unit_of_work
+from server.integration.context import (
+    billing_config,
+    clock,
+    header,
+    job_engine,
+    principal,
+    request_meta,
+    unit_of_work,
+)
 from server.integration.idempotency import idempotent
-from services import billing_reports, plans, subscriptions
+from services import billing_reports, caching, plans, subscriptions
 from services import invoices as invoice_services
 from services.billing_state import subscription_data
 from services.timestamps import parse_instant
@@ -26,16 +36,7 @@ if TYPE_CHECKING:
 
 def plan_representation(plan: Plan) -> dict[str, Any]:
     """The `Plan` schema."""
-    return {
-        "code": plan.code,
-        "name": plan.name,
-        "interval": plan.interval,
-        "price": plan.price,
-        "currency": plan.currency,
-        "tier": plan.tier,
-        "quotas": {meter: plan.quotas.get(meter) for meter in plans.METERS},
-        "active": plan.active,
-    }
+    return plans.plan_values(plan)
 
 
 def invoice_representation(view: invoice_services.InvoiceView) -> dict[str, Any]:
@@ -97,15 +98,31 @@ EXPORT_SECTIONS = {"subscription": _export_subscription, "invoices": _export_inv
 """The caller's subscription and invoices (with their lines) in their data export."""
 
 
-def list_plans() -> tuple:
-    """GET /api/v1/plans — the active plans (public)."""
-    return json_answer({"items": [plan_representation(plan) for plan in plans.list_plans(uow=unit_of_work())]})
+CATALOGUE_MAX_AGE_SECONDS = 60
+"""`Cache-Control: public, max-age` of the plan list: browsers and CDNs may keep it a minute."""
+
+
+def list_plans() -> Any:
+    """GET /api/v1/plans — the active plans (public), from the cache (`services.plans.catalogue`),
+    with a strong ETag of the list and Cache-Control; 304 when If-None-Match names it."""
+    items = plans.catalogue(uow=unit_of_work(), cache=caching.cache_of(job_engine()))
+    body = {"items": items}
+    tag = '"' + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32] + '"'
+    headers = {"ETag": tag, "Cache-Control": f"public, max-age={CATALOGUE_MAX_AGE_SECONDS}"}
+    if tag_matches(header("If-None-Match"), tag):
+        return not_modified(headers)
+    return json_answer(body, 200, headers)
 
 
 def create_plan(body: dict[str, Any]) -> tuple:
     """POST /api/v1/plans — 201 with the plan (administrators)."""
     plan = plans.create_plan(
-        uow=unit_of_work(), clock=clock(), actor_id=principal().id, values=body, meta=request_meta()
+        uow=unit_of_work(),
+        clock=clock(),
+        actor_id=principal().id,
+        values=body,
+        meta=request_meta(),
+        cache=caching.cache_of(job_engine()),
     )
     return json_answer(plan_representation(plan), 201)
 

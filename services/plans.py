@@ -19,7 +19,7 @@ from typing import Any
 
 from persistence.billing.models import Plan
 from persistence.unit_of_work import UnitOfWork
-from services import audit
+from services import audit, caching
 from services.audit import RequestMeta
 from services.clock import Clock
 from services.errors import Conflict, InvalidInput
@@ -94,6 +94,43 @@ yearly plans cost ten months and allow twelve months' periodic usage per (yearly
 
 class PlanExists(Conflict):
     """A plan with this code exists already (codes are never reused)."""
+
+
+PLANS_CACHE = "plans"
+"""The cache name of the plan catalogue (`catalogue`), key `CATALOGUE_KEY`."""
+CATALOGUE_KEY = "active"
+CATALOGUE_TTL_SECONDS = 300.0
+"""How long the catalogue is reused (issue 18, "the plan catalogue" is read-mostly): forgotten at
+once when an administrator adds a plan through the API; `charter plans sync`, another process,
+is seen within this time."""
+
+
+def plan_values(plan: Plan) -> dict[str, Any]:
+    """The `Plan` schema's values (JSON: what the cache keeps and `GET /api/v1/plans` lists)."""
+    return {
+        "code": plan.code,
+        "name": plan.name,
+        "interval": plan.interval,
+        "price": plan.price,
+        "currency": plan.currency,
+        "tier": plan.tier,
+        "quotas": {meter: plan.quotas.get(meter) for meter in METERS},
+        "active": plan.active,
+    }
+
+
+def catalogue(*, uow: UnitOfWork, cache: caching.Cache | None, ttl_seconds: float = CATALOGUE_TTL_SECONDS) -> list[Any]:
+    """The active plans as `plan_values`, in `list_plans`' order, from the cache when there
+    (computed once per `ttl_seconds` however many ask: `Cache.get_or_compute`); without a cache,
+    read every time."""
+
+    def read() -> list[Any]:
+        return [plan_values(plan) for plan in list_plans(uow=uow)]
+
+    if cache is None:
+        return read()
+    values: list[Any] = cache.get_or_compute(PLANS_CACHE, CATALOGUE_KEY, read, ttl_seconds=ttl_seconds)
+    return values
 
 
 def list_plans(*, uow: UnitOfWork) -> list[Plan]:
@@ -176,7 +213,13 @@ def validate_quotas(quotas: dict[str, Any], *, pointer: str = "/quotas") -> dict
 
 
 def create_plan(
-    *, uow: UnitOfWork, clock: Clock, actor_id: uuid.UUID, values: dict[str, Any], meta: RequestMeta
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    actor_id: uuid.UUID,
+    values: dict[str, Any],
+    meta: RequestMeta,
+    cache: caching.Cache | None = None,
 ) -> Plan:
     """An administrator adds a plan (`values`: code, name, interval, price, currency, tier,
     quotas; active defaults to True). Audited (``plan_created``).
@@ -221,4 +264,5 @@ def create_plan(
         actor_id=actor_id,
         details={"code": code, "price": price, "currency": plan.currency, "interval": plan.interval},
     )
+    caching.invalidate_after_commit(uow, cache, PLANS_CACHE, CATALOGUE_KEY)
     return plan
