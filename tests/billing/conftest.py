@@ -88,3 +88,27 @@ def app_clock(app):
     state.clock = frozen
     yield frozen
     state.clock = original
+
+
+def forget_catalogue(app) -> None:
+    """Drop the session app's cached plan catalogue (after a test changed plans in the database)."""
+    from services import caching
+    from services.plans import CATALOGUE_KEY, PLANS_CACHE
+
+    cache = caching.cache_of(app.app.extensions["charter"].jobs)
+    if cache is not None:
+        cache.delete(PLANS_CACHE, CATALOGUE_KEY)
+
+
+@pytest.fixture
+def retire_plans(app, new_uow):
+    """Codes of plans a test added, made inactive afterwards (the catalogue tests list the plans),
+    and the cached catalogue forgotten (the change is made in the database, not through the API)."""
+    codes: list[str] = []
+    yield codes
+    with new_uow() as uow:
+        for code in codes:
+            plan = uow.plans.get(code)
+            if plan is not None:
+                plan.active = False
+    forget_catalogue(app)

@@ -22,18 +22,6 @@ def app_provider(app):
     return app.app.extensions["charter"].payment_provider
 
 
-@pytest.fixture
-def retire_plans(new_uow):
-    """Codes of plans a test added, made inactive afterwards (the catalogue tests list the plans)."""
-    codes: list[str] = []
-    yield codes
-    with new_uow() as uow:
-        for code in codes:
-            plan = uow.plans.get(code)
-            if plan is not None:
-                plan.active = False
-
-
 def subscribe(client, account, plan_code, **headers):
     return client.post(
         "/api/v1/billing/subscription", json={"plan_code": plan_code}, headers={**account.headers, **headers}
