@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import requests
-import stamina
 import stripe
 
 from adapters.payment_types import CardDetails, ChargeOutcome, PaymentMethodRejected, PaymentProviderUnavailable
@@ -50,14 +49,6 @@ RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 """Stripe statuses worth another attempt with the same idempotency key: a concurrent request
 with the key (409 ``idempotency_key_in_use`` is not retried: see `_retryable`), rate limits,
 server errors."""
-
-
-class _Retryable(Exception):
-    """An attempt failed in a way worth another attempt (internal)."""
-
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 class StripePaymentProvider:
@@ -226,37 +217,30 @@ class StripePaymentProvider:
             stripe.CardError, stripe.InvalidRequestError: Stripe's answer about the request.
         """
         try:
-            for attempt in stamina.retry_context(
-                on=_Retryable,
+            return self.breaker.call(
+                request,
+                counts=_retryable_error,
+                retry_on=_retryable_error,
                 attempts=self.retry_attempts,
                 wait_initial=self.retry_wait_seconds,
                 wait_max=self.retry_max_wait_seconds,
-                wait_jitter=self.retry_wait_seconds,
-            ):
-                with attempt:
-                    self.breaker.admit()
-                    return self._attempt(request)
+            )
         except DependencyUnavailable as error:
             raise PaymentProviderUnavailable("Stripe's circuit breaker is open") from error
-        except _Retryable as error:
-            raise PaymentProviderUnavailable(f"Stripe did not answer: {error.cause}") from error.cause
+        except (stripe.CardError, stripe.InvalidRequestError):
+            self.breaker.succeeded()  # Stripe answered about the request: it is up
+            raise
         except (stripe.AuthenticationError, stripe.PermissionError, stripe.IdempotencyError) as error:
             raise PaymentProviderUnavailable(f"Stripe refused the request: {type(error).__name__}") from error
-        raise AssertionError("unreachable: stamina makes at least one attempt")  # pragma: no cover
-
-    def _attempt(self, request: Callable[[], T]) -> T:
-        try:
-            result = request()
-        except (stripe.CardError, stripe.InvalidRequestError):
-            self.breaker.succeeded()  # Stripe answered: it is up
-            raise
         except stripe.StripeError as error:
             if _retryable(error):
-                self.breaker.failed(error)
-                raise _Retryable(error) from error
+                raise PaymentProviderUnavailable(f"Stripe did not answer: {error}") from error
             raise
-        self.breaker.succeeded()
-        return result
+
+
+def _retryable_error(error: Exception) -> bool:
+    """Whether `error` is a Stripe failure worth another attempt (and a failure of Stripe's)."""
+    return isinstance(error, stripe.StripeError) and _retryable(error)
 
 
 def _retryable(error: stripe.StripeError) -> bool:
